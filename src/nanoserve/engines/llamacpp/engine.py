@@ -85,6 +85,7 @@ class LlamaCppEngine(GenerationEngine):
             config = SchedulerConfig(
                 n_batch=n_batch,
                 prefill_chunk=options.prefill_chunk,
+                prefill_budget=options.prefill_budget,
                 prefix_cache=options.prefix_cache,
                 prefix_copy_min=options.prefix_copy_min,
             )

@@ -22,8 +22,9 @@ from nanoserve.errors import EngineError
 log = logging.getLogger(__name__)
 native_log = logging.getLogger("nanoserve.llama_cpp")
 
-# ggml_log_level -> logging level; llama.cpp's INFO is chatty, so it goes to DEBUG.
-_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# enum ggml_log_level (NONE, DEBUG, INFO, WARN, ERROR; 5 = CONT continues the previous line's level)
+# -> logging level; llama.cpp's INFO is chatty (a hundred lines per load), so it goes to DEBUG.
+_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 _FLASH_ATTN = {
     "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
     "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -95,6 +96,8 @@ class LlamaModel:
         self.config = config
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = 0
+        # Extra buffer types repack weights for AMX/other kernels; this build's AMX matmul crashes
+        # (SIGSEGV in ggml_backend_amx_mul_mat) on CPUs that report AMX, so plain CPU buffers it is.
         mparams.use_extra_bufts = False
         mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if config.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)

@@ -23,12 +23,23 @@ class LlamaCppOptions(EngineOptions):
         default=512, ge=8, le=8192, description="most tokens in one decode step (decode + prefill)"
     )
     prefill_chunk: int = Field(
-        default=64,
+        default=48,
         ge=1,
         le=8192,
         description=(
-            "most prompt tokens added to a step while other sequences are decoding, so their "
-            "streams never stall for long; with nothing decoding a prompt takes up to n_batch"
+            "most prompt tokens of one sequence per step; below 64, llama.cpp's CPU flash attention "
+            "takes the same kernel as decoding, so a prompt's KV cache is bit-identical however it "
+            "was split (cached prefixes reproduce cold runs exactly); 64 or more: faster prompts, "
+            "without that guarantee"
+        ),
+    )
+    prefill_budget: int = Field(
+        default=128,
+        ge=1,
+        le=8192,
+        description=(
+            "most prompt tokens per step while other sequences are decoding, so their streams never "
+            "stall for long; with nothing decoding, prompts take up to n_batch"
         ),
     )
     prefix_cache: bool = Field(default=True, description="reuse the KV cache of matching prompt prefixes")

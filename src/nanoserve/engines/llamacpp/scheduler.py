@@ -3,8 +3,9 @@
 Each step is one ``llama_decode`` over a batch that holds
 
 * one token for every sequence that is generating (the token sampled in the previous step), and
-* chunks of prompts still being evaluated (chunked prefill), at most ``prefill_chunk`` tokens
-  while anything is generating so no stream stalls for long; up to ``n_batch`` otherwise.
+* chunks of prompts still being evaluated (chunked prefill): at most ``prefill_chunk`` tokens
+  per sequence, and at most ``prefill_budget`` in all while anything is generating, so no stream
+  stalls for long; up to ``n_batch`` otherwise.
 
 Requests enter from the event loop through ``submit``/``cancel`` (a lock-protected command list
 and a condition variable); results leave once per step: one ``call_soon_threadsafe`` per event
@@ -75,7 +76,8 @@ class Slot:
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     n_batch: int
-    prefill_chunk: int
+    prefill_chunk: int  # per sequence and step
+    prefill_budget: int  # per step, while anything is decoding
     prefix_cache: bool = True
     prefix_copy_min: int = 32
 
@@ -216,12 +218,12 @@ class Scheduler:
         n_decoding = len(tokens)
         budget = self.config.n_batch - n_decoding
         if n_decoding:
-            budget = min(budget, self.config.prefill_chunk)
+            budget = min(budget, self.config.prefill_budget)
         chunks: list[tuple[Job, int]] = []
         for job in self._active:
             if job.next_token is not None or budget <= 0:
                 continue
-            take = min(budget, len(job.prompt) - job.n_done)
+            take = min(budget, self.config.prefill_chunk, len(job.prompt) - job.n_done)
             start = job.n_done
             tokens.extend(job.prompt[start : start + take])
             positions.extend(range(start, start + take))
