@@ -50,12 +50,19 @@ def highlevel(path: Path, threads: int, n_tokens: int) -> float:
         return params
 
     llama_cpp.llama_cpp.llama_model_default_params = no_extra_bufts
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
     rates = []
     for prompt in PROMPTS[:3]:
         stamps = []
-        for _ in llm.create_completion(chat(prompt), max_tokens=n_tokens, temperature=0.0, stream=True,
-                                       logit_bias={t: -1e9 for t in (2,)}):
+        for _ in llm.create_completion(
+            chat(prompt),
+            max_tokens=n_tokens,
+            temperature=0.0,
+            stream=True,
+            logit_bias={t: -1e9 for t in (2,)},
+        ):
             stamps.append(time.perf_counter())
         rates.append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
     del llm
@@ -65,8 +72,10 @@ def highlevel(path: Path, threads: int, n_tokens: int) -> float:
 def lowlevel(path: Path, threads: int, n_tokens: int, n_seq: int, kv_unified: bool) -> float:
     from nanoserve.engines.llamacpp.native import Batch, ContextConfig, LlamaModel
 
-    model = LlamaModel(path, ContextConfig(n_ctx=n_seq * 2048, n_seq=n_seq, n_batch=512, threads=threads,
-                                           kv_unified=kv_unified))
+    model = LlamaModel(
+        path,
+        ContextConfig(n_ctx=n_seq * 2048, n_seq=n_seq, n_batch=512, threads=threads, kv_unified=kv_unified),
+    )
     batch = Batch(512)
     prompts = [model.tokenize(chat(PROMPTS[i % len(PROMPTS)])) for i in range(n_seq)]
     last = []
@@ -80,7 +89,12 @@ def lowlevel(path: Path, threads: int, n_tokens: int, n_seq: int, kv_unified: bo
     pos = [len(p) for p in prompts]
     t0 = time.perf_counter()
     for _ in range(n_tokens - 1):
-        batch.token[:n_seq], batch.pos[:n_seq], batch.seq[:n_seq], batch.logits[:n_seq] = last, pos, range(n_seq), 1
+        batch.token[:n_seq], batch.pos[:n_seq], batch.seq[:n_seq], batch.logits[:n_seq] = (
+            last,
+            pos,
+            range(n_seq),
+            1,
+        )
         batch.n_tokens = n_seq
         assert model.decode(batch) == 0
         logits = model.logits(n_seq)
@@ -98,6 +112,7 @@ async def engine_run(spec: EngineSpec, n_streams: int, n_tokens: int) -> tuple[f
     engine = LlamaCppEngine(spec)
     await engine.start()
     try:
+
         async def one(i: int) -> tuple[int, float, float]:
             req = GenerationRequest(
                 prompt=chat(PROMPTS[i % len(PROMPTS)] + f" (#{i})"),
@@ -140,15 +155,26 @@ def main() -> None:
     weights = ensure_served_weights(source, args.quantize, data_dir, threads=args.threads)
     print(f"weights: {weights}")
     if not args.skip_baselines:
-        print(f"high-level create_completion, 1 stream: {highlevel(weights, args.threads, args.tokens):7.1f} tok/s")
+        print(
+            f"high-level create_completion, 1 stream: {highlevel(weights, args.threads, args.tokens):7.1f} tok/s"
+        )
         for b in (1, 8):
             rate = lowlevel(weights, args.threads, args.tokens, b, args.kv_unified)
             print(f"low-level greedy loop B={b}:            {rate:7.1f} tok/s")
     for streams in (1, 8):
-        spec = EngineSpec(name="bench", path=source, context_length=2048, parallel=8, threads=args.threads,
-                          options={"quantize": args.quantize, "kv_unified": args.kv_unified}, data_dir=data_dir)
+        spec = EngineSpec(
+            name="bench",
+            path=source,
+            context_length=2048,
+            parallel=8,
+            threads=args.threads,
+            options={"quantize": args.quantize, "kv_unified": args.kv_unified},
+            data_dir=data_dir,
+        )
         agg, per = asyncio.run(engine_run(spec, streams, args.tokens))
-        print(f"engine {streams} stream(s):                 {agg:7.1f} tok/s aggregate, {per:6.1f} per stream")
+        print(
+            f"engine {streams} stream(s):                 {agg:7.1f} tok/s aggregate, {per:6.1f} per stream"
+        )
 
 
 if __name__ == "__main__":

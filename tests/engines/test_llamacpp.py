@@ -19,11 +19,11 @@ import pytest_asyncio
 
 pytest.importorskip("llama_cpp")
 
-from nanoserve.engines.base import EngineSpec, Finished, GenerationRequest, SamplingParams, Token  # noqa: E402
-from nanoserve.engines.llamacpp import LlamaCppEngine  # noqa: E402
-from nanoserve.engines.llamacpp.weights import served_weights_path  # noqa: E402
-from nanoserve.errors import BadRequest, ContextLengthExceeded  # noqa: E402
-from nanoserve.sources import resolve_source  # noqa: E402
+from nanoserve.engines.base import EngineSpec, Finished, GenerationRequest, SamplingParams, Token
+from nanoserve.engines.llamacpp import LlamaCppEngine
+from nanoserve.engines.llamacpp.weights import served_weights_path
+from nanoserve.errors import BadRequest, ContextLengthExceeded
+from nanoserve.sources import resolve_source
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -81,7 +81,9 @@ async def cold(data_dir: Path, engine: LlamaCppEngine) -> AsyncIterator[LlamaCpp
 
 
 def chat(engine: LlamaCppEngine, user: str, system: str | None = None) -> str:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}
+    ]
     return engine.render_chat(messages)
 
 
@@ -139,7 +141,9 @@ async def test_stop_sequence_ends_before_the_stop_text(engine: LlamaCppEngine) -
 
 
 async def test_max_tokens_finishes_with_length(engine: LlamaCppEngine) -> None:
-    result = await run(engine, chat(engine, "Tell me a long story about a dragon."), max_tokens=5, ignore_eos=True)
+    result = await run(
+        engine, chat(engine, "Tell me a long story about a dragon."), max_tokens=5, ignore_eos=True
+    )
     assert result.finished.finish_reason == "length"
     assert result.finished.completion_tokens == 5 == len(result.ids)
 
@@ -157,7 +161,9 @@ async def test_cancelling_streams_frees_their_slots(engine: LlamaCppEngine) -> N
     before = engine.info()["stats"]["cancelled_total"]
     prompts = [chat(engine, f"Describe {c} in great detail.") for c in COUNTRIES[:10]]  # 2 wait in the queue
     streams = [
-        engine.generate(GenerationRequest(p, SamplingParams(max_tokens=300, temperature=0.0, ignore_eos=True)))
+        engine.generate(
+            GenerationRequest(p, SamplingParams(max_tokens=300, temperature=0.0, ignore_eos=True))
+        )
         for p in prompts
     ]
     firsts = [asyncio.ensure_future(anext(s)) for s in streams]
@@ -180,7 +186,9 @@ async def test_cancelling_the_consuming_task_frees_the_slot(engine: LlamaCppEngi
     started = asyncio.Event()
 
     async def consume() -> None:
-        request = GenerationRequest(chat(engine, "Tell me a story."), SamplingParams(max_tokens=500, ignore_eos=True))
+        request = GenerationRequest(
+            chat(engine, "Tell me a story."), SamplingParams(max_tokens=500, ignore_eos=True)
+        )
         async for _ in engine.generate(request):
             started.set()
 
@@ -193,7 +201,9 @@ async def test_cancelling_the_consuming_task_frees_the_slot(engine: LlamaCppEngi
     await wait_idle(engine)
 
 
-async def test_prefix_cache_reuses_a_shared_system_prompt(engine: LlamaCppEngine, cold: LlamaCppEngine) -> None:
+async def test_prefix_cache_reuses_a_shared_system_prompt(
+    engine: LlamaCppEngine, cold: LlamaCppEngine
+) -> None:
     system_tokens = len(engine.tokenize(chat(engine, "x", system=SYSTEM))) - 10
     assert system_tokens > 250
     first = await run(engine, chat(engine, "Where is Lima?", system=SYSTEM))
@@ -214,7 +224,9 @@ async def test_prefix_cache_never_leaks_between_concurrent_requests(
     cities = ["Cairo", "Tokyo", "Madrid"]
     await run(engine, chat(engine, "Where is Paris?", system=SYSTEM), max_tokens=4)  # a slot holds the prefix
     copies_before = engine.info()["stats"]["prefix_cache_copies_total"]
-    results = await asyncio.gather(*(run(engine, chat(engine, f"Where is {c}?", system=SYSTEM)) for c in cities))
+    results = await asyncio.gather(
+        *(run(engine, chat(engine, f"Where is {c}?", system=SYSTEM)) for c in cities)
+    )
     references = [await run(cold, chat(cold, f"Where is {c}?", system=SYSTEM)) for c in cities]
     for city, result, reference in zip(cities, results, references):
         assert result.finished.cached_tokens > 250
@@ -236,12 +248,12 @@ async def test_context_length_is_checked_before_any_event(engine: LlamaCppEngine
 
 async def test_grammar_constrains_the_output(engine: LlamaCppEngine) -> None:
     prompt = chat(engine, "Is Paris in France? Reply in JSON.")
-    grammar = r'''
+    grammar = r"""
 root   ::= "{" ws "\"answer\":" ws answer ws "," ws "\"city\":" ws string ws "}"
 answer ::= "true" | "false"
 string ::= "\"" [A-Za-z ]{1,20} "\""
 ws     ::= [ ]?
-'''
+"""
     result = await run(engine, prompt, grammar=grammar, max_tokens=40)
     data = json.loads(result.text)
     assert set(data) == {"answer", "city"}
@@ -253,12 +265,14 @@ ws     ::= [ ]?
 
 async def test_invalid_grammar_is_a_bad_request(engine: LlamaCppEngine) -> None:
     with pytest.raises(BadRequest):
-        await anext(engine.generate(GenerationRequest("Hi", SamplingParams(max_tokens=4, grammar="root ::= ("))))
+        await anext(
+            engine.generate(GenerationRequest("Hi", SamplingParams(max_tokens=4, grammar="root ::= (")))
+        )
 
 
 async def test_seeded_sampling_is_reproducible(engine: LlamaCppEngine) -> None:
     prompt = chat(engine, "Write a sentence about the sea.")
-    params = dict(temperature=0.9, top_p=0.95, top_k=40, min_p=0.05, max_tokens=20)
+    params = {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "max_tokens": 20}
     a = await run(engine, prompt, seed=7, **params)
     b = await run(engine, prompt, seed=7, **params)
     assert a.ids == b.ids
@@ -269,8 +283,12 @@ async def test_seeded_sampling_is_reproducible(engine: LlamaCppEngine) -> None:
 async def test_penalties_reduce_repetition(engine: LlamaCppEngine) -> None:
     prompt = chat(engine, "Repeat the word 'apple' thirty times.")
     plain = await run(engine, prompt, max_tokens=40, ignore_eos=True)
-    penalised = await run(engine, prompt, max_tokens=40, ignore_eos=True, frequency_penalty=1.5, presence_penalty=1.0)
-    assert max(penalised.ids.count(t) for t in set(penalised.ids)) < max(plain.ids.count(t) for t in set(plain.ids))
+    penalised = await run(
+        engine, prompt, max_tokens=40, ignore_eos=True, frequency_penalty=1.5, presence_penalty=1.0
+    )
+    assert max(penalised.ids.count(t) for t in set(penalised.ids)) < max(
+        plain.ids.count(t) for t in set(plain.ids)
+    )
 
 
 async def test_token_id_prompts(engine: LlamaCppEngine) -> None:

@@ -31,7 +31,7 @@ CHATML_TEMPLATE = (
 class _GenerationTag(jinja2.ext.Extension):
     """Pass-through for Transformers' ``{% generation %}`` tag (marks assistant spans)."""
 
-    tags = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 (jinja2 types it as an instance attribute)
 
     def parse(self, parser: Any) -> Any:
         parser.stream.skip(1)
@@ -45,7 +45,9 @@ def _tojson(
     separators: tuple[str, str] | None = None,
     sort_keys: bool = False,
 ) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _raise_exception(message: str) -> None:

@@ -14,7 +14,7 @@ from nanoserve.engines.text import StopMatcher
 
 
 class TextStream:
-    __slots__ = ("_utf8", "_stops")
+    __slots__ = ("_stops", "_utf8")
 
     def __init__(self, stops: Sequence[str] = ()):
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")

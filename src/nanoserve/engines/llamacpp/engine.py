@@ -79,8 +79,8 @@ class LlamaCppEngine(GenerationEngine):
                 )
             self._template = ChatTemplate(
                 spec.chat_template or model.chat_template() or CHATML_TEMPLATE,
-                bos_token=model.token_text(model.bos),
-                eos_token=model.token_text(model.eos),
+                bos_token=model.bos_text,
+                eos_token=model.eos_text,
             )
             config = SchedulerConfig(
                 n_batch=n_batch,
@@ -160,7 +160,11 @@ class LlamaCppEngine(GenerationEngine):
         inbox: asyncio.Queue[list[Outcome]] = asyncio.Queue()
         sampler = Sampler(model, params, penalty_last_n=self.options.penalty_last_n)
         job = Job(prompt, params, sampler, asyncio.get_running_loop(), inbox.put_nowait)
-        scheduler.submit(job)
+        try:
+            scheduler.submit(job)
+        except NanoserveError:
+            sampler.close()
+            raise
         done = False
         try:
             while True:

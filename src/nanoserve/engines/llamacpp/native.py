@@ -77,13 +77,15 @@ class Batch:
         self._seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * capacity)(
             *(ctypes.cast(base + i * itemsize, ctypes.POINTER(ctypes.c_int32)) for i in range(capacity))
         )
-        self.struct = llama_cpp.llama_batch()
-        self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
-        self.struct.embd = None
-        self.struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos))
-        self.struct.n_seq_id = self._n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-        self.struct.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id)))
-        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self.struct = llama_cpp.llama_batch(
+            n_tokens=0,
+            token=self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token)),
+            embd=None,
+            pos=self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos)),
+            n_seq_id=self._n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+            seq_id=ctypes.cast(self._seq_ptrs, ctypes.POINTER(ctypes.POINTER(llama_cpp.llama_seq_id))),
+            logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+        )
         self.n_tokens = 0
 
 
@@ -99,7 +101,9 @@ class LlamaModel:
         # Extra buffer types repack weights for AMX/other kernels; this build's AMX matmul crashes
         # (SIGSEGV in ggml_backend_amx_mul_mat) on CPUs that report AMX, so plain CPU buffers it is.
         mparams.use_extra_bufts = False
-        mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if config.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        mparams.load_mode = (
+            llama_cpp.LLAMA_LOAD_MODE_MMAP if config.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        )
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
         if not self.model:
             raise EngineError(f"llama.cpp could not load {path.name} (see the worker log)")
@@ -112,7 +116,8 @@ class LlamaModel:
             self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
             self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(self.ctx)
             self.eog = np.array(
-                [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)], dtype=np.int32
+                [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)],
+                dtype=np.int32,
             )
             self._eog_set = frozenset(int(t) for t in self.eog)
             self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
@@ -120,6 +125,8 @@ class LlamaModel:
             self.eos = llama_cpp.llama_vocab_eos(self.vocab)
             self._pieces: dict[int, bytes] = {}
             self._piece_buf = ctypes.create_string_buffer(256)
+            self.bos_text = self.token_text(self.bos) if self.bos >= 0 else ""
+            self.eos_text = self.token_text(self.eos) if self.eos >= 0 else ""
         except BaseException:
             self.close()
             raise
@@ -189,7 +196,7 @@ class LlamaModel:
         """Token ids, special tokens parsed; BOS added when the model wants one and the text lacks it."""
         data = text.encode("utf-8")
         if add_bos is None:
-            add_bos = self.add_bos and not text.startswith(self.token_text(self.bos))
+            add_bos = self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
         capacity = len(data) + 8
         tokens = (llama_cpp.llama_token * capacity)()
         n = llama_cpp.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, True)
@@ -220,13 +227,19 @@ class LlamaModel:
 
     # -- decoding (decode thread only) -----------------------------------------------------
 
+    @property
+    def context(self) -> llama_cpp.llama_context_p:
+        if not self.ctx:
+            raise EngineError("the llama.cpp context is closed")
+        return self.ctx
+
     def decode(self, batch: Batch) -> int:
         batch.struct.n_tokens = batch.n_tokens
-        return int(llama_cpp.llama_decode(self.ctx, batch.struct))
+        return int(llama_cpp.llama_decode(self.context, batch.struct))
 
     def logits(self, n_outputs: int) -> npt.NDArray[np.float32]:
         """The output rows of the last decode, in batch order, as a (n_outputs, n_vocab) view."""
-        ptr = llama_cpp.llama_get_logits(self.ctx)
+        ptr = llama_cpp.llama_get_logits(self.context)
         return np.ctypeslib.as_array(ptr, shape=(n_outputs, self.n_vocab))
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:

@@ -74,7 +74,9 @@ class Sampler:
         if params.grammar:
             grammar = llama_cpp.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
             if not grammar:
-                raise BadRequest("the grammar does not parse (GBNF with a 'root' rule expected)", param="grammar")
+                raise BadRequest(
+                    "the grammar does not parse (GBNF with a 'root' rule expected)", param="grammar"
+                )
             llama_cpp.llama_sampler_chain_add(self.chain, grammar)
         if params.greedy:
             self._add(llama_cpp.llama_sampler_init_greedy())
@@ -100,4 +102,3 @@ class Sampler:
 
     def __del__(self) -> None:  # a safety net; the scheduler closes samplers explicitly
         self.close()
-

@@ -92,6 +92,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._commands: list[tuple[str, Job]] = []
         self._stopping = False
+        self._closed: NanoserveError | None = None  # set when the thread ends; submit raises it
         self._pending: deque[Job] = deque()
         self._active: list[Job] = []  # in admission order
         self._clock = 0
@@ -103,15 +104,18 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        self._command("submit", job)
+        """Queue a job; once the decode thread has ended, raise why it did."""
+        with self._cond:
+            if self._closed is not None:
+                raise type(self._closed)(self._closed.message)
+            self._commands.append(("submit", job))
+            self._cond.notify()
 
     def cancel(self, job: Job) -> None:
-        self._command("cancel", job)
-
-    def _command(self, kind: str, job: Job) -> None:
         with self._cond:
-            self._commands.append((kind, job))
-            self._cond.notify()
+            if self._closed is None:
+                self._commands.append(("cancel", job))
+                self._cond.notify()
 
     def stop(self, timeout: float | None = None) -> None:
         """Fail what is left with Unavailable and end the thread (blocking: call off the loop)."""
@@ -141,15 +145,22 @@ class Scheduler:
                     stopping = self._stopping
                 self._apply(commands)
                 if stopping:
-                    self._fail_all(lambda: Unavailable("the model is shutting down"))
+                    self._close(Unavailable("the model is shutting down"))
                     return
                 self._admit()
                 if self._active:
                     self._step()
         except BaseException as exc:  # a bug or a native failure: nobody may wait forever
             log.exception("llama.cpp decode thread failed")
-            message = f"the decode thread failed: {exc}"
-            self._fail_all(lambda: EngineError(message))
+            self._close(EngineError(f"the llama.cpp decode thread failed: {exc}"))
+
+    def _close(self, error: NanoserveError) -> None:
+        """Refuse new work and fail every job still here, queued or running."""
+        with self._cond:
+            self._closed = error
+            late, self._commands = self._commands, []
+        self._pending.extend(job for kind, job in late if kind == "submit")
+        self._fail_all(lambda: type(error)(error.message))
 
     def _runnable(self) -> bool:
         return bool(self._active) or (bool(self._pending) and any(s.job is None for s in self.slots))
@@ -197,7 +208,7 @@ class Scheduler:
             self.stats.requests += 1
             self.stats.prompt_tokens += len(job.prompt)
             self.stats.cached_tokens += reuse
-            self.stats.prefix_hits += reuse > 0
+            self.stats.prefix_hits += int(reuse > 0)
 
     def _step(self) -> None:
         batch = self._batch
@@ -245,7 +256,9 @@ class Scheduler:
         rc = self.model.decode(batch)
         self.stats.record_step(n)
         if rc != 0:
-            self._decode_failed(rc, [j for j, _ in chunks] + [j for j in self._active if j.next_token is not None])
+            self._decode_failed(
+                rc, [j for j, _ in chunks] + [j for j in self._active if j.next_token is not None]
+            )
             return
 
         for job in self._active:
@@ -269,7 +282,7 @@ class Scheduler:
                     values[self.model.eog] = -np.inf
                 token = int(values.argmax())
             else:
-                token = job.sampler.sample(self.model.ctx, index)
+                token = job.sampler.sample(self.model.context, index)
             events[job] = self._on_token(job, token, now)
         self._deliver(events)
 
@@ -282,7 +295,8 @@ class Scheduler:
         self.stats.generated_tokens += 1
         text, stopped = job.text.feed(self.model.piece(token))
         if stopped:
-            return ([Token(id=token, text=text)] if text else []) + [self._finish(job, "stop", now)]
+            head: list[Outcome] = [Token(id=token, text=text)] if text else []
+            return [*head, self._finish(job, "stop", now)]
         if job.generated >= job.params.max_tokens:
             return [Token(id=token, text=text), self._finish(job, "length", now, job.text.finish())]
         job.next_token = token
