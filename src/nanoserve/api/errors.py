@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,9 +16,15 @@ log = logging.getLogger("nanoserve.api")
 
 
 def bad_request_from_validation(exc: ValidationError) -> BadRequest:
-    """The first validation problem as a 400 naming the parameter (not FastAPI's 422)."""
-    err = exc.errors()[0]
-    param = ".".join(str(p) for p in err["loc"]) or None
+    """The first validation problem as a 400 naming the parameter (not FastAPI's 422).
+
+    A value that matches no member of a union produces one error per member, each with the
+    member's name appended to the location: the parameter is their common prefix.
+    """
+    errors = exc.errors()
+    err = errors[0]
+    loc = os.path.commonprefix([e["loc"] for e in errors if e["loc"][:1] == err["loc"][:1]])
+    param = ".".join(str(p) for p in loc) or None
     msg = err["msg"]
     if err["type"] == "missing":
         msg = f"'{param}' is a required property"

@@ -53,8 +53,12 @@ class Orchestrator:
     def instance(self, name: str) -> ModelInstance:
         return self.instances[self.registry.get(name).id]
 
-    async def acquire(self, name: str) -> Lease:
-        """A lease on a ready worker for model ``name`` (loads it if needed)."""
+    async def acquire(self, name: str, *, keep_alive: float | None = None, priority: int | None = None) -> Lease:
+        """A lease on a ready worker for model ``name`` (loads it if needed).
+
+        ``keep_alive`` (seconds, -1 forever, 0 unload after this request) and ``priority`` are the
+        request's lifecycle controls; None keeps the model's configured values.
+        """
         if not self.accepting:
             raise Unavailable("the server is shutting down", retry_after=5)
         instance = self.instance(name)
