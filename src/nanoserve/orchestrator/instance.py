@@ -60,6 +60,25 @@ class _Exited:
 _Command = _Start | _Stop | _Exited
 
 
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """What status endpoints show of one model (sizes in bytes; times are Unix seconds)."""
+
+    id: str
+    state: str
+    kind: str
+    engine: str
+    loaded_at: float | None
+    last_used: float | None
+    expires_at: float | None  # None: not loaded, or kept forever, or busy
+    in_flight: int
+    priority: int
+    pinned: bool
+    estimated_bytes: int | None
+    measured_bytes: int | None
+    pid: int | None
+
+
 @dataclass
 class InstanceStats:
     loads: int = 0
@@ -96,6 +115,28 @@ class ModelInstance:
     @property
     def id(self) -> str:
         return self.config.id
+
+    def view(self) -> ModelView:
+        keep_alive = self.config.keep_alive
+        loaded = self.state in (State.READY, State.DRAINING)
+        expires = None
+        if loaded and keep_alive >= 0 and not self.in_flight:
+            expires = self.last_used + keep_alive
+        return ModelView(
+            id=self.id,
+            state=str(self.state),
+            kind=self.config.kind,
+            engine=self.config.engine,
+            loaded_at=self.loaded_at,
+            last_used=self.last_used or None,
+            expires_at=expires,
+            in_flight=self.in_flight,
+            priority=self.config.priority,
+            pinned=self.config.pinned,
+            estimated_bytes=None,
+            measured_bytes=None,
+            pid=self.worker.pid if self.worker is not None else None,
+        )
 
     # -- API for other tasks -----------------------------------------------------------
     async def ensure_ready(self) -> WorkerProcess:

@@ -14,7 +14,7 @@ from typing import Any
 
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import Unavailable
-from nanoserve.orchestrator.instance import Lease, ModelInstance
+from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView
 from nanoserve.orchestrator.process import WorkerProcess, launch_worker
 from nanoserve.orchestrator.registry import Registry
 
@@ -79,6 +79,10 @@ class Orchestrator:
         instance = self.instance(name)
         await instance.stop(reason, force=force)
         return instance
+
+    def views(self) -> list[ModelView]:
+        """A read-only snapshot of every model, for status endpoints (``/models/status``, ``/api/ps``)."""
+        return [instance.view() for instance in self.instances.values()]
 
     async def shutdown(self) -> None:
         self.accepting = False
