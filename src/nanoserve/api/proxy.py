@@ -4,6 +4,9 @@ The gateway validates a request once, then forwards the client's own bytes; stre
 are relayed as bytes (no per-chunk JSON parsing). A worker found dead when connecting is
 restarted and the request retried once (nothing was sent, so this is safe); a worker that dies
 mid-stream ends the stream with an error event.
+
+Observability hooks (``observability/requests.py``): the time spent in ``acquire`` (queue wait,
+cold start), the first relayed chunk, and the answer's last bytes, where the worker puts usage.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from nanoserve.errors import NanoserveError, WorkerUnavailable
+from nanoserve.observability import requests
 from nanoserve.orchestrator.instance import Lease
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.worker.client import WorkerConnectFailed, WorkerResponse
@@ -29,10 +33,13 @@ async def send(
     priority: int | None = None,
 ) -> tuple[Lease, WorkerResponse]:
     """A lease on the model's worker and the worker's response (body unread)."""
+    record = requests.current()
     for attempt in (1, 2):
-        lease = await orchestrator.acquire(model, keep_alive=keep_alive, priority=priority)
+        with requests.waiting(record, orchestrator, model):
+            lease = await orchestrator.acquire(model, keep_alive=keep_alive, priority=priority)
         try:
-            return lease, await lease.worker.client.post(path, body)
+            headers = record.worker_headers() if record is not None else None
+            return lease, await lease.worker.client.post(path, body, headers=headers)
         except WorkerConnectFailed:
             lease.release()
             if attempt == 2 or lease.worker.alive:
@@ -47,9 +54,12 @@ async def send(
 
 async def read_all(lease: Lease, response: WorkerResponse) -> bytes:
     try:
-        return await response.read()
+        body = await response.read()
     finally:
         lease.release()
+    if (record := requests.current()) is not None:
+        record.answered(response.status_code, body)
+    return body
 
 
 async def relay(
@@ -58,13 +68,23 @@ async def relay(
     error_event: Callable[[NanoserveError], bytes],
 ) -> AsyncIterator[bytes]:
     """The worker's stream as bytes; a broken stream ends with ``error_event``."""
+    record = requests.current()
+    previous = last = b""
     try:
         async for chunk in response.chunks():
+            if not last and record is not None:
+                record.first_chunk()
+            previous, last = last, chunk
             yield chunk
+        if record is not None:
+            record.answered(response.status_code, previous + last)
     except WorkerUnavailable as exc:
-        yield error_event(
-            WorkerUnavailable(f"the worker for model '{lease.instance.id}' is not reachable: {exc.message}")
+        error = WorkerUnavailable(
+            f"the worker for model '{lease.instance.id}' is not reachable: {lease.instance.error or exc.message}"
         )
+        if record is not None:
+            record.stream_failed(error.message)
+        yield error_event(error)
     finally:
         response.close()
         lease.release()

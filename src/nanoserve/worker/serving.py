@@ -27,6 +27,7 @@ from nanoserve.engines.base import (
     Token,
 )
 from nanoserve.errors import ContextLengthExceeded, UnsupportedFeature
+from nanoserve.worker.metrics import RequestProbe
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -106,14 +107,23 @@ class GenerationService:
         return GenerationRequest(prompt=tokens, params=params, request_id=uuid.uuid4().hex)
 
     # -- responses ---------------------------------------------------------------------
-    async def complete(self, gen: GenerationRequest, *, model: str, chat: bool) -> dict[str, Any]:
+    async def complete(
+        self, gen: GenerationRequest, *, model: str, chat: bool, probe: RequestProbe | None = None
+    ) -> dict[str, Any]:
         parts: list[str] = []
         done: Finished | None = None
-        async with aclosing(self.engine.generate(gen)) as events:
-            async for event in events:
-                parts.append(event.text)
-                if isinstance(event, Finished):
-                    done = event
+        started, first = time.perf_counter(), 0.0
+        try:
+            async with aclosing(self.engine.generate(gen)) as events:
+                async for event in events:
+                    if not first:
+                        first = time.perf_counter()
+                    parts.append(event.text)
+                    if isinstance(event, Finished):
+                        done = event
+        finally:
+            if probe is not None:
+                probe.generation_done(started, first, done)
         assert done is not None
         text = "".join(parts)
         created = int(time.time())
@@ -139,8 +149,16 @@ class GenerationService:
         }
 
     async def stream(
-        self, gen: GenerationRequest, *, model: str, chat: bool, include_usage: bool
+        self,
+        gen: GenerationRequest,
+        *,
+        model: str,
+        chat: bool,
+        include_usage: bool,
+        probe: RequestProbe | None = None,
     ) -> AsyncIterator[bytes]:
+        """SSE events; the role chunk goes out with the first token (as vLLM does), so the first
+        byte a client (or the gateway) sees marks the time to first token."""
         created = int(time.time())
         if chat:
             head = (
@@ -153,7 +171,7 @@ class GenerationService:
                 f'{{"id":"chatcmpl-{gen.request_id}","object":"chat.completion.chunk",'
                 f'"created":{created},"model":{_dumps(model)},"choices":[],'
             )
-            yield (head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n').encode()
+            opening = (head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n').encode()
         else:
             head = (
                 f'data: {{"id":"cmpl-{gen.request_id}","object":"text_completion",'
@@ -165,13 +183,21 @@ class GenerationService:
                 f'{{"id":"cmpl-{gen.request_id}","object":"text_completion",'
                 f'"created":{created},"model":{_dumps(model)},"choices":[],'
             )
+            opening = b""
+        started, first = time.perf_counter(), 0.0
+        done: Finished | None = None
         try:
             async with aclosing(self.engine.generate(gen)) as events:
                 async for event in events:
+                    if not first:
+                        first = time.perf_counter()
+                        if opening:
+                            yield opening
                     if isinstance(event, Token):
                         if event.text:
                             yield (token_fmt % _dumps(event.text)).encode()
                         continue
+                    done = event
                     if event.text:
                         yield (token_fmt % _dumps(event.text)).encode()
                     yield (final_fmt % _dumps(event.finish_reason)).encode()
@@ -180,6 +206,9 @@ class GenerationService:
                         yield f"data: {usage_head}{tail}\n\n".encode()
         except Exception as exc:  # after the first byte the status is sent: report in-band
             yield openai_sse_error(exc)
+        finally:
+            if probe is not None:
+                probe.generation_done(started, first, done)
         yield b"data: [DONE]\n\n"
 
 
@@ -187,7 +216,7 @@ class EmbeddingService:
     def __init__(self, engine: EmbeddingEngine):
         self.engine = engine
 
-    async def embed(self, req: EmbeddingRequest, *, model: str) -> dict[str, Any]:
+    async def embed(self, req: EmbeddingRequest, *, model: str, probe: RequestProbe | None = None) -> dict[str, Any]:
         if req.dimensions is not None and req.dimensions != self.engine.dimensions:
             raise UnsupportedFeature(
                 f"model '{model}' produces {self.engine.dimensions}-dimensional embeddings; "
@@ -195,6 +224,8 @@ class EmbeddingService:
                 param="dimensions",
             )
         result = await self.engine.embed(req.texts)
+        if probe is not None:
+            probe.embedding_done(len(req.texts), result.prompt_tokens)
         data = []
         for i, vector in enumerate(result.vectors):
             if req.encoding_format == "base64":
