@@ -4,7 +4,9 @@ A worker that misses ``failures`` checks in a row (no answer within ``timeout``,
 ``200``) is declared failed: its owner kills it and treats it as a crash, so its in-flight
 requests fail with an error naming the reason and it shows up as an unload with reason
 ``crash``. A crashed worker is restarted right away if it was serving requests or its model is
-pinned, otherwise on the next request for its model (``restart_now``).
+pinned, otherwise on the next request for its model (``restart_now``). "Serving" means requests
+were in flight when the owner saw the crash, or a request broke on the worker since it became
+ready: a broken stream is usually noticed before the process exit is.
 
 A worker whose process exits is noticed at once by its owner; heartbeats catch the ones that
 are alive but stuck (a hung engine, a blocked event loop, SIGSTOP).
@@ -29,9 +31,9 @@ log = logging.getLogger("nanoserve.heartbeat")
 CHECKED_STATES = ("ready", "draining")
 
 
-def restart_now(*, in_flight: int, pinned: bool, accepting: bool) -> bool:
+def restart_now(*, serving: bool, pinned: bool, accepting: bool) -> bool:
     """After a crash: start a new worker at once (True), or on the model's next request."""
-    return accepting and (in_flight > 0 or pinned)
+    return accepting and (serving or pinned)
 
 
 def failed_after(misses: int, failures: int) -> bool:
@@ -56,6 +58,7 @@ class Heartbeat:
         self._misses: dict[WorkerProcess, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._restarts: set[asyncio.Task[Any]] = set()
+        self._broken: set[str] = set()  # models with a request broken by their worker since it was ready
 
     def start(self) -> None:
         """Check every ``interval`` seconds (0 disables the checks; crash restarts still apply)."""
@@ -114,13 +117,30 @@ class Heartbeat:
 
     # -- the orchestrator's listener: restart policy after a crash ------------------------
     def on_event(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
+        if event == "ready":
+            self._broken.discard(instance.id)
         if event != "failed" or details.get("reason") != "crash":
             return
-        in_flight = int(details.get("in_flight") or 0)
-        if restart_now(in_flight=in_flight, pinned=instance.config.pinned, accepting=self.orchestrator.accepting):
-            task = asyncio.get_running_loop().create_task(self._restart(instance), name=f"restart:{instance.id}")
-            self._restarts.add(task)
-            task.add_done_callback(self._restarts.discard)
+        serving = int(details.get("in_flight") or 0) > 0 or instance.id in self._broken
+        self._broken.discard(instance.id)
+        if restart_now(serving=serving, pinned=instance.config.pinned, accepting=self.orchestrator.accepting):
+            self._restart_soon(instance)
+
+    def request_broken(self, model: str) -> None:
+        """A request failed because its worker broke off (reported when its response ends)."""
+        instance = self.orchestrator.instances.get(model)
+        if instance is None:
+            return
+        if instance.state == "failed":  # the crash was seen first
+            if restart_now(serving=True, pinned=instance.config.pinned, accepting=self.orchestrator.accepting):
+                self._restart_soon(instance)
+        else:
+            self._broken.add(model)
+
+    def _restart_soon(self, instance: ModelInstance) -> None:
+        task = asyncio.get_running_loop().create_task(self._restart(instance), name=f"restart:{instance.id}")
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
 
     async def _restart(self, instance: ModelInstance) -> None:
         try:

@@ -1,7 +1,8 @@
 """Logs: readable text by default, JSON lines with ``--log-format json``.
 
 Structured fields travel in ``extra={"fields": {...}}``: the JSON formatter makes them keys of
-the line, the text formatter appends them as ``key=value``. Two loggers carry the operator's
+the line, the text formatter appends them as ``key=value`` (except those named in
+``extra={"in_message": (...)}``, which the message already says). Two loggers carry the operator's
 story:
 
 * ``nanoserve.access``: one line per request (request id, route, model, status, tokens, queue
@@ -58,7 +59,8 @@ class TextFormatter(logging.Formatter):
         text = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            text += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None)
+            said = getattr(record, "in_message", ())  # already in the message: not repeated
+            text += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in said)
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -110,7 +112,10 @@ def log_request(record: RequestRecord, timings: dict[str, float | None]) -> None
         "rejection": record.rejection,
         "error": record.error,
     }
-    access_log.log(level, "%s %s %d", record.method, record.path, record.status, extra={"fields": fields})
+    access_log.log(
+        level, "%s %s %d", record.method, record.path, record.status,
+        extra={"fields": fields, "in_message": ("method", "route", "status")},
+    )
 
 
 class LifecycleLog:

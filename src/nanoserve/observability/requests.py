@@ -66,6 +66,7 @@ class RequestRecord:
     error: str | None = None
     rejection: str | None = None
     stream_error: bool = False
+    worker_broke: bool = False  # the worker failed while serving this request
     running: bool = False  # holds a worker (counted in nanoserve_requests_running)
     span: Any = None
     worker_span: Any = None
@@ -115,6 +116,8 @@ class RequestRecord:
         """The worker's answer ended; ``tail`` is its last bytes (usage, or an error body)."""
         if status >= 400:
             self.error = self.error or _error_message(tail)
+            if 400 <= status < 500 and status != 429:  # the worker found the request invalid
+                self.rejection = self.rejection or "bad_request"
             return
         usage = usage_from_tail(tail)
         if usage is not None:
@@ -125,12 +128,13 @@ class RequestRecord:
 
     def stream_failed(self, message: str) -> None:
         self.error = message
-        self.stream_error = True
+        self.stream_error = self.worker_broke = True
 
     # -- written by the error handlers -----------------------------------------------------
     def failed(self, exc: BaseException, *, accepting: bool = True) -> None:
         self.error = exc.message if isinstance(exc, NanoserveError) else f"{type(exc).__name__}: {exc}"
         self.rejection = rejection_reason(exc, accepting=accepting)
+        self.worker_broke = isinstance(exc, WorkerUnavailable) and bool(self.model)
 
     def timings(self) -> dict[str, float | None]:
         """Seconds: total, queue wait, and time to first streamed byte (None when not streamed)."""

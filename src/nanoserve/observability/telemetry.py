@@ -59,6 +59,8 @@ class Telemetry:
             timings = record.timings()
             self.metrics.request_done(record, timings)
             log_request(record, timings)
+            if record.worker_broke:
+                self.heartbeat.request_broken(record.model)
             if self.tracing.enabled:
                 self._end_spans(record)
         except Exception:

@@ -15,6 +15,7 @@ start), ``stop()`` to unload. Nobody reads the state and then acts on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -208,7 +209,9 @@ class ModelInstance:
             elif isinstance(command, _Exited) and command.worker is self.worker:
                 if command.error is not None:
                     self.error = command.error  # before the kill: requests that break see the reason
-                    await command.worker.stop(timeout=0)
+                    with contextlib.suppress(ProcessLookupError):
+                        command.worker.proc.kill()  # its sockets close: in-flight requests fail now
+                    await command.worker.proc.wait()
                 self._crashed(command.worker, command.error)
 
     async def _start(self, future: asyncio.Future[WorkerProcess]) -> None:
