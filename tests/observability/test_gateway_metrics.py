@@ -8,15 +8,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prom import has, parse, value
-
 from gateway import Gateway
+from prom import has, parse, value
 
 TTFT_MS = 20
 CONFIG = {
     "models": [
-        {"id": "mock-chat", "aliases": ["mc"], "engine": "mock", "kind": "chat", "context_length": 512,
-         "options": {"tokens_per_second": 500, "ttft_ms": TTFT_MS}},
+        {
+            "id": "mock-chat",
+            "aliases": ["mc"],
+            "engine": "mock",
+            "kind": "chat",
+            "context_length": 512,
+            "options": {"tokens_per_second": 500, "ttft_ms": TTFT_MS},
+        },
         {"id": "mock-embed", "engine": "mock-embedding", "kind": "embedding"},
     ]
 }
@@ -38,7 +43,12 @@ def scrape(http: httpx.Client) -> dict:
 
 
 def chat(content: str, max_tokens: int, **extra: object) -> dict:
-    return {"model": "mock-chat", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}
+    return {
+        "model": "mock-chat",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
 
 
 def stream_events(http: httpx.Client, body: dict) -> list[dict]:
@@ -65,7 +75,9 @@ def test_traffic_moves_counters_and_histograms(gw: Gateway) -> None:
         events = stream_events(http, chat("streamed", 5, stream=True))  # same prompt, no usage sent
         prompt += usage["prompt_tokens"]
         completion += sum(1 for e in events if e["choices"] and e["choices"][0]["delta"].get("content"))
-        embedded = http.post("/v1/embeddings", json={"model": "mock-embed", "input": ["a b", "c", "d e f"]}).json()
+        embedded = http.post(
+            "/v1/embeddings", json={"model": "mock-embed", "input": ["a b", "c", "d e f"]}
+        ).json()
         # three requests turned away: invalid in the gateway, unknown model, too long for the worker
         assert http.post(CHAT, json=chat("x", 5, temperature="hot")).status_code == 400
         assert http.post(CHAT, json={**chat("x", 5), "model": "nope"}).status_code == 404
@@ -81,7 +93,10 @@ def test_traffic_moves_counters_and_histograms(gw: Gateway) -> None:
     assert value(after, "nanoserve_queue_wait_seconds_count", model="mock-chat") == 6
     assert value(after, "nanoserve_queue_wait_seconds_count", model="mock-chat", cold_start="true") == 1
     assert value(after, "nanoserve_gateway_time_to_first_token_seconds_count", model="mock-chat") == 2
-    assert value(after, "nanoserve_gateway_time_to_first_token_seconds_bucket", model="mock-chat", le="0.01") == 0
+    assert (
+        value(after, "nanoserve_gateway_time_to_first_token_seconds_bucket", model="mock-chat", le="0.01")
+        == 0
+    )
     assert value(after, "nanoserve_requests_running", model="mock-chat") == 0
     assert value(after, "nanoserve_requests_waiting", model="mock-chat") == 0
     assert value(after, "nanoserve_rejections_total", reason="bad_request") == 3
@@ -97,10 +112,15 @@ def test_traffic_moves_counters_and_histograms(gw: Gateway) -> None:
     assert value(after, "nanoserve_memory_budget_bytes", device="ram") > used
     # merged from the workers: tokens, engine TTFT, embedding batches
     assert value(after, "nanoserve_prompt_tokens_total", model="mock-chat") == prompt
-    assert value(after, "nanoserve_generated_tokens_total", model="mock-chat") == completion == 3 + 6 + 9 + 4 + 5
+    assert (
+        value(after, "nanoserve_generated_tokens_total", model="mock-chat") == completion == 3 + 6 + 9 + 4 + 5
+    )
     assert value(after, "nanoserve_time_to_first_token_seconds_count", model="mock-chat") == 5
     assert value(after, "nanoserve_time_to_first_token_seconds_bucket", model="mock-chat", le="0.01") == 0
-    assert value(after, "nanoserve_prompt_tokens_total", model="mock-embed") == embedded["usage"]["prompt_tokens"]
+    assert (
+        value(after, "nanoserve_prompt_tokens_total", model="mock-embed")
+        == embedded["usage"]["prompt_tokens"]
+    )
     assert value(after, "nanoserve_embedding_batch_size_count", model="mock-embed") == 1
     assert value(after, "nanoserve_embedding_batch_size_sum", model="mock-embed") == 3
 
@@ -133,8 +153,11 @@ def test_request_log_lines_carry_the_request(tmp_path: Path) -> None:
     gw = Gateway(tmp_path, {**CONFIG, "log_format": "json"})
     try:
         with gw.client() as http:
-            http.post(CHAT, json=chat("x", 3, stream=True, stream_options={"include_usage": True}),
-                      headers={"X-Request-Id": "stream-1"}).raise_for_status()
+            http.post(
+                CHAT,
+                json=chat("x", 3, stream=True, stream_options={"include_usage": True}),
+                headers={"X-Request-Id": "stream-1"},
+            ).raise_for_status()
             http.post(CHAT, json=chat("x", 4), headers={"X-Request-Id": "plain-1"}).raise_for_status()
             http.post(CHAT, json=chat("x", 100_000), headers={"X-Request-Id": "bad-1"})
     finally:

@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 
 import httpx
+from gateway import Gateway
 from prom import parse, value
 
-from gateway import Gateway
 from nanoserve.config import default_models
 
 TEXTS = [f"sentence number {i} about rivers, light and stone" for i in range(6)]
@@ -41,4 +41,6 @@ def test_embedding_batches_and_tokens_of_the_real_model(tmp_path: Path) -> None:
     assert value(samples, "nanoserve_engine_batches_total", model=model.id) == batches
     assert value(samples, "nanoserve_embedding_inputs_total", model=model.id) == 7
     assert value(samples, "nanoserve_prompt_tokens_total", model=model.id) == sum(tokens)
-    assert value(samples, "nanoserve_requests_total", route="/v1/embeddings", model=model.id, status="200") == 4
+    assert (
+        value(samples, "nanoserve_requests_total", route="/v1/embeddings", model=model.id, status="200") == 4
+    )

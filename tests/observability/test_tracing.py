@@ -15,18 +15,18 @@ import httpx
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+from gateway import wait_until
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import wait_until  # noqa: E402
-from nanoserve.api.app import create_app  # noqa: E402
-from nanoserve.config import load_settings  # noqa: E402
-from nanoserve.observability.tracing import OtelTracing, Tracing, create_tracing, traces_url  # noqa: E402
+from nanoserve.api.app import create_app
+from nanoserve.config import load_settings
+from nanoserve.observability.tracing import OtelTracing, Tracing, create_tracing, traces_url
 
 
 class OtlpReceiver:
@@ -37,12 +37,13 @@ class OtlpReceiver:
         spans = self.spans
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
                 for resource in request.resource_spans:
-                    service = next(a.value.string_value for a in resource.resource.attributes
-                                   if a.key == "service.name")
+                    service = next(
+                        a.value.string_value for a in resource.resource.attributes if a.key == "service.name"
+                    )
                     for scope in resource.scope_spans:
                         spans.extend((service, span) for span in scope.spans)
                 payload = ExportTraceServiceResponse().SerializeToString()
@@ -85,14 +86,23 @@ async def test_request_spans_from_gateway_to_engine(tmp_path: Path, receiver: Ot
     )
     settings = load_settings(config, data_dir=tmp_path / "data")
     app = create_app(settings, tracing=OtelTracing(provider))  # the gateway exports to memory
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw", timeout=60) as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://gw", timeout=60
+        ) as http:
             resp = await http.post("/v1/chat/completions", json=body, headers={"traceparent": parent})
             assert resp.status_code == 200
-            assert (await http.post("/v1/embeddings", json={"model": "e", "input": ["a", "b"]})).status_code == 200
+            assert (
+                await http.post("/v1/embeddings", json={"model": "e", "input": ["a", "b"]})
+            ).status_code == 200
     finally:
         await app.state.orchestrator.shutdown()  # workers flush their spans as they stop
     finished = exporter.get_finished_spans()
@@ -106,11 +116,18 @@ async def test_request_spans_from_gateway_to_engine(tmp_path: Path, receiver: Ot
     assert root.attributes["gen_ai.usage.output_tokens"] == 4
     assert queue.attributes["nanoserve.cold_start"] is True
     assert queue.end_time <= worker.start_time
-    assert {s.name for s in finished if s.context.trace_id != chat_trace} == {"POST /v1/embeddings", "queue", "worker"}
+    assert {s.name for s in finished if s.context.trace_id != chat_trace} == {
+        "POST /v1/embeddings",
+        "queue",
+        "worker",
+    }
 
     assert wait_until(lambda: len(receiver.spans) >= 5, timeout=20), receiver.spans
-    remote = {span.name: (service, span) for service, span in receiver.spans
-              if span.trace_id == chat_trace.to_bytes(16, "big") or "embed" in span.name}
+    remote = {
+        span.name: (service, span)
+        for service, span in receiver.spans
+        if span.trace_id == chat_trace.to_bytes(16, "big") or "embed" in span.name
+    }
     service, server = remote["worker /v1/chat/completions"]
     assert service == "nanoserve-worker"
     assert server.parent_span_id == worker.context.span_id.to_bytes(8, "big")
@@ -132,7 +149,9 @@ def test_tracing_is_off_by_default_and_never_imports_the_sdk() -> None:
         "assert not app.state.telemetry.tracing.enabled\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     off = Tracing()

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prom import Samples, parse, value
-
 from gateway import Gateway, pid_alive, wait_until
+from prom import Samples, parse, value
 
 CHAT = "/v1/chat/completions"
 QUICK = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3}
@@ -40,8 +39,13 @@ def scrape(gw: Gateway) -> Samples:
 
 
 def lifecycle_events(gw: Gateway) -> list[str]:
-    return [part.removeprefix("event=") for line in gw.log().splitlines() if "nanoserve.lifecycle" in line
-            for part in line.split() if part.startswith("event=")]
+    return [
+        part.removeprefix("event=")
+        for line in gw.log().splitlines()
+        if "nanoserve.lifecycle" in line
+        for part in line.split()
+        if part.startswith("event=")
+    ]
 
 
 class Stream:
@@ -55,7 +59,10 @@ class Stream:
         self._thread.start()
 
     def _run(self, url: str) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http, http.stream("POST", CHAT, json=SLOW_STREAM) as resp:
+        with (
+            httpx.Client(base_url=url, timeout=60) as http,
+            http.stream("POST", CHAT, json=SLOW_STREAM) as resp,
+        ):
             for line in resp.iter_lines():
                 if line.startswith("data: "):
                     self.events.append(line[6:])
@@ -73,7 +80,9 @@ def test_killed_idle_worker_is_a_crash_unload_and_restarts_on_next_use(gw: Gatew
         http.post(CHAT, json=QUICK).raise_for_status()
         [pid] = gw.worker_pids()
         os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: value(scrape(gw), "nanoserve_model_unloads_total", model="m", reason="crash") == 1)
+        assert wait_until(
+            lambda: value(scrape(gw), "nanoserve_model_unloads_total", model="m", reason="crash") == 1
+        )
         idle = scrape(gw)
         assert value(idle, "nanoserve_model_state", model="m", state="failed") == 1  # nothing was in flight
         assert value(idle, "nanoserve_worker_restarts_total", model="m") == 0
@@ -94,7 +103,9 @@ def test_worker_killed_while_serving_is_restarted_right_away(gw: Gateway) -> Non
     events = stream.join()
     assert "not reachable" in events[-1]["error"]["message"]
     # no new request: the gateway restarts the worker because it was serving
-    assert wait_until(lambda: value(scrape(gw), "nanoserve_worker_restarts_total", model="m") == 1, timeout=30)
+    assert wait_until(
+        lambda: value(scrape(gw), "nanoserve_worker_restarts_total", model="m") == 1, timeout=30
+    )
     samples = scrape(gw)
     assert value(samples, "nanoserve_model_unloads_total", model="m", reason="crash") == 1
     assert value(samples, "nanoserve_stream_errors_total", model="m") == 1
@@ -112,7 +123,9 @@ def test_hung_worker_is_failed_by_heartbeats_and_replaced(gw: Gateway) -> None:
     message = events[-1]["error"]["message"]
     assert "stopped answering health checks" in message and f"pid {pid}" in message
     assert wait_until(lambda: not pid_alive(pid), timeout=10), "the hung worker was not killed"
-    assert wait_until(lambda: value(scrape(gw), "nanoserve_worker_restarts_total", model="m") == 1, timeout=30)
+    assert wait_until(
+        lambda: value(scrape(gw), "nanoserve_worker_restarts_total", model="m") == 1, timeout=30
+    )
     samples = scrape(gw)
     assert value(samples, "nanoserve_heartbeat_misses_total", model="m") >= 2
     assert value(samples, "nanoserve_model_unloads_total", model="m", reason="crash") == 1

@@ -25,13 +25,16 @@ TOKENS_PER_SECOND = 200  # 5 ms between tokens
 
 async def _serve(engine: Any, name: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_worker_app(engine, name)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://worker") as client:
-            for _ in range(200):
-                if (await client.get("/health")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client
+    transport = httpx.ASGITransport(app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://w") as client,
+    ):
+        for _ in range(200):
+            if (await client.get("/health")).status_code == 200:
+                break
+            await asyncio.sleep(0.01)
+        yield client
 
 
 @pytest.fixture
@@ -61,13 +64,20 @@ async def test_generation_metrics_add_up_to_the_usage_answered(chat_worker: http
         body = {"model": "m", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
         resp = await chat_worker.post("/v1/chat/completions", json=body)
         usages.append(resp.json()["usage"])
-    body = {"model": "m", "messages": [{"role": "user", "content": "streamed"}], "max_tokens": 4,
-            "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "streamed"}],
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     usages.append(_usage_of_stream((await chat_worker.post("/v1/chat/completions", json=body)).text))
 
     after = parse((await chat_worker.get("/metrics")).text)
     assert value(after, "nanoserve_prompt_tokens_total", model="m") == sum(u["prompt_tokens"] for u in usages)
-    assert value(after, "nanoserve_generated_tokens_total", model="m") == sum(u["completion_tokens"] for u in usages)
+    assert value(after, "nanoserve_generated_tokens_total", model="m") == sum(
+        u["completion_tokens"] for u in usages
+    )
     assert value(after, "nanoserve_generated_tokens_total", model="m") == 3 + 5 + 8 + 4
     assert value(after, "nanoserve_prefix_cache_hit_tokens_total", model="m") == 0
     assert value(after, "nanoserve_generation_requests_total", model="m", finish_reason="length") == 4
@@ -89,12 +99,15 @@ async def test_stream_sends_the_role_with_the_first_token(chat_worker: httpx.Asy
 
 
 async def test_abandoned_stream_counts_as_aborted_without_tokens() -> None:
-    engine = MockEngine(EngineSpec(name="m", path=None, context_length=512, options={"tokens_per_second": 1000}))
+    engine = MockEngine(
+        EngineSpec(name="m", path=None, context_length=512, options={"tokens_per_second": 1000})
+    )
     await engine.start()
     metrics = WorkerMetrics("m")
     service = GenerationService(engine)
-    req = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                                "max_tokens": 50, "stream": True})
+    req = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 50, "stream": True}
+    )
     probe = WorkerTelemetry(metrics).probe("/v1/chat/completions", {})
     stream = service.stream(service.prepare_chat(req), model="m", chat=True, include_usage=False, probe=probe)
     for _ in range(3):
@@ -113,7 +126,13 @@ async def test_embedding_batch_sizes_come_from_the_engine(embed_worker: httpx.As
         tokens += resp.json()["usage"]["prompt_tokens"]
     samples = parse((await embed_worker.get("/metrics")).text)
     bucket = "nanoserve_embedding_batch_size_bucket"
-    assert [value(samples, bucket, model="e", le=le) for le in ("1.0", "2.0", "4.0", "8.0", "+Inf")] == [1, 1, 2, 3, 3]
+    assert [value(samples, bucket, model="e", le=le) for le in ("1.0", "2.0", "4.0", "8.0", "+Inf")] == [
+        1,
+        1,
+        2,
+        3,
+        3,
+    ]
     assert value(samples, "nanoserve_embedding_batch_size_sum", model="e") == 9
     assert value(samples, "nanoserve_embedding_inputs_total", model="e") == 9
     assert value(samples, "nanoserve_prompt_tokens_total", model="e") == tokens
@@ -144,8 +163,10 @@ def test_engine_stats_become_families_by_the_shape_of_their_keys() -> None:
     assert value(samples, "nanoserve_engine_prefix_cache_hit_tokens_total", model="m") == 120
     assert value(samples, "nanoserve_decode_step_tokens_sum", model="m") == 40
     assert value(samples, "nanoserve_decode_step_tokens_count", model="m") == 5
-    assert [value(samples, "nanoserve_batch_size_bucket", model="m", le=le) for le in ("1.0", "2.0", "4.0", "+Inf")] \
-        == [2, 4, 5, 5]
+    assert [
+        value(samples, "nanoserve_batch_size_bucket", model="m", le=le)
+        for le in ("1.0", "2.0", "4.0", "+Inf")
+    ] == [2, 4, 5, 5]
     assert value(samples, "nanoserve_batch_size_sum", model="m") == 11
     assert value(samples, "nanoserve_engine_slots_busy", model="m") == 3
     assert not has(samples, "nanoserve_engine_enabled") and not has(samples, "nanoserve_engine_name")

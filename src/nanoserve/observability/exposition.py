@@ -47,7 +47,7 @@ def merge_expositions(texts: Iterable[str]) -> str:
         for line in text.splitlines():
             if not line:
                 continue
-            if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            if line.startswith(("# HELP ", "# TYPE ")):
                 name = line.split(" ", 3)[2]
                 family = families.setdefault(name, _Family())
                 if line.startswith("# HELP "):
@@ -57,7 +57,9 @@ def merge_expositions(texts: Iterable[str]) -> str:
                     family.type = line
                     skipping = False
                 else:
-                    log.warning("metric %s: %r conflicts with %r; dropped from one source", name, line, family.type)
+                    log.warning(
+                        "metric %s: %r conflicts with %r; dropped from one source", name, line, family.type
+                    )
                     skipping = True
             elif line.startswith("#") or skipping:
                 continue
@@ -78,12 +80,16 @@ def merge_expositions(texts: Iterable[str]) -> str:
 async def fetch_worker_metrics(worker: WorkerProcess, timeout: float) -> str | None:
     """A worker's ``/metrics`` text, or None if it did not answer in time."""
     try:
-        async with worker.client.session.get("/metrics", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with worker.client.session.get(
+            "/metrics", timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
             if resp.status != 200:
                 return None
             return await resp.text()
     except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
-        log.warning("could not read /metrics of the worker for %s: %s", worker.model, exc or type(exc).__name__)
+        log.warning(
+            "could not read /metrics of the worker for %s: %s", worker.model, exc or type(exc).__name__
+        )
         return None
 
 

@@ -98,8 +98,13 @@ class Heartbeat:
             misses = self._misses[worker] = self._misses.get(worker, 0) + 1
             if self.metrics is not None:
                 self.metrics.heartbeat_misses.labels(instance.id).inc()
-            log.warning("worker for %s (pid %d) missed health check %d/%d", instance.id, worker.pid, misses,
-                        self.failures)
+            log.warning(
+                "worker for %s (pid %d) missed health check %d/%d",
+                instance.id,
+                worker.pid,
+                misses,
+                self.failures,
+            )
             if failed_after(misses, self.failures):
                 del self._misses[worker]
                 instance.worker_unresponsive(
@@ -132,7 +137,9 @@ class Heartbeat:
         if instance is None:
             return
         if instance.state == "failed":  # the crash was seen first
-            if restart_now(serving=True, pinned=instance.config.pinned, accepting=self.orchestrator.accepting):
+            if restart_now(
+                serving=True, pinned=instance.config.pinned, accepting=self.orchestrator.accepting
+            ):
                 self._restart_soon(instance)
         else:
             self._broken.add(model)
@@ -145,5 +152,5 @@ class Heartbeat:
     async def _restart(self, instance: ModelInstance) -> None:
         try:
             await instance.ensure_ready()
-        except Exception as exc:
+        except NanoserveError as exc:  # the load failed: the next request tries again
             log.error("restarting the worker for %s failed: %s", instance.id, exc)

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nanoserve.observability.requests import RequestRecord
+    from nanoserve.observability.requests import RequestRecord, Timings
     from nanoserve.orchestrator.instance import ModelInstance
 
 access_log = logging.getLogger("nanoserve.access")
@@ -60,7 +60,9 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             said = getattr(record, "in_message", ())  # already in the message: not repeated
-            text += "".join(f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in said)
+            text += "".join(
+                f" {k}={_text_value(v)}" for k, v in fields.items() if v is not None and k not in said
+            )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -89,7 +91,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def log_request(record: RequestRecord, timings: dict[str, float | None]) -> None:
+def log_request(record: RequestRecord, timings: Timings) -> None:
     """The request's line in ``nanoserve.access``."""
     level = logging.DEBUG if record.path in QUIET_PATHS else logging.INFO
     if record.status >= 500 or record.stream_error:
@@ -105,15 +107,19 @@ def log_request(record: RequestRecord, timings: dict[str, float | None]) -> None
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cached_tokens": record.cached_tokens,
-        "queue_ms": _ms(timings["queue"]),
+        "queue_ms": _ms(timings.queue),
         "cold_start": record.cold_start or None,
-        "ttft_ms": _ms(timings["ttft"]),
-        "duration_ms": _ms(timings["duration"]),
+        "ttft_ms": _ms(timings.ttft),
+        "duration_ms": _ms(timings.duration),
         "rejection": record.rejection,
         "error": record.error,
     }
     access_log.log(
-        level, "%s %s %d", record.method, record.path, record.status,
+        level,
+        "%s %s %d",
+        record.method,
+        record.path,
+        record.status,
         extra={"fields": fields, "in_message": ("method", "route", "status")},
     )
 
@@ -131,14 +137,20 @@ class LifecycleLog:
         if event == "starting":
             restart = model in self._crashed
             fields["event"] = "restart" if restart else "load"
-            lifecycle_log.info("%s %s", "restarting worker for" if restart else "loading", model, extra={"fields": fields})
+            lifecycle_log.info(
+                "%s %s", "restarting worker for" if restart else "loading", model, extra={"fields": fields}
+            )
         elif event == "ready":
             self._crashed.discard(model)
-            fields.update(event="loaded", load_seconds=_round(details.get("load_seconds")), pid=details.get("pid"))
+            fields.update(
+                event="loaded", load_seconds=_round(details.get("load_seconds")), pid=details.get("pid")
+            )
             lifecycle_log.info("model %s loaded", model, extra={"fields": fields})
         elif event == "failed" and details.get("reason") == "crash":
             self._crashed.add(model)
-            fields.update(event="crash", reason="crash", error=details.get("error"), in_flight=details.get("in_flight"))
+            fields.update(
+                event="crash", reason="crash", error=details.get("error"), in_flight=details.get("in_flight")
+            )
             lifecycle_log.warning("worker for %s crashed", model, extra={"fields": fields})
         elif event == "failed":
             fields.update(event="load_failed", error=details.get("error"))

@@ -25,16 +25,50 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from nanoserve.observability.requests import RequestRecord
+    from nanoserve.observability.requests import RequestRecord, Timings
     from nanoserve.orchestrator.instance import ModelInstance
     from nanoserve.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("nanoserve.observability")
 
 MiB = 1024 * 1024
-REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+REQUEST_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 FIRST_TOKEN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+QUEUE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 UNLOAD_REASONS = ("idle", "memory", "manual", "crash")
@@ -57,53 +91,85 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "nanoserve_requests", "Requests answered, by route, model and HTTP status",
-            ["route", "model", "status"], registry=r,
+            "nanoserve_requests",
+            "Requests answered, by route, model and HTTP status",
+            ["route", "model", "status"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            "nanoserve_request_duration_seconds", "Arrival at the gateway to the last byte sent",
-            ["route", "model"], registry=r, buckets=REQUEST_BUCKETS,
+            "nanoserve_request_duration_seconds",
+            "Arrival at the gateway to the last byte sent",
+            ["route", "model"],
+            registry=r,
+            buckets=REQUEST_BUCKETS,
         )
         self.first_byte = Histogram(
             "nanoserve_gateway_time_to_first_token_seconds",
-            "Streamed requests: arrival at the gateway to the first token relayed (queue wait and cold start included)",
-            ["route", "model"], registry=r, buckets=FIRST_TOKEN_BUCKETS,
+            "Streamed requests: arrival at the gateway to the first token relayed "
+            "(queue wait and cold start included)",
+            ["route", "model"],
+            registry=r,
+            buckets=FIRST_TOKEN_BUCKETS,
         )
         self.queue_wait = Histogram(
             "nanoserve_queue_wait_seconds",
             "Time a request waited for a ready worker; cold_start=true when it waited for a model load",
-            ["model", "cold_start"], registry=r, buckets=QUEUE_BUCKETS,
+            ["model", "cold_start"],
+            registry=r,
+            buckets=QUEUE_BUCKETS,
         )
         self.running = Gauge("nanoserve_requests_running", "Requests holding a worker", ["model"], registry=r)
         self.waiting = Gauge(
-            "nanoserve_requests_waiting", "Requests waiting for a ready worker (queued or loading)", ["model"], registry=r
+            "nanoserve_requests_waiting",
+            "Requests waiting for a ready worker (queued or loading)",
+            ["model"],
+            registry=r,
         )
         self.rejections = Counter(
-            "nanoserve_rejections", "Requests turned away, by reason (queue_full, no_memory, bad_request, ...)",
-            ["model", "reason"], registry=r,
+            "nanoserve_rejections",
+            "Requests turned away, by reason (queue_full, no_memory, bad_request, ...)",
+            ["model", "reason"],
+            registry=r,
         )
         self.stream_errors = Counter(
-            "nanoserve_stream_errors", "Streams that ended with an error event (the worker failed mid-answer)",
-            ["model"], registry=r,
+            "nanoserve_stream_errors",
+            "Streams that ended with an error event (the worker failed mid-answer)",
+            ["model"],
+            registry=r,
         )
-        self.loads = Counter("nanoserve_model_loads", "Models loaded (worker became ready)", ["model"], registry=r)
+        self.loads = Counter(
+            "nanoserve_model_loads", "Models loaded (worker became ready)", ["model"], registry=r
+        )
         self.load_duration = Histogram(
-            "nanoserve_model_load_duration_seconds", "Worker start to ready", ["model"], registry=r, buckets=LOAD_BUCKETS
+            "nanoserve_model_load_duration_seconds",
+            "Worker start to ready",
+            ["model"],
+            registry=r,
+            buckets=LOAD_BUCKETS,
         )
-        self.load_failures = Counter("nanoserve_model_load_failures", "Loads that failed", ["model"], registry=r)
+        self.load_failures = Counter(
+            "nanoserve_model_load_failures", "Loads that failed", ["model"], registry=r
+        )
         self.unloads = Counter(
-            "nanoserve_model_unloads", "Models unloaded, by reason (idle, memory, manual, crash, shutdown)",
-            ["model", "reason"], registry=r,
+            "nanoserve_model_unloads",
+            "Models unloaded, by reason (idle, memory, manual, crash, shutdown)",
+            ["model", "reason"],
+            registry=r,
         )
         self.restarts = Counter(
             "nanoserve_worker_restarts", "Workers started again after a crash", ["model"], registry=r
         )
         self.heartbeat_misses = Counter(
-            "nanoserve_heartbeat_misses", "Health checks a worker did not answer in time", ["model"], registry=r
+            "nanoserve_heartbeat_misses",
+            "Health checks a worker did not answer in time",
+            ["model"],
+            registry=r,
         )
         self.worker_scrape_errors = Counter(
-            "nanoserve_worker_scrape_errors", "Workers whose /metrics could not be read at scrape time",
-            ["model"], registry=r,
+            "nanoserve_worker_scrape_errors",
+            "Workers whose /metrics could not be read at scrape time",
+            ["model"],
+            registry=r,
         )
         self._crashed: set[str] = set()
         for model in models:  # every series exists from the start, so rate() sees the first event
@@ -120,14 +186,12 @@ class GatewayMetrics:
         self.registry.register(OrchestratorCollector(orchestrator, memory or measured_memory(orchestrator)))
 
     # -- recording ----------------------------------------------------------------------
-    def request_done(self, record: RequestRecord, timings: dict[str, float | None]) -> None:
+    def request_done(self, record: RequestRecord, timings: Timings) -> None:
         route, model = record.route, record.model
         self.requests.labels(route, model, str(record.status)).inc()
-        duration = timings["duration"]
-        assert duration is not None
-        self.request_duration.labels(route, model).observe(duration)
-        if (ttft := timings["ttft"]) is not None:
-            self.first_byte.labels(route, model).observe(ttft)
+        self.request_duration.labels(route, model).observe(timings.duration)
+        if timings.ttft is not None:
+            self.first_byte.labels(route, model).observe(timings.ttft)
         if record.rejection:
             self.rejections.labels(model, record.rejection).inc()
         if record.stream_error:
@@ -173,7 +237,9 @@ class OrchestratorCollector(Collector):
             "nanoserve_model_state", "1 for the state each model is in", labels=["model", "state"]
         )
         size = GaugeMetricFamily(
-            "nanoserve_model_memory_bytes", "Memory of each loaded model's worker (measured)", labels=["model"]
+            "nanoserve_model_memory_bytes",
+            "Memory of each loaded model's worker (measured)",
+            labels=["model"],
         )
         for view in views:
             for name in STATES:
@@ -184,7 +250,9 @@ class OrchestratorCollector(Collector):
                     size.add_metric([view.id], measured)
         yield state
         yield size
-        used = GaugeMetricFamily("nanoserve_memory_used_bytes", "Memory used by models, per device", labels=["device"])
+        used = GaugeMetricFamily(
+            "nanoserve_memory_used_bytes", "Memory used by models, per device", labels=["device"]
+        )
         budget = GaugeMetricFamily(
             "nanoserve_memory_budget_bytes", "Memory models may use, per device", labels=["device"]
         )
@@ -219,7 +287,9 @@ def measured_memory(orchestrator: Orchestrator) -> MemorySource:
         used = 0
         for view in orchestrator.views():
             if view.pid is not None:
-                used += (view.measured_bytes if view.measured_bytes is not None else process_rss(view.pid)) or 0
+                used += (
+                    view.measured_bytes if view.measured_bytes is not None else process_rss(view.pid)
+                ) or 0
         return [DeviceMemory("ram", used, ram_budget(orchestrator.settings))]
 
     return read

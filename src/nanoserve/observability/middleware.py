@@ -56,8 +56,11 @@ class RequestMiddleware:
                 f"{record.method} {record.path}",
                 parent=telemetry.tracing.extract(headers),
                 kind="server",
-                attributes={"http.request.method": record.method, "url.path": record.path,
-                            "nanoserve.request_id": record.request_id},
+                attributes={
+                    "http.request.method": record.method,
+                    "url.path": record.path,
+                    "nanoserve.request_id": record.request_id,
+                },
             )
         raw_id = record.request_id.encode()
 

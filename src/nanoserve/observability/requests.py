@@ -96,7 +96,9 @@ class RequestRecord:
             self.queue_seconds = (self.queue_seconds or 0.0) + waited
             self.cold_start = self.cold_start or cold
             self.metrics.queue_wait.labels(self.model, "true" if cold else "false").observe(waited)
-            self.tracing.end(span, attributes={"nanoserve.cold_start": cold}, error=None if ok else "not served")
+            self.tracing.end(
+                span, attributes={"nanoserve.cold_start": cold}, error=None if ok else "not served"
+            )
             if ok and not self.running:
                 self.running = True
                 self.metrics.running.labels(self.model).inc()
@@ -136,17 +138,24 @@ class RequestRecord:
         self.rejection = rejection_reason(exc, accepting=accepting)
         self.worker_broke = isinstance(exc, WorkerUnavailable) and bool(self.model)
 
-    def timings(self) -> dict[str, float | None]:
-        """Seconds: total, queue wait, and time to first streamed byte (None when not streamed)."""
+    def timings(self) -> Timings:
         now = time.perf_counter()
-        return {
-            "duration": now - self.started,
-            "queue": self.queue_seconds,
-            "ttft": None if self.first_byte is None else self.first_byte - self.started,
-        }
+        ttft = None if self.first_byte is None else self.first_byte - self.started
+        return Timings(duration=now - self.started, queue=self.queue_seconds, ttft=ttft)
 
 
-def waiting(record: RequestRecord | None, orchestrator: Orchestrator, name: str) -> AbstractContextManager[None]:
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds of one request: total, waiting for a worker, to the first streamed byte."""
+
+    duration: float
+    queue: float | None  # None: never waited for a worker (rejected before)
+    ttft: float | None  # None: not streamed
+
+
+def waiting(
+    record: RequestRecord | None, orchestrator: Orchestrator, name: str
+) -> AbstractContextManager[None]:
     """``record.waiting(...)``, or nothing outside a recorded request."""
     return nullcontext() if record is None else record.waiting(orchestrator, name)
 

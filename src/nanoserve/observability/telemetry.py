@@ -41,7 +41,9 @@ class Telemetry:
             metrics=self.metrics,
         )
         orchestrator.add_listener(self.heartbeat.on_event)
-        self.tracing = tracing if tracing is not None else create_tracing(config.otlp_endpoint, config.service_name)
+        self.tracing = (
+            tracing if tracing is not None else create_tracing(config.otlp_endpoint, config.service_name)
+        )
 
     def start(self) -> None:
         self.heartbeat.start()

@@ -161,7 +161,8 @@ def create_tracing(endpoint: str | None, service_name: str, **resource: str) -> 
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ConfigError(
-            "observability.otlp_endpoint is set but OpenTelemetry is not installed: pip install 'nanoserve[otel]'"
+            "observability.otlp_endpoint is set but OpenTelemetry is not installed: "
+            "pip install 'nanoserve[otel]'"
         ) from exc
     provider = TracerProvider(resource=Resource.create({"service.name": service_name, **resource}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint))))

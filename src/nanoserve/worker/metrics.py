@@ -30,8 +30,43 @@ from nanoserve.observability.tracing import Tracing
 
 log = logging.getLogger("nanoserve.worker")
 
-TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+TTFT_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+TPOT_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+)
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 # Help texts of the engine histograms the docs promise; other engine keys get a generic one.
@@ -63,22 +98,28 @@ class EngineStatsCollector(Collector):
                 name = key.removesuffix("_bucket")
                 total = stats.get(f"{name}_sum", stats.get(f"{name}_total"))
                 family = HistogramMetricFamily(
-                    f"nanoserve_{name}", ENGINE_HISTOGRAM_HELP.get(name, f"Engine histogram {name}"), labels=["model"]
+                    f"nanoserve_{name}",
+                    ENGINE_HISTOGRAM_HELP.get(name, f"Engine histogram {name}"),
+                    labels=["model"],
                 )
                 family.add_metric(labels, _buckets(value), sum_value=total)
                 yield family
-            elif isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            elif key.endswith("_sum") and f"{key.removesuffix('_sum')}_bucket" in stats:
-                continue
+            elif not _is_number(value) or (key.endswith("_sum") and f"{key[:-4]}_bucket" in stats):
+                continue  # not a number, or the sum of a histogram above
             elif key.endswith("_total"):
-                counter = CounterMetricFamily(f"nanoserve_engine_{key}", f"Engine counter {key}", labels=["model"])
+                counter = CounterMetricFamily(
+                    f"nanoserve_engine_{key}", f"Engine counter {key}", labels=["model"]
+                )
                 counter.add_metric(labels, value)
                 yield counter
             else:
                 gauge = GaugeMetricFamily(f"nanoserve_engine_{key}", f"Engine gauge {key}", labels=["model"])
                 gauge.add_metric(labels, value)
                 yield gauge
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _buckets(cumulative: Mapping[str, float]) -> list[tuple[str, float]]:
@@ -99,17 +140,23 @@ class WorkerMetrics:
         self.ttft = Histogram(
             "nanoserve_time_to_first_token_seconds",
             "Arrival at the worker to the first generated token (engine queue and prefill included)",
-            m, registry=r, buckets=TTFT_BUCKETS,
+            m,
+            registry=r,
+            buckets=TTFT_BUCKETS,
         ).labels(model)
         self.tpot = Histogram(
             "nanoserve_time_per_output_token_seconds",
             "Mean time between generated tokens of a request, after the first",
-            m, registry=r, buckets=TPOT_BUCKETS,
+            m,
+            registry=r,
+            buckets=TPOT_BUCKETS,
         ).labels(model)
         self.duration = Histogram(
             "nanoserve_worker_request_duration_seconds",
             "Arrival at the worker to the end of its answer",
-            ["model", "kind"], registry=r, buckets=DURATION_BUCKETS,
+            ["model", "kind"],
+            registry=r,
+            buckets=DURATION_BUCKETS,
         )
         self.prompt_tokens = Counter(
             "nanoserve_prompt_tokens", "Prompt (input) tokens processed", m, registry=r
@@ -122,12 +169,14 @@ class WorkerMetrics:
         ).labels(model)
         self.finished = Counter(
             "nanoserve_generation_requests",
-            "Generation requests by how they ended (stop, length, tool_calls, aborted: client gone or engine error)",
-            ["model", "finish_reason"], registry=r,
+            "Generation requests by how they ended "
+            "(stop, length, tool_calls; aborted: the client left or the engine failed)",
+            ["model", "finish_reason"],
+            registry=r,
         )
-        self.embedding_inputs = Counter(
-            "nanoserve_embedding_inputs", "Texts embedded", m, registry=r
-        ).labels(model)
+        self.embedding_inputs = Counter("nanoserve_embedding_inputs", "Texts embedded", m, registry=r).labels(
+            model
+        )
         for reason in ("stop", "length", "aborted"):
             self.finished.labels(model, reason)
         if stats is not None:
@@ -204,7 +253,10 @@ class RequestProbe:
             span = self._server_span()
             tracing.end(
                 tracing.start(
-                    "engine.embed", parent=span, attributes={"nanoserve.inputs": inputs}, start_ns=self.arrived_ns
+                    "engine.embed",
+                    parent=span,
+                    attributes={"nanoserve.inputs": inputs},
+                    start_ns=self.arrived_ns,
                 ),
                 end_ns=self._ns(ended),
             )
@@ -217,15 +269,20 @@ class RequestProbe:
     def _server_span(self) -> Any:
         model = self.telemetry.metrics.model
         return self.telemetry.tracing.start(
-            f"worker {self.route}", parent=self.parent, kind="server",
-            attributes={"nanoserve.model": model, "http.route": self.route}, start_ns=self.arrived_ns,
+            f"worker {self.route}",
+            parent=self.parent,
+            kind="server",
+            attributes={"nanoserve.model": model, "http.route": self.route},
+            start_ns=self.arrived_ns,
         )
 
     def _generation_spans(self, t: GenerationTiming) -> None:
         tracing, done = self.telemetry.tracing, t.done
         span = self._server_span()
         if t.first_token:
-            prefill = tracing.start("engine.prefill", parent=span, start_ns=self._ns(t.engine_started or t.arrived))
+            prefill = tracing.start(
+                "engine.prefill", parent=span, start_ns=self._ns(t.engine_started or t.arrived)
+            )
             tracing.end(
                 prefill,
                 attributes={
