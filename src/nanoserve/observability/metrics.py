@@ -172,6 +172,8 @@ class GatewayMetrics:
             registry=r,
         )
         self._crashed: set[str] = set()
+        # label children per (route, model, status): labels() costs microseconds, a dict lookup does not
+        self._per_request: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for model in models:  # every series exists from the start, so rate() sees the first event
             for counter in (self.loads, self.load_failures, self.restarts, self.running, self.waiting):
                 counter.labels(model)
@@ -188,8 +190,15 @@ class GatewayMetrics:
     # -- recording ----------------------------------------------------------------------
     def request_done(self, record: RequestRecord, timings: Timings) -> None:
         route, model = record.route, record.model
-        self.requests.labels(route, model, str(record.status)).inc()
-        self.request_duration.labels(route, model).observe(timings.duration)
+        key = (route, model, record.status)
+        children = self._per_request.get(key)
+        if children is None:
+            children = self._per_request[key] = (
+                self.requests.labels(route, model, str(record.status)),
+                self.request_duration.labels(route, model),
+            )
+        children[0].inc()
+        children[1].observe(timings.duration)
         if timings.ttft is not None:
             self.first_byte.labels(route, model).observe(timings.ttft)
         if record.rejection:

@@ -9,8 +9,8 @@ becomes the request's metrics, its log line and its root span (``Telemetry.reque
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import uuid
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
@@ -30,7 +30,7 @@ def request_id_from(value: str | None) -> str:
     """The client's request id if it is usable, else a new one."""
     if value is not None and _VALID_ID.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex is made of, without building a UUID
 
 
 class RequestMiddleware:
