@@ -60,7 +60,9 @@ async def test_paced_stream_figures_match_the_server(paced_target: BenchTarget, 
         assert r.latency == pytest.approx(r.ttft + sum(r.itl))
         assert tpot(r) == pytest.approx(sum(r.itl) / 7)
     # the server paces tokens against its clock, so the median gap holds even when the loop is late
-    assert interval_s * 0.8 <= m.itl.median / 1000 <= interval_s + SLACK_S
+    # (a late token makes the next gaps shorter, so the mean is the robust lower bound)
+    assert interval_s * 0.8 <= m.itl.mean / 1000
+    assert m.itl.median / 1000 <= interval_s + SLACK_S
     assert interval_s * 0.8 <= m.tpot.mean / 1000 <= interval_s + SLACK_S
     assert m.e2el.mean / 1000 >= ttft_s + 7 * interval_s * 0.9
     assert m.max_concurrent_requests == 2
@@ -86,18 +88,16 @@ async def test_sweep_gives_one_run_per_concurrency_within_its_limit(
     assert fake.state.peak_in_flight <= 4
 
 
-async def test_concurrency_limit_holds_at_the_server(paced_target: BenchTarget, fake: FakeServer) -> None:
-    cfg = config(
-        paced_target.base_url, paced_target.chat_model, num_prompts=9, output_len=3, concurrencies=(3,)
-    )
+async def test_concurrency_limit_holds_at_the_server(fake: FakeServer) -> None:
+    fake.state.reset(FakeBehaviour(ttft_ms=300))  # long enough for each wave to overlap on a busy machine
+    cfg = config(fake.base_url, fake.chat_model, num_prompts=9, output_len=3, concurrencies=(3,))
     await run(cfg)
     assert fake.state.peak_in_flight == 3
 
 
-async def test_unlimited_concurrency_sends_everything_at_once(
-    paced_target: BenchTarget, fake: FakeServer
-) -> None:
-    cfg = config(paced_target.base_url, paced_target.chat_model, num_prompts=7, output_len=3)
+async def test_unlimited_concurrency_sends_everything_at_once(fake: FakeServer) -> None:
+    fake.state.reset(FakeBehaviour(ttft_ms=300))
+    cfg = config(fake.base_url, fake.chat_model, num_prompts=7, output_len=3)
     [result] = await run(cfg)
     assert gen(result).max_concurrent_requests == 7
     assert fake.state.peak_in_flight == 7
