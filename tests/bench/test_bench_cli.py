@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import BenchTarget
-from fake_openai import FakeServer
+from fake_openai import FakeBehaviour, FakeServer
 
 from nanoserve.cli.main import cli
 
@@ -187,15 +187,18 @@ def test_unreachable_url_exits_1(unused_tcp_port: int) -> None:
     assert "Error: cannot reach" in result.output
 
 
-def test_a_run_where_every_request_failed_exits_1(fake: FakeServer) -> None:
-    from fake_openai import FakeBehaviour
-
-    fake.state.reset(FakeBehaviour(error_after=5))
-    result = bench(
-        "--base-url", fake.base_url, "--model", fake.chat_model, "--num-prompts", "2", "--output-len", "8"
-    )
+@pytest.mark.parametrize(
+    ("extra", "shown"),
+    [([], "error x2: error event in stream: engine exploded"),
+     (["--max-concurrency", "1,2"], "concurrency 2: error x2: error event in stream: engine exploded")],
+)  # fmt: skip
+def test_a_run_where_every_request_failed_exits_1(fake: FakeServer, extra: list[str], shown: str) -> None:
+    fake.state.reset(FakeBehaviour(error_after=5))  # after the 4 tokens of the check request
+    args = ["--base-url", fake.base_url, "--model", fake.chat_model, "--num-prompts=2", "--output-len=8"]
+    result = bench(*args, *extra)
     assert result.exit_code == 1
-    assert "engine exploded" in result.output and "every request of a run failed" in result.output
+    assert shown in result.output
+    assert "Error: every request of a run failed" in result.output
 
 
 @pytest.mark.parametrize(

@@ -227,6 +227,8 @@ def format_table(config: BenchConfig, runs: Sequence[RunResult]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for run in runs:
+        lines.extend(f"concurrency {run.max_concurrency or 'inf'}: {note}" for note in _notes(run))
     return "\n".join(lines)
 
 

@@ -10,11 +10,13 @@ later runs) and ``--max-concurrency 4`` alone replays exactly the ``4`` of a swe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,7 +135,7 @@ def _no_progress(description: str, total: int) -> Progress:
 
 def probe_error(config: BenchConfig, result: RequestResult) -> NanoserveError:
     """The user-facing error for a failed check request (pure, so it is tested by table)."""
-    where = f"{config.url}"
+    where = config.url
     if result.status is None:
         return Unavailable(f"cannot reach {where}: {result.error}")
     if result.status == 404 and ("model" in result.error.lower() or config.model in result.error):
@@ -201,7 +203,9 @@ class BenchRunner:
         offsets = arrival_offsets(
             len(prompts), config.request_rate, derive_seed(config.seed, "arrivals", concurrency)
         )
-        limit = asyncio.Semaphore(concurrency) if concurrency else None
+        limit: AbstractAsyncContextManager[object] = (
+            asyncio.Semaphore(concurrency) if concurrency else contextlib.nullcontext()
+        )
         bar = self._progress(f"concurrency {concurrency or 'unlimited'}", len(prompts))
         start = time.perf_counter()
 
@@ -209,11 +213,8 @@ class BenchRunner:
             delay = start + offset - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if limit is None:
+            async with limit:
                 result = await send(client, self._options, prompt)
-            else:
-                async with limit:
-                    result = await send(client, self._options, prompt)
             bar.update(1)
             return result
 

@@ -210,14 +210,15 @@ def bench(
 
     sweep = len(concurrencies) > 1
 
-    def on_run(run: RunResult) -> None:
-        if not sweep:
-            click.echo(format_run(config, run))
+    def print_run(run: RunResult) -> None:
+        click.echo(format_run(config, run))
 
     try:
         if plot is not None:
             require_matplotlib()
-        runner = BenchRunner(config, progress=_progress_factory(progress), on_run=on_run)
+        runner = BenchRunner(
+            config, progress=_progress_factory(progress), on_run=None if sweep else print_run
+        )
         runs = asyncio.run(runner.run())
         if sweep:
             click.echo(format_table(config, runs))
@@ -246,6 +247,9 @@ def _progress_factory(enabled: bool | None) -> ProgressFactory:
     disable = None if enabled is None else not enabled  # None: tqdm shows it only on a terminal
 
     def factory(description: str, total: int) -> Progress:
-        return tqdm(total=total, desc=description, unit="req", file=sys.stderr, disable=disable, leave=False)
+        bar: Progress = tqdm(
+            total=total, desc=description, unit="req", file=sys.stderr, disable=disable, leave=False
+        )
+        return bar
 
     return factory
