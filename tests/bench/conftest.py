@@ -9,20 +9,10 @@ fake server of ``fake_openai.py``; the gateway with ``engine: mock`` (options ``
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
+from bench_target import BenchTarget
 from fake_openai import FakeBehaviour, FakeServer
-
-
-@dataclass(frozen=True)
-class BenchTarget:
-    base_url: str
-    chat_model: str
-    embedding_model: str
-    ttft_ms: float
-    tokens_per_second: float
-
 
 PACED = FakeBehaviour(ttft_ms=100.0, tokens_per_second=50.0)
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_target import BenchTarget
 from click.testing import CliRunner
-from conftest import BenchTarget
 from fake_openai import FakeBehaviour, FakeServer
 
 from nanoserve.cli.main import cli

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import BenchTarget
+from bench_target import BenchTarget
 from fake_openai import CHAT_TEMPLATE_TOKENS, FakeBehaviour, FakeServer
 
 from nanoserve.bench.metrics import EmbeddingMetrics, GenerationMetrics, RequestResult, tpot
@@ -74,9 +74,7 @@ async def test_paced_stream_figures_match_the_server(paced_target: BenchTarget, 
     assert 0 < m.max_output_tokens_per_s <= 48
 
 
-async def test_sweep_gives_one_run_per_concurrency_within_its_limit(
-    paced_target: BenchTarget, fake: FakeServer
-) -> None:
+async def test_sweep_gives_one_run_per_concurrency_within_its_limit(paced_target: BenchTarget) -> None:
     cfg = config(
         paced_target.base_url, paced_target.chat_model, num_prompts=8, output_len=4, concurrencies=(1, 2, 4)
     )
@@ -85,7 +83,6 @@ async def test_sweep_gives_one_run_per_concurrency_within_its_limit(
     for r in runs:
         assert gen(r).completed == 8
         assert gen(r).max_concurrent_requests == r.max_concurrency  # every request outlasts the ramp-up
-    assert fake.state.peak_in_flight <= 4
 
 
 async def test_concurrency_limit_holds_at_the_server(fake: FakeServer) -> None:
