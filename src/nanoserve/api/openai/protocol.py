@@ -96,6 +96,13 @@ class ChatCompletionRequest(SamplingFields):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
 
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("logprobs are not supported yet")
+        return value
+
     @model_validator(mode="after")
     def _max_tokens(self) -> ChatCompletionRequest:
         if self.max_tokens is None and self.max_completion_tokens is not None:
@@ -109,6 +116,13 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = Field(default=None, ge=1, le=1)
+
+    @field_validator("echo", "suffix", "logprobs")
+    @classmethod
+    def _unsupported(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("not supported yet")
+        return value
 
     @field_validator("prompt")
     @classmethod
