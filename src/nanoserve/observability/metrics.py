@@ -86,6 +86,16 @@ class DeviceMemory:
 MemorySource = Callable[[], Iterable[DeviceMemory]]
 
 
+@dataclass(frozen=True, slots=True)
+class ModelSeries:
+    """One model's per-request series, looked up once (``labels()`` costs microseconds)."""
+
+    waiting: Any
+    running: Any
+    queue_wait_cold: Any
+    queue_wait_warm: Any
+
+
 class GatewayMetrics:
     def __init__(self, models: Iterable[str] = ()):
         self.registry = CollectorRegistry(auto_describe=True)
@@ -174,6 +184,7 @@ class GatewayMetrics:
         self._crashed: set[str] = set()
         # label children per (route, model, status): labels() costs microseconds, a dict lookup does not
         self._per_request: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._per_model: dict[str, ModelSeries] = {}
         for model in models:  # every series exists from the start, so rate() sees the first event
             for counter in (self.loads, self.load_failures, self.restarts, self.running, self.waiting):
                 counter.labels(model)
@@ -188,6 +199,17 @@ class GatewayMetrics:
         self.registry.register(OrchestratorCollector(orchestrator, memory or measured_memory(orchestrator)))
 
     # -- recording ----------------------------------------------------------------------
+    def model_series(self, model: str) -> ModelSeries:
+        series = self._per_model.get(model)
+        if series is None:
+            series = self._per_model[model] = ModelSeries(
+                waiting=self.waiting.labels(model),
+                running=self.running.labels(model),
+                queue_wait_cold=self.queue_wait.labels(model, "true"),
+                queue_wait_warm=self.queue_wait.labels(model, "false"),
+            )
+        return series
+
     def request_done(self, record: RequestRecord, timings: Timings) -> None:
         route, model = record.route, record.model
         key = (route, model, record.status)
@@ -206,7 +228,7 @@ class GatewayMetrics:
         if record.stream_error:
             self.stream_errors.labels(model).inc()
         if record.running:
-            self.running.labels(model).dec()
+            self.model_series(model).running.dec()
 
     def on_event(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
         """The orchestrator's listener: one call per state change of a model instance."""

@@ -82,9 +82,9 @@ class RequestRecord:
         self.model = config.id
         instance = orchestrator.instances.get(self.model)
         cold = instance is not None and instance.state != "ready"
-        gauge = self.metrics.waiting.labels(self.model)
+        series = self.metrics.model_series(self.model)
         span = self.tracing.start("queue", parent=self.span, attributes={"nanoserve.model": self.model})
-        gauge.inc()
+        series.waiting.inc()
         began = time.perf_counter()
         ok = False
         try:
@@ -92,16 +92,16 @@ class RequestRecord:
             ok = True
         finally:
             waited = time.perf_counter() - began
-            gauge.dec()
+            series.waiting.dec()
             self.queue_seconds = (self.queue_seconds or 0.0) + waited
             self.cold_start = self.cold_start or cold
-            self.metrics.queue_wait.labels(self.model, "true" if cold else "false").observe(waited)
+            (series.queue_wait_cold if cold else series.queue_wait_warm).observe(waited)
             self.tracing.end(
                 span, attributes={"nanoserve.cold_start": cold}, error=None if ok else "not served"
             )
             if ok and not self.running:
                 self.running = True
-                self.metrics.running.labels(self.model).inc()
+                series.running.inc()
 
     def worker_headers(self) -> dict[str, str] | None:
         """Headers for the call to the worker: the trace context when tracing is on."""
