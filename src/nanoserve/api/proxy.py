@@ -9,10 +9,16 @@ dies mid-stream ends the stream with an error event.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from nanoserve.api.lifecycle import Controls, unload_if_idle
 from nanoserve.errors import NanoserveError
 from nanoserve.orchestrator.instance import Lease, worker_gone
 from nanoserve.orchestrator.orchestrator import Orchestrator
@@ -22,13 +28,51 @@ log = logging.getLogger("nanoserve.api")
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes) -> tuple[Lease, httpx.Response]:
+@dataclass(eq=False)
+class Upstream:
+    """One request at a worker: its lease, the worker's (unread) response, and its controls.
+
+    ``acquire_seconds`` is the time spent getting a ready worker (loading the model, waiting).
+    ``close()`` ends the lease exactly once; with ``keep_alive`` 0 it also unloads the model.
+    """
+
+    orchestrator: Orchestrator
+    lease: Lease
+    response: httpx.Response
+    controls: Controls
+    acquire_seconds: float
+    closed: bool = field(default=False)
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    async def close(self) -> None:
+        """Idempotent; a close cut short by cancellation is completed by the next call."""
+        if self.closed:
+            return
+        self.lease.release()  # first, and synchronous: the awaits below may be cancelled (client gone)
+        await self.response.aclose()
+        if self.controls.unload_after:
+            await unload_if_idle(self.orchestrator, self.lease.instance)
+        self.closed = True
+
+    def gone(self, exc: BaseException) -> NanoserveError:
+        return worker_gone(self.lease.instance, exc)
+
+
+async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes,
+               controls: Controls | None = None) -> Upstream:
     """A lease on the model's worker and the worker's (streamed, unread) response."""
+    controls = controls or Controls()
     for attempt in (1, 2):
-        lease = await orchestrator.acquire(model)
+        started = time.perf_counter()
+        lease = await orchestrator.acquire(model, keep_alive=controls.keep_alive, priority=controls.priority)
+        acquired = time.perf_counter() - started
         try:
             request = lease.worker.client.build_request("POST", path, content=content, headers=JSON_HEADERS)
-            return lease, await lease.worker.client.send(request, stream=True)
+            response = await lease.worker.client.send(request, stream=True)
+            return Upstream(orchestrator, lease, response, controls, acquired)
         except httpx.ConnectError as exc:
             lease.release()
             if attempt == 2 or lease.worker.alive:
@@ -41,27 +85,36 @@ async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes
     raise AssertionError("unreachable")
 
 
-async def read_all(lease: Lease, response: httpx.Response) -> bytes:
+async def read_all(upstream: Upstream) -> bytes:
     try:
-        return await response.aread()
+        return await upstream.response.aread()
     except httpx.TransportError as exc:
-        raise worker_gone(lease.instance, exc) from exc
+        raise upstream.gone(exc) from exc
     finally:
-        await response.aclose()
-        lease.release()
+        await upstream.close()
 
 
-async def relay(
-    lease: Lease,
-    response: httpx.Response,
-    error_event: Callable[[NanoserveError], bytes],
-) -> AsyncIterator[bytes]:
+async def relay(upstream: Upstream, error_event: Callable[[NanoserveError], bytes]) -> AsyncIterator[bytes]:
     """The worker's stream as bytes; a broken stream ends with ``error_event``."""
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in upstream.response.aiter_raw():
             yield chunk
     except httpx.TransportError as exc:
-        yield error_event(worker_gone(lease.instance, exc))
+        yield error_event(upstream.gone(exc))
     finally:
-        await response.aclose()
-        lease.release()
+        await upstream.close()
+
+
+class UpstreamStreamingResponse(StreamingResponse):
+    """A streamed answer that closes its upstream when the response ends, even if the body was
+    never iterated (the client left before the first byte) or was cut short."""
+
+    def __init__(self, content: AsyncIterator[bytes], upstream: Upstream, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.upstream.close()
