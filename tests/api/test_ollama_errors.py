@@ -41,6 +41,7 @@ CASES = [
     ("POST", GEN, {"model": "mc", "prompt": "hi", "template": "{{ .Prompt }}"}, 400, "template"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "think": True}, 400, "does not support thinking"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "format": "yaml"}, 400, "invalid format"),
+    ("POST", CHAT, {"model": "mc", "messages": MSG, "logprobs": True}, 400, "logprobs are not supported"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "format": "json"}, 400, "not supported"),
     ("POST", CHAT, {"model": "mc", "messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]},
      400, "tools are not supported"),

@@ -1,9 +1,9 @@
 """Send a request to a model's worker and relay the answer.
 
 The gateway validates a request once, then forwards the client's own bytes; streamed answers
-are relayed as bytes (no per-chunk JSON parsing). A worker that is found dead when connecting
-is restarted and the request retried once (nothing was sent, so this is safe); a worker that
-dies mid-stream ends the stream with an error event.
+are relayed as bytes (no per-chunk JSON parsing). A worker found dead when connecting is
+restarted and the request retried once (nothing was sent, so this is safe); a worker that dies
+mid-stream ends the stream with an error event.
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from nanoserve.api.lifecycle import Controls, unload_if_idle
-from nanoserve.errors import NanoserveError
-from nanoserve.orchestrator.instance import Lease, worker_gone
+from nanoserve.errors import NanoserveError, WorkerUnavailable
+from nanoserve.orchestrator.instance import Lease
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.worker.client import WorkerConnectFailed, WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
-
-JSON_HEADERS = {"content-type": "application/json"}
 
 
 @dataclass(eq=False)
 class Upstream:
-    """One request at a worker: its lease, the worker's (unread) response, and its controls.
+    """One request at a worker: its lease, the worker's response (body unread), its controls.
 
     ``acquire_seconds`` is the time spent getting a ready worker (loading the model, waiting).
     ``close()`` ends the lease exactly once; with ``keep_alive`` 0 it also unloads the model.
@@ -38,7 +36,7 @@ class Upstream:
 
     orchestrator: Orchestrator
     lease: Lease
-    response: httpx.Response
+    response: WorkerResponse
     controls: Controls
     acquire_seconds: float
     closed: bool = field(default=False)
@@ -51,32 +49,34 @@ class Upstream:
         """Idempotent; a close cut short by cancellation is completed by the next call."""
         if self.closed:
             return
-        self.lease.release()  # first, and synchronous: the awaits below may be cancelled (client gone)
-        await self.response.aclose()
+        self.lease.release()  # first, and synchronous: the await below may be cancelled (client gone)
+        self.response.close()
         if self.controls.unload_after:
             await unload_if_idle(self.orchestrator, self.lease.instance)
         self.closed = True
 
-    def gone(self, exc: BaseException) -> NanoserveError:
-        return worker_gone(self.lease.instance, exc)
+    def gone(self, exc: WorkerUnavailable) -> WorkerUnavailable:
+        return WorkerUnavailable(
+            f"the worker for model '{self.lease.instance.id}' is not reachable: {exc.message}", retry_after=1
+        )
 
 
-async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes,
-               controls: Controls | None = None) -> Upstream:
-    """A lease on the model's worker and the worker's (streamed, unread) response."""
+async def send(
+    orchestrator: Orchestrator, model: str, path: str, body: bytes, controls: Controls | None = None
+) -> Upstream:
+    """A lease on the model's worker and the worker's response (body unread)."""
     controls = controls or Controls()
     for attempt in (1, 2):
         started = time.perf_counter()
         lease = await orchestrator.acquire(model, keep_alive=controls.keep_alive, priority=controls.priority)
         acquired = time.perf_counter() - started
         try:
-            request = lease.worker.client.build_request("POST", path, content=content, headers=JSON_HEADERS)
-            response = await lease.worker.client.send(request, stream=True)
+            response = await lease.worker.client.post(path, body)
             return Upstream(orchestrator, lease, response, controls, acquired)
-        except httpx.ConnectError as exc:
+        except WorkerConnectFailed:
             lease.release()
             if attempt == 2 or lease.worker.alive:
-                raise worker_gone(lease.instance, exc) from exc
+                raise
             log.warning("worker for %s was gone; restarting it and retrying", lease.instance.id)
             await lease.worker.proc.wait()  # let the owner see the exit before the retry
         except BaseException:
@@ -87,9 +87,7 @@ async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes
 
 async def read_all(upstream: Upstream) -> bytes:
     try:
-        return await upstream.response.aread()
-    except httpx.TransportError as exc:
-        raise upstream.gone(exc) from exc
+        return await upstream.response.read()
     finally:
         await upstream.close()
 
@@ -97,9 +95,9 @@ async def read_all(upstream: Upstream) -> bytes:
 async def relay(upstream: Upstream, error_event: Callable[[NanoserveError], bytes]) -> AsyncIterator[bytes]:
     """The worker's stream as bytes; a broken stream ends with ``error_event``."""
     try:
-        async for chunk in upstream.response.aiter_raw():
+        async for chunk in upstream.response.chunks():
             yield chunk
-    except httpx.TransportError as exc:
+    except WorkerUnavailable as exc:
         yield error_event(upstream.gone(exc))
     finally:
         await upstream.close()

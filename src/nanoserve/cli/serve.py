@@ -32,7 +32,6 @@ def serve(host: str | None, port: int | None, config_path: Path | None, data_dir
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings)
     click.echo(f"nanoserve: serving {', '.join(m.id for m in settings.models)} on http://{settings.host}:{settings.port}",
                err=True)

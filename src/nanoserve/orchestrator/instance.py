@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nanoserve.config import ModelConfig
-from nanoserve.errors import Conflict, EngineError, WorkerUnavailable
+from nanoserve.errors import Conflict, EngineError
 from nanoserve.orchestrator.process import WorkerProcess
 
 log = logging.getLogger("nanoserve.orchestrator")
@@ -249,7 +249,7 @@ class ModelInstance:
         self.error = f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
         log.warning("%s: %s", self.id, self.error)
         self._set_state(State.FAILED, reason="crash", error=self.error)
-        asyncio.create_task(worker.client.aclose())
+        asyncio.create_task(worker.client.close())
 
     async def _stop(self, command: _Stop) -> None:
         worker = self.worker
@@ -266,10 +266,6 @@ class ModelInstance:
             self._set_state(State.STOPPED, reason=command.reason)
         if not command.future.done():
             command.future.set_result(None)
-
-
-def worker_gone(instance: ModelInstance, exc: BaseException) -> WorkerUnavailable:
-    return WorkerUnavailable(f"the worker for model '{instance.id}' is not reachable: {exc}", retry_after=1)
 
 
 @dataclass

@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
 from nanoserve.sources import resolve_source
+from nanoserve.worker.client import WorkerClient
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -84,7 +83,7 @@ class WorkerProcess:
     proc: asyncio.subprocess.Process
     port: int
     log_path: Path
-    client: httpx.AsyncClient
+    client: WorkerClient
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -112,14 +111,13 @@ class WorkerProcess:
                     f"Log ({self.log_path}):\n{self.log_tail()}"
                 )
             try:
-                resp = await self.client.get("/health", timeout=2.0)
-                if resp.status_code == 200:
-                    return
-                if resp.status_code >= 500 and resp.status_code != 503:
-                    error = resp.json().get("error", resp.text)
-                    raise EngineError(f"model '{self.model}' failed to load: {error}")
-            except (httpx.TransportError, ValueError):
-                pass
+                status, body = await self.client.get_json("/health", timeout=2.0)
+            except EngineError:
+                status, body = 0, {}
+            if status == 200:
+                return
+            if status >= 500 and status != 503:
+                raise EngineError(f"model '{self.model}' failed to load: {body.get('error', body)}")
             if time.monotonic() >= deadline:
                 raise EngineError(
                     f"worker for '{self.model}' did not become healthy within {timeout:.0f}s. "
@@ -130,7 +128,7 @@ class WorkerProcess:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the worker's process group, then SIGKILL it after ``timeout``."""
-        await self.client.aclose()
+        await self.client.close()
         if self.alive:
             _signal_group(self.proc.pid, signal.SIGTERM)
             try:
@@ -153,6 +151,8 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
     """Start a worker for ``config`` (not yet healthy: call ``wait_healthy``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: no Nagle delay between a response's header and body.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
@@ -176,10 +176,6 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
             )
     finally:
         sock.close()
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-    timeout = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=None)
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout, trust_env=False
-    )
+    client = WorkerClient(f"http://127.0.0.1:{port}")
     log.info("started worker pid %d for %s on 127.0.0.1:%d", proc.pid, config.id, port)
     return WorkerProcess(model=config.id, proc=proc, port=port, log_path=log_path, client=client)

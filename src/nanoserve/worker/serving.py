@@ -91,7 +91,10 @@ class GenerationService:
             raise UnsupportedFeature(
                 f"model '{req.model}' does not support image input (text-only model)", param="messages"
             )
-        messages = [{"role": m.role, "content": m.text() or ""} for m in req.messages]
+        # OpenAI's "developer" role is the system prompt of newer clients; templates know "system".
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text() or ""} for m in req.messages
+        ]
         return self.engine.render_chat(messages)
 
     def prepare_chat(self, req: ChatCompletionRequest) -> GenerationRequest:

@@ -73,9 +73,11 @@ def sampling(options: Options, config: ModelConfig, name: str) -> dict[str, Any]
 
 
 def _check_common(req: ChatRequest | GenerateRequest, name: str) -> dict[str, Any]:
-    """Fields common to chat and generate: think, format."""
+    """Fields common to chat and generate: think, logprobs, format."""
     if req.think not in (None, False, ""):
         raise UnsupportedFeature(f'"{name}" does not support thinking', param="think")
+    if req.logprobs:
+        raise UnsupportedFeature("logprobs are not supported yet", param="logprobs")
     body: dict[str, Any] = {}
     fmt = req.format
     if fmt == "json":

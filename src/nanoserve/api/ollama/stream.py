@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from nanoserve import errors as e
 from nanoserve.api.proxy import Upstream
 
@@ -138,11 +136,11 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncIterator[bytes]:
     """
     outcome = Outcome()
     try:
-        async for line in upstream.response.aiter_lines():
-            if not line.startswith("data:"):
+        async for line in upstream.response.lines():
+            if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
-            if data == "[DONE]":
+            if data == b"[DONE]":
                 break
             event = json.loads(data)
             if "error" in event:
@@ -157,7 +155,7 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncIterator[bytes]:
                     outcome.finish_reason = choice["finish_reason"]
             if "usage" in event:
                 outcome.absorb(event)
-    except httpx.TransportError as exc:
+    except e.WorkerUnavailable as exc:
         raise upstream.gone(exc) from exc
     except ValueError as exc:
         raise e.EngineError(f"the worker sent an invalid stream event: {exc}") from exc

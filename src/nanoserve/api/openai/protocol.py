@@ -101,6 +101,13 @@ class ChatCompletionRequest(SamplingFields):
     context: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, max_length=MAX_TOKENS_LIMIT)
     return_context: bool = False
 
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("logprobs are not supported yet")
+        return value
+
     @model_validator(mode="after")
     def _max_tokens(self) -> ChatCompletionRequest:
         if self.max_tokens is None and self.max_completion_tokens is not None:
@@ -114,6 +121,13 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = Field(default=None, ge=1, le=1)
+
+    @field_validator("echo", "suffix", "logprobs")
+    @classmethod
+    def _unsupported(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("not supported yet")
+        return value
 
     @field_validator("prompt")
     @classmethod
