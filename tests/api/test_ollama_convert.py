@@ -29,18 +29,20 @@ CONFIG = ModelConfig(id="m", engine="mock", context_length=1024)
         ({"num_predict": -1}, convert.OLLAMA_DEFAULTS),  # until the context is full
         ({"num_predict": -2}, convert.OLLAMA_DEFAULTS),
         ({"seed": -1}, convert.OLLAMA_DEFAULTS),  # random
-        ({"seed": 42, "stop": ["\n", "user:"]}, {**convert.OLLAMA_DEFAULTS, "seed": 42, "stop": ["\n", "user:"]}),
+        (
+            {"seed": 42, "stop": ["\n", "user:"]},
+            {**convert.OLLAMA_DEFAULTS, "seed": 42, "stop": ["\n", "user:"]},
+        ),
         ({"stop": "END"}, {**convert.OLLAMA_DEFAULTS, "stop": ["END"]}),
-        ({"repeat_penalty": 1.1, "min_p": 0.05}, {**convert.OLLAMA_DEFAULTS, "repeat_penalty": 1.1, "min_p": 0.05}),
+        (
+            {"repeat_penalty": 1.1, "min_p": 0.05},
+            {**convert.OLLAMA_DEFAULTS, "repeat_penalty": 1.1, "min_p": 0.05},
+        ),
         ({"num_ctx": 1024, "mirostat": 2, "num_gpu": 0}, convert.OLLAMA_DEFAULTS),  # accepted, nothing to do
     ],
 )
 def test_options_map_to_sampling_fields(options: dict[str, Any], expected: dict[str, Any]) -> None:
     assert convert.sampling(Options.model_validate(options), CONFIG, "m") == expected
-
-
-def test_unknown_options_are_listed_as_ignored() -> None:
-    assert Options.model_validate({"mirostat": 2, "temperature": 1}).ignored == ["mirostat"]
 
 
 def test_num_ctx_above_the_models_context_is_an_error() -> None:
@@ -56,7 +58,9 @@ def test_generate_uses_the_chat_template_unless_raw() -> None:
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
     assert body["context"] == [5, 6] and body["return_context"] is True
     assert body["stream"] is False and "stream_options" not in body
-    path, body = convert.generate_body(GenerateRequest(model="m", prompt="[INST] hi [/INST]", raw=True), CONFIG)
+    path, body = convert.generate_body(
+        GenerateRequest(model="m", prompt="[INST] hi [/INST]", raw=True), CONFIG
+    )
     assert path == convert.COMPLETION_PATH
     assert body["prompt"] == "[INST] hi [/INST]" and "return_context" not in body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -64,11 +68,18 @@ def test_generate_uses_the_chat_template_unless_raw() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "expected"),
-    [("json", {"type": "json_object"}),
-     ({"type": "object"}, {"type": "json_schema", "json_schema": {"name": "format", "schema": {"type": "object"}}})],
+    [
+        ("json", {"type": "json_object"}),
+        (
+            {"type": "object"},
+            {"type": "json_schema", "json_schema": {"name": "format", "schema": {"type": "object"}}},
+        ),
+    ],
 )
 def test_format_becomes_response_format(fmt: Any, expected: dict[str, Any]) -> None:
-    body = convert.chat_body(ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], format=fmt), CONFIG)
+    body = convert.chat_body(
+        ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], format=fmt), CONFIG
+    )
     assert body["response_format"] == expected
 
 
@@ -86,7 +97,11 @@ def test_images_become_data_url_parts() -> None:
 def test_tool_calls_get_openai_json_arguments() -> None:
     messages = [
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "w", "arguments": {"city": "Paris"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "w", "arguments": {"city": "Paris"}}}],
+        },
         {"role": "tool", "content": "sunny", "tool_name": "w"},
     ]
     body = convert.chat_body(ChatRequest(model="m", messages=messages), CONFIG)
@@ -97,8 +112,10 @@ def test_tool_calls_get_openai_json_arguments() -> None:
 
 def test_worker_validation_names_the_ollama_field() -> None:
     with pytest.raises(BadRequest) as info:
-        convert.chat_body(ChatRequest(model="m", messages=[{"role": "user", "content": "x"}],
-                                      options={"temperature": 7}), CONFIG)
+        convert.chat_body(
+            ChatRequest(model="m", messages=[{"role": "user", "content": "x"}], options={"temperature": 7}),
+            CONFIG,
+        )
     assert info.value.param == "options.temperature"
 
 
@@ -108,8 +125,12 @@ def test_reply_lines_and_final_metrics() -> None:
     assert line["response"] == 'say "hi"\n' and line["done"] is False and line["created_at"].endswith("Z")
     chat_line = json.loads(Reply("m", chat=True, started=0.0, load_seconds=0).token_line("x"))
     assert chat_line["message"] == {"role": "assistant", "content": "x"}
-    outcome = Outcome(finish_reason="length", usage={"prompt_tokens": 3, "completion_tokens": 4},
-                      timings={"prompt_ms": 2.5, "predicted_ms": 40.0}, context=[1, 2])
+    outcome = Outcome(
+        finish_reason="length",
+        usage={"prompt_tokens": 3, "completion_tokens": 4},
+        timings={"prompt_ms": 2.5, "predicted_ms": 40.0},
+        context=[1, 2],
+    )
     final = reply.final(outcome)
     assert final["done"] is True and final["done_reason"] == "length" and final["context"] == [1, 2]
     assert final["load_duration"] == 1_500_000_000
@@ -119,8 +140,11 @@ def test_reply_lines_and_final_metrics() -> None:
 
 def test_whole_answers_translate_for_both_worker_routes() -> None:
     reply = Reply("m", chat=False, started=0.0, load_seconds=0)
-    chat_answer = {"choices": [{"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "context": [9]}
+    chat_answer = {
+        "choices": [{"message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        "context": [9],
+    }
     text_answer = {"choices": [{"text": "hello", "finish_reason": "stop"}], "usage": {}}
     assert reply.from_completion(chat_answer)["response"] == "hello"
     assert reply.from_completion(chat_answer)["context"] == [9]
@@ -129,11 +153,17 @@ def test_whole_answers_translate_for_both_worker_routes() -> None:
 
 @pytest.mark.parametrize(
     ("payload", "cls", "status"),
-    [({"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}, BadRequest, 400),
-     ({"message": "gone", "type": "invalid_request_error", "code": "model_not_found"}, NotFound, 404),
-     ({"message": "busy", "type": "rate_limit_error", "code": "queue_full"}, QueueFull, 429),
-     ({"message": "boom", "type": "server_error", "code": None}, NanoserveError, 500),
-     ("not an object", NanoserveError, 500)],
+    [
+        (
+            {"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"},
+            BadRequest,
+            400,
+        ),
+        ({"message": "gone", "type": "invalid_request_error", "code": "model_not_found"}, NotFound, 404),
+        ({"message": "busy", "type": "rate_limit_error", "code": "queue_full"}, QueueFull, 429),
+        ({"message": "boom", "type": "server_error", "code": None}, NanoserveError, 500),
+        ("not an object", NanoserveError, 500),
+    ],
 )
 def test_in_stream_errors_keep_their_status(payload: Any, cls: type[NanoserveError], status: int) -> None:
     err = error_from_event(payload)
@@ -143,8 +173,12 @@ def test_in_stream_errors_keep_their_status(payload: Any, cls: type[NanoserveErr
 
 @pytest.mark.parametrize(
     ("name", "shown"),
-    [("smollm2:135m", "smollm2:135m"), ("all-minilm", "all-minilm:latest"), ("ns/model", "ns/model:latest"),
-     ("host:5000/ns/model", "host:5000/ns/model:latest")],
+    [
+        ("smollm2:135m", "smollm2:135m"),
+        ("all-minilm", "all-minilm:latest"),
+        ("ns/model", "ns/model:latest"),
+        ("host:5000/ns/model", "host:5000/ns/model:latest"),
+    ],
 )
 def test_names_always_show_a_tag(name: str, shown: str) -> None:
     assert ollama_name(name) == shown
@@ -152,17 +186,35 @@ def test_names_always_show_a_tag(name: str, shown: str) -> None:
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(134_515_008, "134.52M"), (8_030_261_248, "8.0B"), (8_000_000_000, "8B"), (22_000_000, "22M"), (1500, "2K"),
-     (999, "999")],
+    [
+        (134_515_008, "134.52M"),
+        (8_030_261_248, "8.0B"),
+        (8_000_000_000, "8B"),
+        (22_000_000, "22M"),
+        (1500, "2K"),
+        (999, "999"),
+    ],
 )
 def test_parameter_sizes_read_like_ollamas(n: int, text: str) -> None:
     assert human_number(n) == text
 
 
 def _view(expires: float | None, in_flight: int = 0) -> ModelView:
-    return ModelView(id="m", state="ready", kind="chat", engine="mock", loaded_at=0.0, last_used=0.0,
-                     expires_at=expires, in_flight=in_flight, priority=0, pinned=False, estimated_bytes=None,
-                     measured_bytes=None, pid=1)
+    return ModelView(
+        id="m",
+        state="ready",
+        kind="chat",
+        engine="mock",
+        loaded_at=0.0,
+        last_used=0.0,
+        expires_at=expires,
+        in_flight=in_flight,
+        priority=0,
+        pinned=False,
+        estimated_bytes=None,
+        measured_bytes=None,
+        pid=1,
+    )
 
 
 def test_expiry_idle_busy_and_forever() -> None:

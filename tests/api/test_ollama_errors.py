@@ -27,28 +27,63 @@ CASES = [
     ("POST", "/api/embeddings", {"model": "nope", "prompt": "x"}, 404, "model 'nope' not found"),
     ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
     ("POST", "/api/show", {}, 400, "model is required"),
-    ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"temperature": "hot"}}, 400, "options.temperature"),
-    ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"num_predict": "many"}}, 400, "options.num_predict"),
+    (
+        "POST",
+        GEN,
+        {"model": "mc", "prompt": "hi", "options": {"temperature": "hot"}},
+        400,
+        "options.temperature",
+    ),
+    (
+        "POST",
+        GEN,
+        {"model": "mc", "prompt": "hi", "options": {"num_predict": "many"}},
+        400,
+        "options.num_predict",
+    ),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"stop": 5}}, 400, "options.stop"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"top_p": 3}}, 400, "options.top_p"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"temperature": 9}}, 400, "options.temperature"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "options": "hot"}, 400, "options"),
-    ("POST", CHAT, {"model": "mc", "messages": MSG, "options": {"num_ctx": 4096}}, 400, "num_ctx 4096 exceeds"),
+    (
+        "POST",
+        CHAT,
+        {"model": "mc", "messages": MSG, "options": {"num_ctx": 4096}},
+        400,
+        "num_ctx 4096 exceeds",
+    ),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "options": {"num_predict": 9000}}, 400, "context length"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "keep_alive": "soon"}, 400, "keep_alive"),
-    ("POST", GEN, {"model": "mc", "prompt": "hi", "raw": True, "context": [1]}, 400, "raw mode does not support"),
+    (
+        "POST",
+        GEN,
+        {"model": "mc", "prompt": "hi", "raw": True, "context": [1]},
+        400,
+        "raw mode does not support",
+    ),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "suffix": "end"}, 400, "does not support insert"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "template": "{{ .Prompt }}"}, 400, "template"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "think": True}, 400, "does not support thinking"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "format": "yaml"}, 400, "invalid format"),
     ("POST", CHAT, {"model": "mc", "messages": MSG, "logprobs": True}, 400, "logprobs are not supported"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "format": "json"}, 400, "not supported"),
-    ("POST", CHAT, {"model": "mc", "messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]},
-     400, "tools are not supported"),
+    (
+        "POST",
+        CHAT,
+        {"model": "mc", "messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]},
+        400,
+        "tools are not supported",
+    ),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "images": [PNG]}, 400, "image"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "images": [PNG], "raw": True}, 400, "image"),
     ("POST", GEN, {"model": "mc", "prompt": "hi", "images": ["%%%"]}, 400, "base64"),
-    ("POST", CHAT, {"model": "mc", "messages": [{"role": "user", "content": "hi", "images": [PNG]}]}, 400, "image"),
+    (
+        "POST",
+        CHAT,
+        {"model": "mc", "messages": [{"role": "user", "content": "hi", "images": [PNG]}]},
+        400,
+        "image",
+    ),
     ("POST", CHAT, {"model": "mc", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role"),
     ("POST", CHAT, {"model": "mock-embed", "messages": MSG}, 400, "does not support chat"),
     ("POST", GEN, {"model": "mock-embed", "prompt": "hi"}, 400, "does not support generate"),
@@ -68,7 +103,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "words"), CASES)
-def test_bad_input(mock_gateway: Gateway, method: str, path: str, body: object, status: int, words: str) -> None:
+def test_bad_input(
+    mock_gateway: Gateway, method: str, path: str, body: object, status: int, words: str
+) -> None:
     with mock_gateway.client() as http:
         if isinstance(body, bytes):
             resp = http.request(method, path, content=body, headers={"content-type": "application/json"})

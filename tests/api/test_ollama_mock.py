@@ -22,8 +22,14 @@ from gateway import Gateway, pid_alive
 
 CONFIG = {
     "models": [
-        {"id": "mock-chat", "aliases": ["mc"], "engine": "mock", "kind": "chat", "context_length": 512,
-         "options": {"tokens_per_second": 500}},
+        {
+            "id": "mock-chat",
+            "aliases": ["mc"],
+            "engine": "mock",
+            "kind": "chat",
+            "context_length": 512,
+            "options": {"tokens_per_second": 500},
+        },
         {"id": "mock-embed", "engine": "mock-embedding", "kind": "embedding"},
         {"id": "slow:1b", "engine": "mock", "options": {"tokens_per_second": 20}},
         {"id": "forever", "engine": "mock", "keep_alive": -1},
@@ -69,9 +75,12 @@ def test_show_by_alias_and_latest_tag(client: ollama.Client) -> None:
 
 
 def test_unknown_model_is_ollama_404(client: ollama.Client) -> None:
-    for call in (lambda: client.show("nope"), lambda: client.generate("nope", "hi"),
-                 lambda: client.chat("nope", [{"role": "user", "content": "hi"}]),
-                 lambda: client.embed("nope", "hi")):
+    for call in (
+        lambda: client.show("nope"),
+        lambda: client.generate("nope", "hi"),
+        lambda: client.chat("nope", [{"role": "user", "content": "hi"}]),
+        lambda: client.embed("nope", "hi"),
+    ):
         with pytest.raises(ollama.ResponseError) as info:
             call()
         assert info.value.status_code == 404
@@ -113,7 +122,9 @@ def test_system_goes_through_the_template(client: ollama.Client) -> None:
 def test_context_carries_the_conversation(client: ollama.Client) -> None:
     first = client.generate("mock-chat", WORDS, options={"num_predict": 3}, stream=False)
     assert first.context
-    second = client.generate("mock-chat", "six", context=first.context, options={"num_predict": 3}, stream=False)
+    second = client.generate(
+        "mock-chat", "six", context=first.context, options={"num_predict": 3}, stream=False
+    )
     assert second.context is not None and second.context[: len(first.context)] == list(first.context)
     alone = client.generate("mock-chat", "six", options={"num_predict": 3}, stream=False)
     assert second.prompt_eval_count == len(first.context) + alone.prompt_eval_count
@@ -148,14 +159,21 @@ def test_chat_streaming_and_not(client: ollama.Client) -> None:
 
 def test_chat_history_reaches_the_model(client: ollama.Client) -> None:
     one = client.chat("mc", [{"role": "user", "content": "hi"}], options={"num_predict": 1}, stream=False)
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"},
-               {"role": "user", "content": "again"}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello there"},
+        {"role": "user", "content": "again"},
+    ]
     three = client.chat("mc", history, options={"num_predict": 1}, stream=False)
     assert three.prompt_eval_count == one.prompt_eval_count + 3  # "<|assistant|>hello there\n<|user|>again"
 
 
 def test_error_mid_stream_is_an_error_line(gateway: Gateway) -> None:
-    body = {"model": "slow:1b", "messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 200}}
+    body = {
+        "model": "slow:1b",
+        "messages": [{"role": "user", "content": "x"}],
+        "options": {"num_predict": 200},
+    }
     lines = []
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         with http.stream("POST", "/api/chat", json=body) as resp:
@@ -200,8 +218,9 @@ def test_empty_generate_loads_and_keep_alive_0_unloads(client: ollama.Client) ->
 def test_keep_alive_0_unloads_after_the_request(client: ollama.Client, stream: bool) -> None:
     client.chat("mc", [{"role": "user", "content": "hi"}], options={"num_predict": 2})
     assert "mock-chat:latest" in running(client)
-    reply = client.chat("mc", [{"role": "user", "content": "hi"}], options={"num_predict": 2}, keep_alive=0,
-                        stream=stream)
+    reply = client.chat(
+        "mc", [{"role": "user", "content": "hi"}], options={"num_predict": 2}, keep_alive=0, stream=stream
+    )
     if stream:
         assert list(reply)[-1].done
     assert "mock-chat:latest" not in running(client)
@@ -242,11 +261,16 @@ def test_openai_routes_take_keep_alive_as_header_and_body(gateway: Gateway, clie
 
 @pytest.mark.parametrize(
     ("headers", "body", "param"),
-    [({"X-Keep-Alive": "soon"}, {}, "X-Keep-Alive"), ({"X-Priority": "high"}, {}, "X-Priority"),
-     ({}, {"keep_alive": "soon"}, "keep_alive"), ({"X-Keep-Alive": "soon"}, {"keep_alive": 0}, None)],
+    [
+        ({"X-Keep-Alive": "soon"}, {}, "X-Keep-Alive"),
+        ({"X-Priority": "high"}, {}, "X-Priority"),
+        ({}, {"keep_alive": "soon"}, "keep_alive"),
+        ({"X-Keep-Alive": "soon"}, {"keep_alive": 0}, None),
+    ],
 )
-def test_openai_bad_lifecycle_controls_are_400(gateway: Gateway, headers: dict[str, str], body: dict[str, object],
-                                               param: str | None) -> None:
+def test_openai_bad_lifecycle_controls_are_400(
+    gateway: Gateway, headers: dict[str, str], body: dict[str, object], param: str | None
+) -> None:
     chat = {"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, **body}
     with gateway.client() as http:
         resp = http.post("/v1/chat/completions", json=chat, headers=headers)

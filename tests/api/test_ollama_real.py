@@ -27,7 +27,9 @@ def test_list_shows_both_defaults_with_gguf_details(client: ollama.Client) -> No
     chat = models[CHAT]
     assert chat.details is not None
     assert (chat.details.format, chat.details.family) == ("gguf", "llama")
-    assert chat.details.quantization_level and chat.details.quantization_level in str(default_models()[0].source)
+    assert chat.details.quantization_level and chat.details.quantization_level in str(
+        default_models()[0].source
+    )
     assert chat.details.parameter_size and chat.details.parameter_size.endswith("M")
     assert chat.size and chat.size > 50_000_000 and chat.digest and len(chat.digest) == 64
 
@@ -72,7 +74,9 @@ def test_chat_streaming_and_not(client: ollama.Client) -> None:
 
 
 def test_stop_and_num_predict(client: ollama.Client) -> None:
-    reply = client.generate(CHAT, "1, 2, 3, 4,", raw=True, options={"temperature": 0, "num_predict": 30, "stop": ["7"]})
+    reply = client.generate(
+        CHAT, "1, 2, 3, 4,", raw=True, options={"temperature": 0, "num_predict": 30, "stop": ["7"]}
+    )
     assert "7" not in reply.response and reply.done_reason == "stop"
     short = client.generate(CHAT, "Once upon a time", raw=True, options={"temperature": 0, "num_predict": 3})
     assert short.done_reason == "length" and short.eval_count == 3

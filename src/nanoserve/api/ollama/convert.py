@@ -44,8 +44,12 @@ _OLLAMA_NAME = {
     "stop": "options.stop",
 }
 
-_IMAGE_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
-                (b"RIFF", "image/webp"))
+_IMAGE_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
 
 
 def sampling(options: Options, config: ModelConfig, name: str) -> dict[str, Any]:
@@ -58,8 +62,15 @@ def sampling(options: Options, config: ModelConfig, name: str) -> dict[str, Any]
             param="options.num_ctx",
         )
     body: dict[str, Any] = dict(OLLAMA_DEFAULTS)
-    for field in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "presence_penalty",
-                  "frequency_penalty"):
+    for field in (
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+    ):
         value = getattr(options, field)
         if value is not None:
             body[field] = value
@@ -85,7 +96,7 @@ def _check_common(req: ChatRequest | GenerateRequest, name: str) -> dict[str, An
     elif isinstance(fmt, dict):
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}}
     elif fmt not in (None, ""):
-        raise BadRequest(f"invalid format {fmt!r}: expected \"json\" or a JSON schema", param="format")
+        raise BadRequest(f'invalid format {fmt!r}: expected "json" or a JSON schema', param="format")
     return body
 
 
@@ -113,19 +124,24 @@ def _tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, call in enumerate(calls):
         function = call.get("function") or {}
         arguments = function.get("arguments", {})
-        out.append({
-            "id": call.get("id") or f"call_{i}",
-            "type": "function",
-            "function": {
-                "name": function.get("name", ""),
-                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
-            },
-        })
+        out.append(
+            {
+                "id": call.get("id") or f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+        )
     return out
 
 
 def message(msg: Message, index: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": msg.role, "content": _content(msg.content, msg.images, f"messages.{index}")}
+    out: dict[str, Any] = {
+        "role": msg.role,
+        "content": _content(msg.content, msg.images, f"messages.{index}"),
+    }
     if msg.tool_calls:
         out["tool_calls"] = _tool_calls(msg.tool_calls)
     if msg.role == "tool":

@@ -41,10 +41,6 @@ class Options(BaseModel):
     def _one_stop(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @property
-    def ignored(self) -> list[str]:
-        return sorted(self.model_extra or {})
-
 
 class _Lifecycle(_Request):
     model: str = Field(min_length=1)

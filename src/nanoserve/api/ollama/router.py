@@ -78,8 +78,9 @@ def create_ollama_router() -> APIRouter:
     async def head_blob(digest: str) -> Response:
         raise NotFound(f"blob {digest!r} not found")
 
-    router.add_api_route("/api/blobs/{digest}", _unsupported("store blobs", "it has no model store"),
-                         methods=["POST"])
+    router.add_api_route(
+        "/api/blobs/{digest}", _unsupported("store blobs", "it has no model store"), methods=["POST"]
+    )
     return router
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -41,9 +40,6 @@ from nanoserve.api.ollama.weights import WeightsCatalog
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest, NotFound, UnsupportedFeature
 from nanoserve.orchestrator.orchestrator import Orchestrator
-from nanoserve.sources import resolve_source
-
-log = logging.getLogger("nanoserve.api")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,7 +76,9 @@ class OllamaServing:
         if controls.unload_after:
             await self.orchestrator.unload(name, reason="keep_alive=0")
             return "unload"
-        lease = await self.orchestrator.acquire(name, keep_alive=controls.keep_alive, priority=controls.priority)
+        lease = await self.orchestrator.acquire(
+            name, keep_alive=controls.keep_alive, priority=controls.priority
+        )
         lease.release()
         return "load"
 
@@ -93,10 +91,19 @@ class OllamaServing:
         controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
         if not req.prompt and not req.images:
             reason = await self._load_or_unload(req.model, controls)
-            return JSONResponse({"model": req.model, "created_at": now_iso(), "response": "", "done": True,
-                                 "done_reason": reason})
+            return JSONResponse(
+                {
+                    "model": req.model,
+                    "created_at": now_iso(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": reason,
+                }
+            )
         path, body = convert.generate_body(req, config)
-        return await self._generation(req.model, path, body, controls, req.streaming, chat=False, started=started)
+        return await self._generation(
+            req.model, path, body, controls, req.streaming, chat=False, started=started
+        )
 
     async def chat(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -106,15 +113,31 @@ class OllamaServing:
         controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
         if not req.messages:
             reason = await self._load_or_unload(req.model, controls)
-            return JSONResponse({"model": req.model, "created_at": now_iso(),
-                                 "message": {"role": "assistant", "content": ""}, "done": True,
-                                 "done_reason": reason})
+            return JSONResponse(
+                {
+                    "model": req.model,
+                    "created_at": now_iso(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": reason,
+                }
+            )
         body = convert.chat_body(req, config)
-        return await self._generation(req.model, convert.CHAT_PATH, body, controls, req.streaming, chat=True,
-                                      started=started)
+        return await self._generation(
+            req.model, convert.CHAT_PATH, body, controls, req.streaming, chat=True, started=started
+        )
 
-    async def _generation(self, name: str, path: str, body: dict[str, Any], controls: lifecycle.Controls,
-                          streaming: bool, *, chat: bool, started: float) -> Response:
+    async def _generation(
+        self,
+        name: str,
+        path: str,
+        body: dict[str, Any],
+        controls: lifecycle.Controls,
+        streaming: bool,
+        *,
+        chat: bool,
+        started: float,
+    ) -> Response:
         upstream = await proxy.send(self.orchestrator, name, path, json.dumps(body).encode(), controls)
         reply = Reply(name, chat=chat, started=started, load_seconds=upstream.acquire_seconds)
         if upstream.status_code != 200:
@@ -135,7 +158,9 @@ class OllamaServing:
         )
 
     # -- embeddings ----------------------------------------------------------------------
-    async def _embed(self, name: str, texts: list[str], controls: lifecycle.Controls) -> tuple[dict[str, Any], float]:
+    async def _embed(
+        self, name: str, texts: list[str], controls: lifecycle.Controls
+    ) -> tuple[dict[str, Any], float]:
         content = json.dumps({"model": name, "input": texts, "encoding_format": "float"}).encode()
         upstream = await proxy.send(self.orchestrator, name, convert.EMBEDDING_PATH, content, controls)
         raw = await proxy.read_all(upstream)
@@ -157,13 +182,15 @@ class OllamaServing:
         vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda d: d["index"])]
         if req.dimensions is not None:
             vectors = [_truncate(v, req.dimensions) for v in vectors]
-        return JSONResponse(EmbedResponse(
-            model=req.model,
-            embeddings=vectors,
-            total_duration=round((time.perf_counter() - started) * 1e9),
-            load_duration=round(load_seconds * 1e9),
-            prompt_eval_count=(answer.get("usage") or {}).get("prompt_tokens"),
-        ).model_dump(exclude_none=True))
+        return JSONResponse(
+            EmbedResponse(
+                model=req.model,
+                embeddings=vectors,
+                total_duration=round((time.perf_counter() - started) * 1e9),
+                load_duration=round(load_seconds * 1e9),
+                prompt_eval_count=(answer.get("usage") or {}).get("prompt_tokens"),
+            ).model_dump(exclude_none=True)
+        )
 
     async def embeddings(self, request: Request) -> Response:
         req = await self._parse(request, EmbeddingsRequest)
@@ -180,15 +207,17 @@ class OllamaServing:
     async def tags(self) -> Response:
         configs = list(self.orchestrator.registry)
         described = await asyncio.to_thread(lambda: [self.weights.describe(c) for c in configs])
-        listing = ListResponse(models=[models.list_model(c, w) for c, w in zip(configs, described)])
-        return JSONResponse(listing.model_dump())
+        listed = [models.list_model(c, w) for c, w in zip(configs, described, strict=True)]
+        return JSONResponse(ListResponse(models=listed).model_dump())
 
     async def ps(self) -> Response:
         registry = self.orchestrator.registry
-        loaded = [(v, registry.get(v.id)) for v in self.orchestrator.views() if v.state in models.LOADED_STATES]
+        loaded = [
+            (v, registry.get(v.id)) for v in self.orchestrator.views() if v.state in models.LOADED_STATES
+        ]
         described = await asyncio.to_thread(lambda: [self.weights.describe(c) for _, c in loaded])
         now = time.time()
-        running = [models.process_model(v, c, w, now) for (v, c), w in zip(loaded, described)]
+        running = [models.process_model(v, c, w, now) for (v, c), w in zip(loaded, described, strict=True)]
         running.sort(key=lambda m: m.expires_at, reverse=True)  # longest remaining first, as Ollama
         return JSONResponse(ProcessResponse(models=running).model_dump())
 
@@ -196,8 +225,7 @@ class OllamaServing:
         req = await self._parse(request, ShowRequest)
         config = self._config(req.target)
         weights = await asyncio.to_thread(self.weights.describe, config, verbose=req.verbose)
-        path = str(resolve_source(config.source)) if config.source and weights.digest else None
-        return JSONResponse(models.show(config, weights, path).model_dump())
+        return JSONResponse(models.show(config, weights).model_dump())
 
     # -- what nanoserve does not do -----------------------------------------------------
     async def pull(self, request: Request) -> Response:
@@ -227,7 +255,9 @@ class OllamaServing:
         )
 
 
-async def _continue(first: bytes, stream: AsyncIterator[bytes], upstream: proxy.Upstream) -> AsyncIterator[bytes]:
+async def _continue(
+    first: bytes, stream: AsyncIterator[bytes], upstream: proxy.Upstream
+) -> AsyncIterator[bytes]:
     """The rest of an NDJSON stream; an error after the first line becomes an ``{"error"}`` line."""
     try:
         yield first

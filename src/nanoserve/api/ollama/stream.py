@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,13 +26,19 @@ DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop"}
 
 # OpenAI error (type, code) -> our exception class, for errors that arrive inside a stream
 _BY_CODE: dict[str, type[e.NanoserveError]] = {
-    "model_not_found": e.ModelNotFound, "not_found": e.NotFound, "payload_too_large": e.PayloadTooLarge,
-    "context_length_exceeded": e.BadRequest, "unsupported_feature": e.UnsupportedFeature,
+    "model_not_found": e.ModelNotFound,
+    "not_found": e.NotFound,
+    "payload_too_large": e.PayloadTooLarge,
+    "context_length_exceeded": e.BadRequest,
+    "unsupported_feature": e.UnsupportedFeature,
     "worker_unavailable": e.WorkerUnavailable,
 }
 _BY_TYPE: dict[str, type[e.NanoserveError]] = {
-    "invalid_request_error": e.BadRequest, "rate_limit_error": e.QueueFull, "conflict_error": e.Conflict,
-    "service_unavailable": e.Unavailable, "insufficient_storage": e.InsufficientMemory,
+    "invalid_request_error": e.BadRequest,
+    "rate_limit_error": e.QueueFull,
+    "conflict_error": e.Conflict,
+    "service_unavailable": e.Unavailable,
+    "insufficient_storage": e.InsufficientMemory,
 }
 
 
@@ -128,7 +134,7 @@ def _ns(seconds: float) -> int:
     return max(0, round(seconds * 1e9))
 
 
-async def lines(upstream: Upstream, reply: Reply) -> AsyncIterator[bytes]:
+async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]:
     """The worker's SSE stream as Ollama NDJSON lines, ending with the final line.
 
     Raises the worker's in-band error (typed) and ``WorkerUnavailable`` if the connection
@@ -160,5 +166,7 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncIterator[bytes]:
     except ValueError as exc:
         raise e.EngineError(f"the worker sent an invalid stream event: {exc}") from exc
     if outcome.finish_reason is None:
-        raise e.WorkerUnavailable(f"the worker for model '{upstream.lease.instance.id}' ended the stream early")
+        raise e.WorkerUnavailable(
+            f"the worker for model '{upstream.lease.instance.id}' ended the stream early"
+        )
     yield ndjson(reply.final(outcome))

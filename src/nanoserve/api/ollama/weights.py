@@ -30,6 +30,7 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class Weights:
+    path: str = ""  # the served weights ("" for a model without weights)
     format: str = ""  # "gguf", "safetensors", "" (no weights)
     family: str = ""
     parameter_count: int | None = None
@@ -161,15 +162,19 @@ class WeightsCatalog:
             path = None  # /ready reports missing weights; here the model is just described less
         if path is None:
             blob = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
-            return Weights(family=config.engine, modified_at=self._started_at,
-                           digest=hashlib.sha256(blob).hexdigest())
+            return Weights(
+                family=config.engine, modified_at=self._started_at, digest=hashlib.sha256(blob).hexdigest()
+            )
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         with self._lock:
             cached = self._cache.get(key)
             if cached is None:
                 cached = self._cache[key] = replace(
-                    _read(path, verbose=False), size=_disk_size(path), modified_at=stat.st_mtime,
+                    _read(path, verbose=False),
+                    path=str(path),
+                    size=_disk_size(path),
+                    modified_at=stat.st_mtime,
                     digest=_digest(path),
                 )
         if verbose and cached.format == "gguf":
