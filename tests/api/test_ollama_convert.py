@@ -11,7 +11,7 @@ import pytest
 from nanoserve.api.ollama import convert
 from nanoserve.api.ollama.models import expires_at, ollama_name
 from nanoserve.api.ollama.protocol import ChatRequest, GenerateRequest, Options
-from nanoserve.api.ollama.stream import Outcome, Reply, error_from_event
+from nanoserve.api.ollama.stream import Outcome, Reply, error_from_event, now_iso
 from nanoserve.api.ollama.weights import human_number
 from nanoserve.config import ModelConfig
 from nanoserve.errors import BadRequest, ContextLengthExceeded, NanoserveError, NotFound, QueueFull
@@ -121,9 +121,9 @@ def test_worker_validation_names_the_ollama_field() -> None:
 
 def test_reply_lines_and_final_metrics() -> None:
     reply = Reply("m:latest", chat=False, started=0.0, load_seconds=1.5)
-    line = json.loads(reply.token_line('say "hi"\n'))
+    line = json.loads(reply.token_line('say "hi"\n', now_iso()))
     assert line["response"] == 'say "hi"\n' and line["done"] is False and line["created_at"].endswith("Z")
-    chat_line = json.loads(Reply("m", chat=True, started=0.0, load_seconds=0).token_line("x"))
+    chat_line = json.loads(Reply("m", chat=True, started=0.0, load_seconds=0).token_line("x", now_iso()))
     assert chat_line["message"] == {"role": "assistant", "content": "x"}
     outcome = Outcome(
         finish_reason="length",

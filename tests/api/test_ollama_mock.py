@@ -18,7 +18,7 @@ import ollama
 import openai
 import pytest
 
-from gateway import Gateway, pid_alive
+from gateway import Gateway, pid_alive, wait_until
 
 CONFIG = {
     "models": [
@@ -297,3 +297,21 @@ def test_root_and_version_answer_like_ollama(gateway: Gateway) -> None:
         version = http.get("/api/version").json()["version"]
         assert all(part.isdigit() for part in version.split("."))
         assert http.head("/api/tags").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_client_leaving_mid_stream_releases_the_model(gateway: Gateway, path: str) -> None:
+    """Regression: a stream cut by the client must end its lease, or keep_alive 0 could never unload."""
+    body = {"model": "slow:1b", "messages": [{"role": "user", "content": "x"}], "stream": True,
+            "options": {"num_predict": 400}, "max_tokens": 400}
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        with http.stream("POST", path, json=body) as resp:
+            for n, _ in enumerate(resp.iter_lines()):
+                if n == 3:
+                    break  # leaving the block closes the connection mid-stream
+
+        def unloaded() -> bool:
+            resp = http.post("/api/generate", json={"model": "slow:1b", "keep_alive": 0})
+            return resp.status_code == 200 and resp.json()["done_reason"] == "unload"
+
+        assert wait_until(unloaded, timeout=10, interval=0.2)

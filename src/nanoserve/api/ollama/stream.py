@@ -96,8 +96,8 @@ class Reply:
         self._token_mid = '","message":{"role":"assistant","content":' if chat else '","response":'
         self._token_tail = '},"done":false}\n' if chat else ',"done":false}\n'
 
-    def token_line(self, text: str) -> bytes:
-        return (self._token_head + now_iso() + self._token_mid + _dumps(text) + self._token_tail).encode()
+    def token_line(self, text: str, created_at: str) -> str:
+        return self._token_head + created_at + self._token_mid + _dumps(text) + self._token_tail
 
     def final(self, outcome: Outcome, text: str = "") -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
@@ -137,36 +137,53 @@ def _ns(seconds: float) -> int:
 async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]:
     """The worker's SSE stream as Ollama NDJSON lines, ending with the final line.
 
-    Raises the worker's in-band error (typed) and ``WorkerUnavailable`` if the connection
-    breaks; the caller decides whether that becomes an HTTP status or an error line.
+    Lines are yielded per chunk received: one token's line as soon as it arrives, or, when the
+    worker is ahead of the client, every token that arrived together in one write. Raises the
+    worker's in-band error (typed) and ``WorkerUnavailable`` if the connection breaks; the
+    caller decides whether that becomes an HTTP status or an error line.
     """
     outcome = Outcome()
+    pending = b""
+    finished = False
     try:
-        async for line in upstream.response.lines():
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
+        async for chunk in upstream.response.chunks():
+            *complete, pending = (pending + chunk).split(b"\n")
+            out: list[str] = []
+            created_at = ""
+            error: e.NanoserveError | None = None
+            for line in complete:
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    finished = True
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    error = error_from_event(event["error"])
+                    break
+                choices = event.get("choices")
+                if choices:
+                    choice = choices[0]
+                    text = choice["delta"].get("content") if "delta" in choice else choice.get("text")
+                    if text:
+                        created_at = created_at or now_iso()
+                        out.append(reply.token_line(text, created_at))
+                    if choice.get("finish_reason"):
+                        outcome.finish_reason = choice["finish_reason"]
+                if "usage" in event:
+                    outcome.absorb(event)
+            if out:
+                yield "".join(out).encode()
+            if error is not None:
+                raise error
+            if finished:
                 break
-            event = json.loads(data)
-            if "error" in event:
-                raise error_from_event(event["error"])
-            choices = event.get("choices")
-            if choices:
-                choice = choices[0]
-                text = choice["delta"].get("content") if "delta" in choice else choice.get("text")
-                if text:
-                    yield reply.token_line(text)
-                if choice.get("finish_reason"):
-                    outcome.finish_reason = choice["finish_reason"]
-            if "usage" in event:
-                outcome.absorb(event)
     except e.WorkerUnavailable as exc:
         raise upstream.gone(exc) from exc
     except ValueError as exc:
         raise e.EngineError(f"the worker sent an invalid stream event: {exc}") from exc
     if outcome.finish_reason is None:
-        raise e.WorkerUnavailable(
-            f"the worker for model '{upstream.lease.instance.id}' ended the stream early"
-        )
+        model = upstream.lease.instance.id
+        raise e.WorkerUnavailable(f"the worker for model '{model}' ended the stream early")
     yield ndjson(reply.final(outcome))
