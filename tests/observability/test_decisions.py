@@ -13,6 +13,7 @@ from nanoserve import errors as e
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.observability.exposition import merge_expositions
 from nanoserve.observability.heartbeat import failed_after, restart_now
+from nanoserve.observability.metrics import unload_label
 from nanoserve.observability.logging import JsonFormatter, TextFormatter
 from nanoserve.observability.middleware import request_id_from
 from nanoserve.observability.requests import rejection_reason, usage_from_tail
@@ -153,3 +154,20 @@ def test_json_and_text_log_lines() -> None:
     assert line["ts"].endswith("Z")
     text = TextFormatter().format(_record(request_id="r1", status=200, error="two words"))
     assert text.endswith('nanoserve.access: POST /x 200 request_id=r1 error="two words"')
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("idle", "idle"),
+        ("memory", "memory"),
+        ("manual", "manual"),
+        (None, "manual"),
+        ("keep_alive=0", "manual"),
+        ("crash", "crash"),
+        ("shutdown", "shutdown"),
+        ("something new", "other"),
+    ],
+)
+def test_unload_reasons_become_a_bounded_label(reason: str | None, label: str) -> None:
+    assert unload_label(reason) == label

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse
 from nanoserve import __version__
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
+from nanoserve.api.ollama.router import create_ollama_router
+from nanoserve.api.ollama.serving import OllamaServing
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.config import Settings
@@ -88,9 +90,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.orchestrator = orchestrator
     app.state.telemetry = telemetry
     app.state.openai = OpenAIServing(orchestrator, settings)
+    app.state.ollama = OllamaServing(orchestrator, settings)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, telemetry=telemetry)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_ollama_router())
     return app

@@ -72,6 +72,15 @@ QUEUE_BUCKETS = (
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 UNLOAD_REASONS = ("idle", "memory", "manual", "crash")
+# orchestrator reasons → the metric's label (logs keep the orchestrator's own words)
+_UNLOAD_LABELS = {**{r: r for r in UNLOAD_REASONS}, "shutdown": "shutdown", "keep_alive=0": "manual"}
+
+
+def unload_label(reason: object) -> str:
+    """The ``reason`` label of an unload: idle, memory, manual, crash, shutdown, or other."""
+    return _UNLOAD_LABELS.get(str(reason or "manual"), "other")
+
+
 REJECTION_REASONS = ("queue_full", "no_memory", "bad_request")
 STATES = ("stopped", "starting", "ready", "draining", "stopping", "failed")
 
@@ -248,7 +257,7 @@ class GatewayMetrics:
                 self.load_failures.labels(model).inc()
         elif event == "stopped":
             if details.get("previous") == "stopping":
-                self.unloads.labels(model, str(details.get("reason") or "manual")).inc()
+                self.unloads.labels(model, unload_label(details.get("reason"))).inc()
             self._crashed.discard(model)
 
     def render(self) -> bytes:

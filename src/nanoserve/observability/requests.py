@@ -123,10 +123,14 @@ class RequestRecord:
             return
         usage = usage_from_tail(tail)
         if usage is not None:
-            self.prompt_tokens = usage.get("prompt_tokens")
-            self.completion_tokens = usage.get("completion_tokens")
-            details = usage.get("prompt_tokens_details") or {}
-            self.cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
+            self.took_usage(usage)
+
+    def took_usage(self, usage: dict[str, Any]) -> None:
+        """The worker's OpenAI ``usage`` object (for relays that parse the stream themselves)."""
+        self.prompt_tokens = usage.get("prompt_tokens")
+        self.completion_tokens = usage.get("completion_tokens")
+        details = usage.get("prompt_tokens_details") or {}
+        self.cached_tokens = details.get("cached_tokens") if isinstance(details, dict) else None
 
     def stream_failed(self, message: str) -> None:
         self.error = message

@@ -147,11 +147,13 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
-            service.stream(gen, model=req.model, chat=True, include_usage=include_usage, probe=probe),
+            service.stream(gen, model=req.model, chat=True, include_usage=include_usage,
+                           return_context=req.return_context, probe=probe),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    return JSONResponse(await service.complete(gen, model=req.model, chat=True, probe=probe))
+    body = await service.complete(gen, model=req.model, chat=True, return_context=req.return_context, probe=probe)
+    return JSONResponse(body)
 
 
 async def completions(request: Request, state: WorkerState) -> Response:

@@ -99,21 +99,32 @@ class GenerationService:
         return self.engine.render_chat(messages)
 
     def prepare_chat(self, req: ChatCompletionRequest) -> GenerationRequest:
-        return self._prepare(req, self._chat_prompt(req))
+        return self._prepare(req, self._chat_prompt(req), prefix=req.context)
 
     def prepare_completion(self, req: CompletionRequest) -> GenerationRequest:
         return self._prepare(req, req.prompt)
 
-    def _prepare(self, req: SamplingFields, prompt: str | list[int]) -> GenerationRequest:
+    def _prepare(
+        self, req: SamplingFields, prompt: str | list[int], prefix: list[int] | None = None
+    ) -> GenerationRequest:
         tokens = prompt if isinstance(prompt, list) else self.engine.tokenize(prompt)
+        if prefix:
+            tokens = [*prefix, *tokens]
         params = sampling_params(req, len(tokens), self.engine.context_length)
         return GenerationRequest(prompt=tokens, params=params, request_id=uuid.uuid4().hex)
 
     # -- responses ---------------------------------------------------------------------
     async def complete(
-        self, gen: GenerationRequest, *, model: str, chat: bool, probe: RequestProbe | None = None
+        self,
+        gen: GenerationRequest,
+        *,
+        model: str,
+        chat: bool,
+        return_context: bool = False,
+        probe: RequestProbe | None = None,
     ) -> dict[str, Any]:
         parts: list[str] = []
+        ids: list[int] = []
         done: Finished | None = None
         started, first = time.perf_counter(), 0.0
         try:
@@ -124,6 +135,8 @@ class GenerationService:
                     parts.append(event.text)
                     if isinstance(event, Finished):
                         done = event
+                    else:
+                        ids.append(event.id)
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
@@ -141,7 +154,7 @@ class GenerationService:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}
             obj, prefix = "text_completion", "cmpl-"
-        return {
+        body = {
             "id": prefix + gen.request_id,
             "object": obj,
             "created": created,
@@ -150,6 +163,9 @@ class GenerationService:
             "usage": usage(done),
             "timings": timings(done),
         }
+        if return_context:
+            body["context"] = [*gen.prompt, *ids]
+        return body
 
     async def stream(
         self,
@@ -158,10 +174,14 @@ class GenerationService:
         model: str,
         chat: bool,
         include_usage: bool,
+        return_context: bool = False,
         probe: RequestProbe | None = None,
     ) -> AsyncIterator[bytes]:
-        """SSE events; the role chunk goes out with the first token (as vLLM does), so the first
-        byte a client (or the gateway) sees marks the time to first token."""
+        """One SSE event per token; with ``return_context`` the usage event carries ``context``.
+
+        The role chunk goes out with the first token (as vLLM does), so the first byte a client
+        (or the gateway) sees marks the time to first token."""
+        ids: list[int] | None = [] if return_context else None
         created = int(time.time())
         if chat:
             head = (
@@ -197,6 +217,8 @@ class GenerationService:
                         if opening:
                             yield opening
                     if isinstance(event, Token):
+                        if ids is not None:
+                            ids.append(event.id)
                         if event.text:
                             yield (token_fmt % _dumps(event.text)).encode()
                         continue
@@ -205,8 +227,10 @@ class GenerationService:
                         yield (token_fmt % _dumps(event.text)).encode()
                     yield (final_fmt % _dumps(event.finish_reason)).encode()
                     if include_usage:
-                        tail = f'"usage":{_dumps(usage(event))},"timings":{_dumps(timings(event))}}}'
-                        yield f"data: {usage_head}{tail}\n\n".encode()
+                        tail = f'"usage":{_dumps(usage(event))},"timings":{_dumps(timings(event))}'
+                        if ids is not None:
+                            tail += f',"context":{_dumps([*gen.prompt, *ids])}'
+                        yield f"data: {usage_head}{tail}}}\n\n".encode()
         except Exception as exc:  # after the first byte the status is sent: report in-band
             yield openai_sse_error(exc)
         finally:
