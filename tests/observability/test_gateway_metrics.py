@@ -160,17 +160,29 @@ def test_request_log_lines_carry_the_request(tmp_path: Path) -> None:
             ).raise_for_status()
             http.post(CHAT, json=chat("x", 4), headers={"X-Request-Id": "plain-1"}).raise_for_status()
             http.post(CHAT, json=chat("x", 100_000), headers={"X-Request-Id": "bad-1"})
+            ollama = {
+                "model": "mock-chat",
+                "messages": [{"role": "user", "content": "x"}],
+                "options": {"num_predict": 5},
+            }
+            http.post("/api/chat", json=ollama, headers={"X-Request-Id": "ollama-1"}).raise_for_status()
     finally:
         gw.stop()
     lines = [json.loads(line) for line in gw.log_path.read_text().splitlines() if line.startswith("{")]
     by_id = {line["request_id"]: line for line in lines if line["logger"] == "nanoserve.access"}
-    streamed, plain, bad = by_id["stream-1"], by_id["plain-1"], by_id["bad-1"]
+    streamed, plain, bad, ollama = by_id["stream-1"], by_id["plain-1"], by_id["bad-1"], by_id["ollama-1"]
     assert streamed["route"] == CHAT and streamed["model"] == "mock-chat" and streamed["status"] == 200
     assert streamed["completion_tokens"] == 3 and streamed["prompt_tokens"] > 0
     assert streamed["cold_start"] is True and streamed["queue_ms"] > 0
     assert streamed["duration_ms"] >= streamed["ttft_ms"] >= TTFT_MS
     assert plain["completion_tokens"] == 4 and "ttft_ms" not in plain and "cold_start" not in plain
     assert bad["status"] == 400 and bad["rejection"] == "bad_request" and "context length" in bad["error"]
+    assert (
+        ollama["route"] == "/api/chat" and ollama["model"] == "mock-chat" and ollama["completion_tokens"] == 5
+    )
+    assert (
+        ollama["duration_ms"] >= ollama["ttft_ms"] >= TTFT_MS - 2
+    )  # (the worker's uvloop timers may fire early)
     loaded = [line for line in lines if line["logger"] == "nanoserve.lifecycle" and line["event"] == "loaded"]
     assert [line["model"] for line in loaded] == ["mock-chat"] and loaded[0]["load_seconds"] > 0
     unloads = [line for line in lines if line.get("event") == "unload"]
