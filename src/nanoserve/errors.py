@@ -9,7 +9,8 @@ and rendered as a 500.
     ├── BadRequest                       400 invalid_request_error
     │   ├── ContextLengthExceeded        400 (prompt tokens vs. context)
     │   └── UnsupportedFeature           400 (a capability the model or engine lacks)
-    ├── ModelNotFound                    404
+    ├── NotFound                         404
+    │   └── ModelNotFound                404
     ├── Conflict                         409 (e.g. unload with a stream in flight)
     ├── PayloadTooLarge                  413
     ├── QueueFull                        429 + Retry-After
@@ -61,9 +62,13 @@ class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
 
 
-class ModelNotFound(NanoserveError):
+class NotFound(NanoserveError):
     status = 404
     type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
     def __init__(self, model: str):
