@@ -1,6 +1,7 @@
 """Quick throughput check of the llama.cpp engine against two baselines (a measurement, not a test).
 
     PYTHONPATH=src python scripts/bench_llamacpp.py [--tokens 128] [--threads 2] [--quantize q8_0]
+    PYTHONPATH=src python scripts/bench_llamacpp.py --quality   # answers of q4_1 vs q8_0 vs q4_0
 
 Baselines on the same served weights: llama-cpp-python's high-level ``create_completion`` (one
 stream) and a minimal greedy low-level loop decoding B sequences per ``llama_decode``. All runs
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -106,14 +109,16 @@ def lowlevel(path: Path, threads: int, n_tokens: int, n_seq: int, kv_unified: bo
     return rate
 
 
-async def engine_run(spec: EngineSpec, n_streams: int, n_tokens: int) -> tuple[float, float]:
+async def engine_run(spec: EngineSpec, n_streams: int, n_tokens: int) -> float:
+    """Decode rate of ``n_streams`` concurrent greedy streams: tokens emitted while all of them
+    were decoding, divided by that window (prefill excluded, as in the baselines)."""
     from nanoserve.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(spec)
     await engine.start()
     try:
 
-        async def one(i: int) -> tuple[int, float, float]:
+        async def one(i: int) -> list[float]:
             req = GenerationRequest(
                 prompt=chat(PROMPTS[i % len(PROMPTS)] + f" (#{i})"),
                 params=SamplingParams(max_tokens=n_tokens, temperature=0.0, ignore_eos=True),
@@ -124,19 +129,78 @@ async def engine_run(spec: EngineSpec, n_streams: int, n_tokens: int) -> tuple[f
                     stamps.append(time.perf_counter())
                 elif isinstance(ev, Finished):
                     assert ev.completion_tokens == n_tokens
-            return len(stamps), stamps[0], stamps[-1]
+            return stamps
 
         await one(0)  # warm-up
-        results = await asyncio.gather(*(one(i) for i in range(n_streams)))
-        start = max(r[1] for r in results)  # all streams decoding from here on
-        end = min(r[2] for r in results)
-        total = sum(r[0] for r in results)
-        per_stream = sum((r[0] - 1) / (r[2] - r[1]) for r in results) / n_streams
-        wall = max(r[2] for r in results) - min(r[1] for r in results)
-        del start, end
-        return total / wall, per_stream
+        streams = await asyncio.gather(*(one(i) for i in range(n_streams)))
+        start = max(s[0] for s in streams)
+        end = min(s[-1] for s in streams)
+        inside = sum(1 for s in streams for t in s if start < t <= end)
+        return inside / (end - start)
     finally:
         await engine.close()
+
+
+QUESTIONS = [
+    "What is the capital of France? Answer briefly.",
+    "What is 12 times 12?",
+    "Name the largest planet in the solar system.",
+    "Who wrote Romeo and Juliet?",
+    "What gas do plants absorb from the air?",
+    "Translate 'good morning' into Spanish.",
+    "What is the boiling point of water in Celsius?",
+    "Give one word that rhymes with 'cat'.",
+]
+
+
+async def answers(spec: EngineSpec) -> list[str]:
+    from nanoserve.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(spec)
+    await engine.start()
+    try:
+        out = []
+        for question in QUESTIONS:
+            prompt = engine.render_chat([{"role": "user", "content": question}])
+            text = ""
+            async for ev in engine.generate(
+                GenerationRequest(prompt, SamplingParams(max_tokens=40, temperature=0.0))
+            ):
+                text += ev.text
+            out.append(text.strip().replace("\n", " "))
+        return out
+    finally:
+        await engine.close()
+
+
+def compare_quantizations(source: Path, data_dir: Path, threads: int) -> None:
+    """Greedy answers to the same questions from each served quantization, side by side."""
+    results = {}
+    for quantize in ("keep", "q8_0", "q4_0"):
+        spec = EngineSpec(
+            name="quality",
+            path=source,
+            parallel=1,
+            threads=threads,
+            options={"quantize": quantize},
+            data_dir=data_dir,
+        )
+        results[quantize] = asyncio.run(answers(spec))
+    for i, question in enumerate(QUESTIONS):
+        print(f"Q: {question}")
+        source = results["keep"][i]
+        for quantize, texts in results.items():
+            label = "q4_1 (source)" if quantize == "keep" else quantize
+            text = texts[i]
+            common = next(
+                (j for j, (a, b) in enumerate(zip(text, source)) if a != b), min(len(text), len(source))
+            )
+            note = (
+                ""
+                if quantize == "keep"
+                else ("  [identical]" if text == source else f"  [same first {common} chars]")
+            )
+            print(f"  {label:>13}: {text[:100]}{note}")
 
 
 def main() -> None:
@@ -146,35 +210,48 @@ def main() -> None:
     ap.add_argument("--quantize", default="q8_0")
     ap.add_argument("--kv-unified", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quality", action="store_true", help="compare answers of q4_1 (source), q8_0, q4_0")
     args = ap.parse_args()
 
     from nanoserve.engines.llamacpp.convert import ensure_served_weights
 
     source = resolve_source(SOURCE)
     data_dir = Path(tempfile.gettempdir()) / "nanoserve-bench"
+    if args.quality:
+        compare_quantizations(source, data_dir, args.threads)
+        return
     weights = ensure_served_weights(source, args.quantize, data_dir, threads=args.threads)
-    print(f"weights: {weights}")
+    print(f"weights: {weights.name}, threads={args.threads}, {args.tokens} tokens per stream")
+    spec = EngineSpec(
+        name="bench",
+        path=source,
+        context_length=2048,
+        parallel=8,
+        threads=args.threads,
+        options={"quantize": args.quantize, "kv_unified": args.kv_unified},
+        data_dir=data_dir,
+    )
+    runs: dict[str, Callable[[], float]] = {}
     if not args.skip_baselines:
-        print(
-            f"high-level create_completion, 1 stream: {highlevel(weights, args.threads, args.tokens):7.1f} tok/s"
+        runs["high-level create_completion, 1 stream"] = lambda: highlevel(weights, args.threads, args.tokens)
+        runs["low-level greedy loop, B=1"] = lambda: lowlevel(
+            weights, args.threads, args.tokens, 1, args.kv_unified
         )
-        for b in (1, 8):
-            rate = lowlevel(weights, args.threads, args.tokens, b, args.kv_unified)
-            print(f"low-level greedy loop B={b}:            {rate:7.1f} tok/s")
-    for streams in (1, 8):
-        spec = EngineSpec(
-            name="bench",
-            path=source,
-            context_length=2048,
-            parallel=8,
-            threads=args.threads,
-            options={"quantize": args.quantize, "kv_unified": args.kv_unified},
-            data_dir=data_dir,
+        runs["low-level greedy loop, B=8"] = lambda: lowlevel(
+            weights, args.threads, args.tokens, 8, args.kv_unified
         )
-        agg, per = asyncio.run(engine_run(spec, streams, args.tokens))
-        print(
-            f"engine {streams} stream(s):                 {agg:7.1f} tok/s aggregate, {per:6.1f} per stream"
-        )
+    runs["engine, 1 stream"] = lambda: asyncio.run(engine_run(spec, 1, args.tokens))
+    runs["engine, 8 streams (aggregate)"] = lambda: asyncio.run(engine_run(spec, 8, args.tokens))
+    # Interleaved rounds, so a busy neighbour slows every contender alike; medians reported.
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            samples[name].append(run())
+    for name, values in samples.items():
+        values.sort()
+        spread = ", ".join(f"{v:.0f}" for v in values)
+        print(f"{name:<40} {statistics.median(values):7.1f} tok/s   (runs: {spread})")
 
 
 if __name__ == "__main__":

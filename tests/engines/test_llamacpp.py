@@ -310,6 +310,10 @@ async def test_info_reports_weights_slots_and_stats(engine: LlamaCppEngine, data
     assert stats["generated_tokens_total"] > 0
     assert stats["prompt_tokens_total"] >= stats["prefix_cache_hit_tokens_total"] > 0
     assert stats["decode_step_tokens_bucket"]["+Inf"] == stats["decode_steps_total"]
+    assert stats["batch_size_bucket"]["+Inf"] == stats["decode_steps_total"]
+    assert stats["batch_size_bucket"]["1"] < stats["decode_steps_total"]  # some steps ran several sequences
+    assert stats["decode_step_tokens_sum"] >= stats["generated_tokens_total"]
+    assert stats["slots_busy"] == 0
 
 
 async def test_converted_weights_are_reused_on_the_next_start(engine: LlamaCppEngine, data_dir: Path) -> None:

@@ -195,7 +195,9 @@ class LlamaCppEngine(GenerationEngine):
         model, scheduler = self._model, self._scheduler
         if model is None or scheduler is None:
             return info
-        info["slots"] = {"total": spec.parallel, "busy": scheduler.busy_slots, "queued": scheduler.queued}
+        busy, queued = scheduler.busy_slots, scheduler.queued
+        info["slots"] = {"total": spec.parallel, "busy": busy, "queued": queued}
+        info["stats"].update(slots_total=spec.parallel, slots_busy=busy, requests_queued=queued)
         info["weights"] = {
             "path": str(model.path),
             "source": str(spec.path),

@@ -254,7 +254,7 @@ class Scheduler:
         batch.n_tokens = n  # output rows come back in batch order: the order of `outputs`
 
         rc = self.model.decode(batch)
-        self.stats.record_step(n)
+        self.stats.record_step(n_decoding + len(chunks), n)
         if rc != 0:
             self._decode_failed(
                 rc, [j for j, _ in chunks] + [j for j in self._active if j.next_token is not None]

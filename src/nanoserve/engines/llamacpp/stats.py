@@ -1,16 +1,18 @@
-"""Counters of the llama.cpp engine, for ``info()["stats"]`` and later for /metrics.
+"""Counters of the llama.cpp engine, for ``info()["stats"]`` (exported by the worker's /metrics).
 
-Written by the decode thread only; readers take a snapshot (plain ints, so a read is never torn).
+Keys follow ``nanoserve.engines.stats``: ``*_total`` are counters, ``*_bucket``/``*_sum`` are
+histograms (``batch_size`` = sequences per decode step, ``decode_step_tokens`` = tokens per
+step), other numbers are gauges. Written by the decode thread only; readers get plain ints.
 """
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-# Upper bounds of the "tokens per decode step" histogram buckets (Prometheus-style, cumulative on export).
-STEP_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+from nanoserve.engines.stats import BATCH_BUCKETS, BucketCounts
+
+STEP_TOKEN_BUCKETS: tuple[float, ...] = (*BATCH_BUCKETS, 2048, 4096, 8192)
 
 
 @dataclass
@@ -23,19 +25,15 @@ class EngineStats:
     prefix_copies: int = 0  # prefixes copied from another slot's sequence
     generated_tokens: int = 0
     steps: int = 0
-    step_tokens: int = 0
-    step_histogram: list[int] = field(default_factory=lambda: [0] * (len(STEP_BUCKETS) + 1))
+    batch_size: BucketCounts = field(default_factory=BucketCounts)
+    step_tokens: BucketCounts = field(default_factory=lambda: BucketCounts(STEP_TOKEN_BUCKETS))
 
-    def record_step(self, n_tokens: int) -> None:
+    def record_step(self, sequences: int, tokens: int) -> None:
         self.steps += 1
-        self.step_tokens += n_tokens
-        self.step_histogram[bisect.bisect_left(STEP_BUCKETS, n_tokens)] += 1
+        self.batch_size.observe(sequences)
+        self.step_tokens.observe(tokens)
 
     def snapshot(self) -> dict[str, Any]:
-        cumulative, total = {}, 0
-        for bound, count in zip((*map(str, STEP_BUCKETS), "+Inf"), self.step_histogram):
-            total += count
-            cumulative[bound] = total
         return {
             "requests_total": self.requests,
             "cancelled_total": self.cancelled,
@@ -45,6 +43,6 @@ class EngineStats:
             "prefix_cache_copies_total": self.prefix_copies,
             "generated_tokens_total": self.generated_tokens,
             "decode_steps_total": self.steps,
-            "decode_step_tokens_total": self.step_tokens,
-            "decode_step_tokens_bucket": cumulative,
+            **self.batch_size.export("batch_size"),
+            **self.step_tokens.export("decode_step_tokens"),
         }
