@@ -9,7 +9,10 @@ Each step is one ``llama_decode`` over a batch that holds
 
 Requests enter from the event loop through ``submit``/``cancel`` (a lock-protected command list
 and a condition variable); results leave once per step: one ``call_soon_threadsafe`` per event
-loop carrying every event of that step, never one thread hop per token.
+loop carrying every event of that step, never one thread hop per token. A step's events are
+handed over just before the next ``llama_decode`` (or when the thread goes idle), so the event
+loop works while the native decode runs without the GIL instead of competing with the decode
+thread for it.
 
 Slot ``i`` runs llama.cpp sequence ``i``. A finished, cancelled or failed request leaves its
 slot at once; the tokens already in the slot's KV cache stay there as a prefix cache for the
@@ -95,6 +98,7 @@ class Scheduler:
         self._closed: NanoserveError | None = None  # set when the thread ends; submit raises it
         self._pending: deque[Job] = deque()
         self._active: list[Job] = []  # in admission order
+        self._outbox: dict[Job, list[Outcome]] = {}  # events not yet handed to their loops
         self._clock = 0
         self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
 
@@ -138,6 +142,10 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while True:
+                with self._cond:
+                    idle = not self._commands and not self._stopping and not self._runnable()
+                if idle:
+                    self._flush()
                 with self._cond:
                     while not self._commands and not self._stopping and not self._runnable():
                         self._cond.wait()
@@ -253,6 +261,7 @@ class Scheduler:
         batch.logits[out_index] = 1
         batch.n_tokens = n  # output rows come back in batch order: the order of `outputs`
 
+        self._flush()  # the loop handles the last step's events while llama_decode runs without the GIL
         rc = self.model.decode(batch)
         self.stats.record_step(n_decoding + len(chunks), n)
         if rc != 0:
@@ -336,6 +345,7 @@ class Scheduler:
                 slot.tokens.clear()
             self._release(job)
         self._deliver({job: [EngineError(f"llama_decode failed (rc={rc})")] for job in jobs})
+        self._flush()
 
     def _fail_all(self, error: Callable[[], NanoserveError]) -> None:
         jobs = list(self._active) + list(self._pending)
@@ -343,11 +353,21 @@ class Scheduler:
         for job in jobs:
             self._release(job)
         self._deliver({job: [error()] for job in jobs})
+        self._flush()
 
     def _deliver(self, events: dict[Job, list[Outcome]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, list[Outcome]]]] = {}
+        """Queue events for the event loop; ``_flush`` hands them over."""
         for job, outcomes in events.items():
+            self._outbox.setdefault(job, []).extend(outcomes)
+
+    def _flush(self) -> None:
+        """One ``call_soon_threadsafe`` per event loop with everything queued since the last."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, list[Outcome]]]] = {}
+        for job, outcomes in self._outbox.items():
             by_loop.setdefault(job.loop, []).append((job, outcomes))
+        self._outbox = {}
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_dispatch, items)
