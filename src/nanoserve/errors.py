@@ -10,6 +10,7 @@ and rendered as a 500.
     │   ├── ContextLengthExceeded        400 (prompt tokens vs. context)
     │   └── UnsupportedFeature           400 (a capability the model or engine lacks)
     ├── ModelNotFound                    404
+    ├── NotFound                         404 (a collection, document or trace that does not exist)
     ├── Conflict                         409 (e.g. unload with a stream in flight)
     ├── PayloadTooLarge                  413
     ├── QueueFull                        429 + Retry-After
@@ -69,6 +70,12 @@ class ModelNotFound(NanoserveError):
     def __init__(self, model: str):
         super().__init__(f"The model '{model}' does not exist.", param="model")
         self.model = model
+
+
+class NotFound(NanoserveError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
 
 
 class Conflict(NanoserveError):
