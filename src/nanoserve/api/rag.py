@@ -140,7 +140,7 @@ def create_rag_router(get_service: GetService) -> APIRouter:
         trace = outcome.trace
         return {
             "answer": trace.answer,
-            "answerable": trace.answerable,
+            "answer_mode": trace.answer_mode or "refused",
             "citations": outcome.citations,
             "intent": (trace.intent or {}).get("name"),
             "intent_confidence": (trace.intent or {}).get("confidence"),

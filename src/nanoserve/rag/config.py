@@ -24,7 +24,7 @@ class RagConfig(BaseModel):
     embedding_model: str = "all-minilm:l6-v2"
     store: Literal["sqlite", "pgvector"] = "sqlite"
     postgres_dsn: str | None = Field(default=None, description="libpq connection string for store: pgvector")
-    top_k: int = Field(default=4, ge=1, le=50, description="chunks given to the generation model")
+    top_k: int = Field(default=3, ge=1, le=50, description="chunks given to the generation model")
     candidates: int = Field(default=30, ge=1, le=500, description="chunks each search strategy returns")
     # Calibrated on benchmarks/rag (docs/rag.md): best query-chunk cosine below this = not answerable.
     min_similarity: float = Field(default=0.3, ge=-1, le=1)
@@ -32,9 +32,9 @@ class RagConfig(BaseModel):
     out_of_scope_similarity: float = Field(default=0.45, ge=-1, le=1)
     value_strength: float = Field(default=0.15, ge=0, lt=1, description="max relative score change by value")
     learning_rate: float = Field(default=0.3, gt=0, le=1)
-    max_tokens: int = Field(default=200, ge=1, le=4096)
+    max_tokens: int = Field(default=96, ge=1, le=4096)
     temperature: float = Field(default=0.0, ge=0, le=2)
-    context_chars: int = Field(default=2400, ge=200, description="context budget of the prompt")
+    context_chars: int = Field(default=1800, ge=200, description="context budget of the prompt")
     chunk_max_chars: int = Field(default=800, ge=100, le=20_000)
     max_document_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     intents: list[IntentConfig] | None = Field(default=None, description="replaces the built-in intents")

@@ -39,6 +39,9 @@ DEFAULT_INTENTS: tuple[IntentSpec, ...] = (
             "What does this function return?",
             "Which option sets the timeout?",
             "What is the default value of the parameter?",
+            "How much should I use?",
+            "How often should I do it?",
+            "What temperature should it be?",
             "Define the term.",
         ),
     ),
@@ -79,7 +82,7 @@ DEFAULT_INTENTS: tuple[IntentSpec, ...] = (
         OUT_OF_SCOPE,
         "semantic",
         (
-            "What is the weather like today?",
+            "Will it rain tomorrow?",
             "Tell me a joke.",
             "Who won the football match last night?",
             "What is the capital of France?",

@@ -21,10 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nanoserve.rag.citations import attach_citations, split_answer
+from nanoserve.rag import extractive
+from nanoserve.rag.citations import ASSIGN_SUPPORT, CitedAnswer, attach_citations, split_answer
 from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.config import RagConfig
-from nanoserve.rag.intent import OUT_OF_SCOPE, IntentClassifier, IntentResult, Strategy, route
+from nanoserve.rag.extractive import MIN_GROUNDING
+from nanoserve.rag.intent import OUT_OF_SCOPE, EmbedFn, IntentClassifier, IntentResult, Strategy, route
 from nanoserve.rag.quality import QualityInput, score
 from nanoserve.rag.ranking import Ranked, apply_values, reciprocal_rank_fusion
 from nanoserve.rag.store.base import StoredChunk, VectorStore
@@ -35,9 +37,8 @@ log = logging.getLogger("nanoserve.rag")
 
 NOT_IN_DOCUMENTS = "I could not find this in the documents."
 SYSTEM_PROMPT = (
-    "You answer questions using only the numbered context passages. "
-    "Write two or three short sentences and cite the passage you used like [1]. "
-    "If the passages do not contain the answer, say that it is not in the documents."
+    "Answer the question using only the numbered passages. Be brief and factual: one or two "
+    "sentences. Cite the passage you used like [1]."
 )
 
 
@@ -94,7 +95,7 @@ def build_messages(query: str, contexts: Sequence[StoredChunk], budget_chars: in
         header = chunk.title + (f" > {chunk.section}" if chunk.section else "")
         text = chunk.text if len(chunk.text) <= share else chunk.text[:share].rsplit(" ", 1)[0] + " ..."
         passages.append(f"[{n}] ({header}) {text}")
-    user = "Context:\n" + "\n\n".join(passages) + f"\n\nQuestion: {query}\nAnswer using the context:"
+    user = "Passages:\n" + "\n".join(passages) + f"\n\nQuestion: {query}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -183,22 +184,23 @@ class QueryPipeline:
             )
             contexts = [r.chunk for r in retrieval.chunks]
             context_texts = [c.text for c in contexts]
-            answer = NOT_IN_DOCUMENTS
+            answer, cited = NOT_IN_DOCUMENTS, None
             if trace.answerable:
                 with timer.phase("generate"):
-                    raw = await self.client.chat(
+                    trace.generated = await self.client.chat(
                         self.config.generation_model,
                         build_messages(query, contexts, self.config.context_chars),
                         max_tokens=self.config.max_tokens,
                         temperature=self.config.temperature,
                     )
-                if raw.strip():
-                    with timer.phase("cite"):
-                        sentences = [strip_citations(s) for s in split_answer(raw)]
-                        vecs = await embed([*sentences, *context_texts])
-                        cited = attach_citations(
-                            raw, context_texts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :]
-                        )
+                with timer.phase("cite"):
+                    cited = await self._cite(query, trace.generated, context_texts, embed)
+                    if cited is not None:
+                        trace.answer_mode = "generated"
+                    else:
+                        cited = await self._extract(query, query_vec, context_texts, embed)
+                        trace.answer_mode = "extractive" if cited is not None else "refused"
+                if cited is not None:
                     answer = cited.text
                     for c in cited.citations:
                         trace.retrieved[c.context_index].citation = c.n
@@ -208,6 +210,7 @@ class QueryPipeline:
                             "section": chunk.section, "text": chunk.text,
                             "score": retrieval.chunks[c.context_index].score, "support": c.support,
                         })  # fmt: skip
+            trace.answer_mode = trace.answer_mode or "refused"
             with timer.phase("quality"):
                 sentences = [strip_citations(s) for s in split_answer(answer)]
                 vecs = await embed([answer, *sentences, *context_texts])
@@ -218,7 +221,7 @@ class QueryPipeline:
                     )
                 )  # fmt: skip
             trace.answer = answer
-            trace.status = "ok" if trace.answerable else "refused"
+            trace.status = "ok" if cited is not None else "refused"
         except BaseException as exc:
             trace.status = "error"
             trace.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
@@ -228,6 +231,39 @@ class QueryPipeline:
             trace.total_ms = round((time.perf_counter() - started) * 1e3, 2)
             await self._save(trace)
         return QueryOutcome(trace, citations, timer.as_dict())
+
+    @staticmethod
+    async def _cite(query: str, generated: str, contexts: Sequence[str], embed: EmbedFn) -> CitedAnswer | None:
+        """The generated answer with citations, or None when it is not grounded enough."""
+        sentences = [strip_citations(s) for s in split_answer(generated)]
+        if not any(sentences):
+            return None
+        vecs = await embed([*sentences, *contexts])
+        cited = attach_citations(
+            generated, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+        )
+        supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
+        if not cited.sentence_support or supported / len(cited.sentence_support) < MIN_GROUNDING:
+            return None
+        return cited
+
+    @staticmethod
+    async def _extract(
+        query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
+    ) -> CitedAnswer | None:
+        """The extractive fallback: the context sentences that best answer the question."""
+        cands = extractive.candidates(contexts)
+        if not cands:
+            return None
+        picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
+        if not picked:
+            return None
+        text = extractive.compose(picked)
+        sentences = [strip_citations(s) for s in split_answer(text)]
+        vecs = await embed([*sentences, *contexts])
+        return attach_citations(
+            text, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+        )
 
     def embedder(self, model: str) -> Any:
         async def embed(texts: Sequence[str]) -> list[list[float]]:

@@ -14,8 +14,9 @@ citation_validity
     ``[n]`` that name an existing context chunk supporting their sentence at least 0.3. An answer
     without any marker scores 0 (nothing can be checked).
 coverage
-    Does the answer deal with every part of the question? The share of the question's content words
-    (stopwords dropped, lightly stemmed) that occur in the answer.
+    Does the answer use all the relevant evidence? Of the context chunks relevant to the question
+    (cosine with the question at least 0.35, or the single best chunk if none is), the share that
+    is the best support of at least one answer sentence (with support at least 0.45).
 retrieval
     Was there something relevant to answer from? The best cosine similarity between the question
     and the context chunks, rescaled like relevance.
@@ -29,11 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nanoserve.rag.citations import ASSIGN_SUPPORT, KEEP_SUPPORT, split_answer, support
-from nanoserve.rag.text import cited_numbers, content_terms, cosine, strip_citations
+from nanoserve.rag.text import cited_numbers, cosine, strip_citations
 
 DIMENSIONS = ("relevance", "grounding", "citation_validity", "coverage", "retrieval")
 WEIGHTS = {"relevance": 0.25, "grounding": 0.3, "citation_validity": 0.15, "coverage": 0.15, "retrieval": 0.15}
 REL_FLOOR, REL_CEIL = 0.1, 0.6
+COVERAGE_MIN_SIM = 0.35
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def _sentence_supports(q: QualityInput) -> list[tuple[str, list[float]]]:
             continue
         svec = q.sentence_vecs[i] if i < len(q.sentence_vecs) else None
         scores = [
-            support(plain, svec, ctx, q.context_vecs[j] if j < len(q.context_vecs) else None)
+            support(plain, svec, ctx, q.context_vecs[j] if j < len(q.context_vecs) else None, q.query)
             for j, ctx in enumerate(q.contexts)
         ]
         out.append((sentence, scores))
@@ -91,11 +93,16 @@ def citation_validity(q: QualityInput) -> float:
 
 
 def coverage(q: QualityInput) -> float:
-    terms = set(content_terms(q.query))
-    if not terms:
-        return 1.0
-    answered = set(content_terms(strip_citations(q.answer)))
-    return len(terms & answered) / len(terms)
+    if not q.contexts or not q.context_vecs:
+        return 0.0
+    sims = [cosine(q.query_vec, v) for v in q.context_vecs]
+    relevant = [j for j, s in enumerate(sims) if s >= COVERAGE_MIN_SIM] or [max(range(len(sims)), key=sims.__getitem__)]
+    rows = _sentence_supports(q)
+    used_chunks = {
+        j for _, scores in rows if scores for j, v in enumerate(scores) if v >= ASSIGN_SUPPORT and v == max(scores)
+    }
+    used = sum(1 for j in relevant if j in used_chunks)
+    return used / len(relevant)
 
 
 def retrieval(q: QualityInput) -> float:

@@ -14,12 +14,14 @@ STOPWORDS = frozenset(
     own same she should so some such than that the their theirs them themselves then there these
     they this those through to too under until up very was we were what when where which while who
     whom why will with would you your yours yourself yourselves use using used get make way one
-    also may might must shall need want tell show explain give please like""".split()
+    also may might must shall need want tell show explain give please like answer question
+    context passage passages document documents""".split()
 )
 
-_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+#.\-]*[A-Za-z0-9_+#]|[A-Za-z0-9_]")
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+#.]*[A-Za-z0-9_+#]|[A-Za-z0-9_]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 CITATION_MARK = re.compile(r"\s*\[(\d{1,3})\]")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 
 
 def words(text: str) -> list[str]:
@@ -51,6 +53,11 @@ def strip_citations(text: str) -> str:
 
 def cited_numbers(text: str) -> list[int]:
     return [int(n) for n in CITATION_MARK.findall(text)]
+
+
+def numbers(text: str) -> set[str]:
+    """Figures in a text (citation markers excluded), "1,000" and "1000" alike."""
+    return {n.replace(",", "") for n in _NUMBER.findall(CITATION_MARK.sub(" ", text))}
 
 
 def containment(part: str, whole: str) -> float:

@@ -63,6 +63,8 @@ class Trace:
     phases: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "ms"}]
     retrieved: list[TraceChunk] = field(default_factory=list)
     answer: str | None = None
+    answer_mode: str | None = None  # generated | extractive | refused
+    generated: str | None = None  # the generation model's raw output
     answerable: bool | None = None
     quality: dict[str, float] | None = None
     error: str | None = None
