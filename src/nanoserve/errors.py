@@ -9,8 +9,8 @@ and rendered as a 500.
     ├── BadRequest                       400 invalid_request_error
     │   ├── ContextLengthExceeded        400 (prompt tokens vs. context)
     │   └── UnsupportedFeature           400 (a capability the model or engine lacks)
-    ├── ModelNotFound                    404
-    ├── NotFound                         404 (a collection, document or trace that does not exist)
+    ├── NotFound                         404
+    │   └── ModelNotFound                404
     ├── Conflict                         409 (e.g. unload with a stream in flight)
     ├── PayloadTooLarge                  413
     ├── QueueFull                        429 + Retry-After
@@ -62,20 +62,18 @@ class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
 
 
-class ModelNotFound(NanoserveError):
+class NotFound(NanoserveError):
     status = 404
     type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
     def __init__(self, model: str):
         super().__init__(f"The model '{model}' does not exist.", param="model")
         self.model = model
-
-
-class NotFound(NanoserveError):
-    status = 404
-    type = "invalid_request_error"
-    code = "not_found"
 
 
 class Conflict(NanoserveError):

@@ -1,0 +1,3 @@
+from nanoserve.cli.main import main
+
+main()

@@ -1,0 +1,84 @@
+"""The gateway app: state built here and passed explicitly; the lifespan owns the orchestrator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from nanoserve import __version__
+from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
+from nanoserve.api.health import create_health_router
+from nanoserve.api.openai.router import create_openai_router
+from nanoserve.api.openai.serving import OpenAIServing
+from nanoserve.config import Settings
+from nanoserve.errors import BadRequest, NanoserveError, NotFound
+from nanoserve.orchestrator.orchestrator import Orchestrator
+
+log = logging.getLogger("nanoserve.api")
+
+OLLAMA_PREFIX = "/api/"
+
+
+def render_error(request: Request, exc: BaseException) -> JSONResponse:
+    """Errors in the dialect of the route: Ollama's under /api/, OpenAI's everywhere else."""
+    if request.url.path.startswith(OLLAMA_PREFIX):
+        return ollama_error_response(exc)
+    return openai_error_response(exc)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return render_error(request, exc)
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        return render_error(request, BadRequest(f"Invalid value for '{param}': {first['msg']}", param=param))
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            err: NanoserveError = NotFound(f"No route {request.method} {request.url.path}")
+        else:
+            err = NanoserveError(str(exc.detail))
+            err.status = exc.status_code  # type: ignore[misc]
+        return render_error(request, err)
+
+    app.add_exception_handler(NanoserveError, on_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_error)
+
+    async def on_pydantic(request: Request, exc: ValidationError) -> JSONResponse:
+        return render_error(request, bad_request_from_validation(exc))
+
+    app.add_exception_handler(ValidationError, on_pydantic)  # type: ignore[arg-type]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    orchestrator = Orchestrator(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            yield
+        finally:
+            await orchestrator.shutdown()
+
+    app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.orchestrator = orchestrator
+    app.state.openai = OpenAIServing(orchestrator, settings)
+    _install_error_handlers(app)
+    app.include_router(create_health_router())
+    app.include_router(create_openai_router())
+    return app

@@ -1,0 +1,85 @@
+"""The OpenAI API in the gateway: validate once, lease a worker, relay its answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from nanoserve.api import proxy
+from nanoserve.api.body import parse_json_object, read_body
+from nanoserve.api.errors import openai_sse_error
+from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from nanoserve.config import ModelConfig, Settings
+from nanoserve.errors import BadRequest
+from nanoserve.orchestrator.orchestrator import Orchestrator
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_KIND_OF_ROUTE = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "chat",
+    "/v1/embeddings": "embedding",
+}
+
+
+def model_card(config: ModelConfig, name: str | None = None) -> dict[str, Any]:
+    return {
+        "id": name or config.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": "nanoserve",
+        "kind": config.kind,
+        "aliases": config.aliases,
+        "context_length": config.context_length,
+    }
+
+
+class OpenAIServing:
+    def __init__(self, orchestrator: Orchestrator, settings: Settings):
+        self.orchestrator = orchestrator
+        self.settings = settings
+
+    def list_models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [model_card(m) for m in self.orchestrator.registry]}
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return model_card(self.orchestrator.registry.get(name), name)
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._generate(request, "/v1/chat/completions", ChatCompletionRequest)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "/v1/completions", CompletionRequest)
+
+    async def embeddings(self, request: Request) -> Response:
+        raw = await read_body(request, self.settings.max_body_bytes)
+        req = EmbeddingRequest.model_validate(parse_json_object(raw))
+        self._check_kind(req.model, "/v1/embeddings")
+        lease, response = await proxy.send(self.orchestrator, req.model, "/v1/embeddings", raw)
+        body = await proxy.read_all(lease, response)
+        return Response(body, status_code=response.status_code, media_type="application/json")
+
+    async def _generate(self, request: Request, path: str, model: type[BaseModel]) -> Response:
+        raw = await read_body(request, self.settings.max_body_bytes)
+        req = model.model_validate(parse_json_object(raw))
+        assert isinstance(req, (ChatCompletionRequest, CompletionRequest))
+        self._check_kind(req.model, path)
+        lease, response = await proxy.send(self.orchestrator, req.model, path, raw)
+        if not req.stream or response.status_code != 200:
+            body = await proxy.read_all(lease, response)
+            return Response(body, status_code=response.status_code, media_type="application/json")
+        return StreamingResponse(
+            proxy.relay(lease, response, openai_sse_error),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+
+    def _check_kind(self, name: str, path: str) -> None:
+        config = self.orchestrator.registry.get(name)
+        if config.kind != _KIND_OF_ROUTE[path]:
+            what = "an embedding model" if config.kind == "embedding" else f"a {config.kind} model"
+            raise BadRequest(f"model '{name}' is {what}; it cannot serve {path}", param="model")
+

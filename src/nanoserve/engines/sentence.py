@@ -1,0 +1,144 @@
+"""sentence-transformers embedding engine with dynamic micro-batching.
+
+Concurrent ``embed`` calls are gathered into one forward pass: the batcher takes what is
+waiting, waits at most ``max_wait_ms`` for more while the batch is under its token budget, and
+runs the batch in one worker thread (one thread hop per batch, not per request). Texts are
+sorted by length inside a batch so padding stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from nanoserve.engines.base import EmbeddingEngine, Embeddings, EngineOptions
+from nanoserve.errors import EngineError
+
+
+class SentenceOptions(EngineOptions):
+    max_batch_tokens: int = Field(default=8192, ge=64, description="token budget of one forward pass")
+    max_wait_ms: float = Field(default=3.0, ge=0, le=1000, description="wait for more requests at most this long")
+    normalize: bool = True
+    device: str = "cpu"
+
+
+@dataclass(eq=False)
+class _Job:
+    texts: Sequence[str]
+    tokens: int
+    future: asyncio.Future[tuple[list[list[float]], int]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class SentenceTransformersEngine(EmbeddingEngine):
+    name = "sentence-transformers"
+    Options = SentenceOptions
+    options: SentenceOptions
+
+    def __init__(self, spec: Any):
+        super().__init__(spec)
+        self._model: Any = None
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._batcher: asyncio.Task[None] | None = None
+        self._dims = 0
+        self.batches = 0
+        self.batched_inputs = 0
+        self.last_batch_size = 0
+
+    async def start(self) -> None:
+        if self.spec.path is None:
+            raise EngineError("sentence-transformers engine needs a model directory")
+        self._model = await asyncio.to_thread(self._load)
+        self._dims = int(self._model.get_sentence_embedding_dimension())
+        self._batcher = asyncio.create_task(self._run(), name="embedding-batcher")
+
+    def _load(self) -> Any:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.spec.threads)
+        model = SentenceTransformer(str(self.spec.path), device=self.options.device, local_files_only=True)
+        model.max_seq_length = min(model.max_seq_length or self.spec.context_length, self.spec.context_length)
+        return model
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
+
+    @property
+    def dimensions(self) -> int:
+        return self._dims
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dimensions": self._dims,
+            "max_seq_length": getattr(self._model, "max_seq_length", None),
+            "stats": {"batches": self.batches, "batched_inputs": self.batched_inputs},
+        }
+
+    def _count_tokens(self, texts: Sequence[str]) -> list[int]:
+        tokenizer = self._model.tokenizer
+        limit = self._model.max_seq_length
+        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        if self._batcher is None:
+            raise EngineError("engine not started")
+        tokens = sum(self._count_tokens(texts))
+        job = _Job(texts, tokens, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        vectors, _ = await job.future
+        return Embeddings(vectors=vectors, prompt_tokens=tokens)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            budget = self.options.max_batch_tokens - batch[0].tokens
+            deadline = time.perf_counter() + self.options.max_wait_ms / 1000
+            while budget > 0:
+                try:
+                    job = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    try:
+                        job = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                batch.append(job)
+                budget -= job.tokens
+            await self._encode(batch)
+
+    async def _encode(self, batch: list[_Job]) -> None:
+        texts = [t for job in batch for t in job.texts]
+        try:
+            array = await asyncio.to_thread(
+                self._model.encode,
+                texts,
+                batch_size=len(texts),
+                normalize_embeddings=self.options.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        except Exception as exc:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(EngineError(f"embedding failed: {exc}"))
+            return
+        self.batches += 1
+        self.batched_inputs += len(texts)
+        self.last_batch_size = len(texts)
+        rows = array.tolist()
+        offset = 0
+        for job in batch:
+            n = len(job.texts)
+            if not job.future.done():
+                job.future.set_result((rows[offset : offset + n], job.tokens))
+            offset += n

@@ -1,0 +1,188 @@
+"""The worker's HTTP app: OpenAI routes over one engine, plus ``/health`` and ``/info``.
+
+The engine loads in the background after the server starts listening, so ``/health`` answers
+at once: 503 ``loading`` until the model is ready, 200 ``ok`` after, 500 ``failed`` with the
+reason if loading failed. The protocol is written down in docs/worker-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psutil
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from nanoserve.api.body import parse_body
+from nanoserve.api.errors import openai_error_response
+from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
+from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
+from nanoserve.worker.serving import EmbeddingService, GenerationService
+
+log = logging.getLogger("nanoserve.worker")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class WorkerState:
+    """The engine and its load status; owned by the worker app's lifespan."""
+
+    def __init__(self, engine: Engine, model_name: str):
+        self.engine = engine
+        self.model_name = model_name
+        self.status = "loading"
+        self.error: str | None = None
+        self.loaded_at: float | None = None
+        self.load_seconds: float | None = None
+        self.generation = GenerationService(engine) if isinstance(engine, GenerationEngine) else None
+        self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
+
+    async def load(self) -> None:
+        start = time.perf_counter()
+        try:
+            await self.engine.start()
+        except Exception as exc:
+            log.exception("engine failed to load")
+            self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            return
+        self.load_seconds = time.perf_counter() - start
+        self.loaded_at = time.time()
+        self.status = "ok"
+        log.info("model %s ready in %.2fs", self.model_name, self.load_seconds)
+
+    def require_ready(self) -> None:
+        if self.status != "ok":
+            raise Unavailable(f"model '{self.model_name}' is {self.status}: {self.error or 'not ready yet'}")
+
+
+Handler = Callable[[Request, WorkerState], Awaitable[Response]]
+
+
+def _route(path: str, handler: Handler, methods: list[str]) -> Route:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request, request.app.state.worker)
+        except (NanoserveError, ValidationError) as exc:
+            return openai_error_response(exc)
+        except Exception as exc:  # logged 500 in OpenAI's shape
+            return openai_error_response(exc)
+
+    return Route(path, endpoint, methods=methods)
+
+
+async def health(request: Request, state: WorkerState) -> Response:
+    body: dict[str, Any] = {"status": state.status}
+    if state.error:
+        body["error"] = state.error
+    code = {"ok": 200, "loading": 503}.get(state.status, 500)
+    return JSONResponse(body, status_code=code)
+
+
+async def info(request: Request, state: WorkerState) -> Response:
+    proc = psutil.Process()
+    mem = proc.memory_full_info()
+    engine = state.engine
+    return JSONResponse(
+        {
+            "model": state.model_name,
+            "engine": engine.name,
+            "kind": sorted(engine.kinds)[0],
+            "status": state.status,
+            "pid": os.getpid(),
+            "loaded_at": state.loaded_at,
+            "load_seconds": state.load_seconds,
+            "memory": {"rss_bytes": mem.rss, "uss_bytes": mem.uss, "pss_bytes": getattr(mem, "pss", None)},
+            "context_length": engine.spec.context_length,
+            "slots": engine.spec.parallel,
+            "threads": engine.spec.threads,
+            "capabilities": {"grammar": engine.supports_grammar, "vision": engine.supports_vision},
+            "engine_info": engine.info() if state.status == "ok" else {},
+        }
+    )
+
+
+async def models(request: Request, state: WorkerState) -> Response:
+    return JSONResponse(
+        {"object": "list", "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "nanoserve"}]}
+    )
+
+
+def _generation(state: WorkerState) -> GenerationService:
+    state.require_ready()
+    if state.generation is None:
+        raise UnsupportedFeature(f"model '{state.model_name}' is an embedding model; it cannot generate text")
+    return state.generation
+
+
+async def chat_completions(request: Request, state: WorkerState) -> Response:
+    req = await parse_body(request, ChatCompletionRequest)
+    service = _generation(state)
+    gen = service.prepare_chat(req)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(
+            service.stream(gen, model=req.model, chat=True, include_usage=include_usage),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    return JSONResponse(await service.complete(gen, model=req.model, chat=True))
+
+
+async def completions(request: Request, state: WorkerState) -> Response:
+    req = await parse_body(request, CompletionRequest)
+    service = _generation(state)
+    gen = service.prepare_completion(req)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(
+            service.stream(gen, model=req.model, chat=False, include_usage=include_usage),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    return JSONResponse(await service.complete(gen, model=req.model, chat=False))
+
+
+async def embeddings(request: Request, state: WorkerState) -> Response:
+    req = await parse_body(request, EmbeddingRequest)
+    state.require_ready()
+    if state.embedding is None:
+        raise UnsupportedFeature(f"model '{state.model_name}' is not an embedding model", param="model")
+    return JSONResponse(await state.embedding.embed(req, model=req.model))
+
+
+def create_worker_app(engine: Engine, model_name: str) -> Starlette:
+    state = WorkerState(engine, model_name)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(state.load())
+        try:
+            yield
+        finally:
+            task.cancel()
+            if state.status == "ok":
+                await engine.close()
+
+    app = Starlette(
+        routes=[
+            _route("/health", health, ["GET"]),
+            _route("/info", info, ["GET"]),
+            _route("/v1/models", models, ["GET"]),
+            _route("/v1/chat/completions", chat_completions, ["POST"]),
+            _route("/v1/completions", completions, ["POST"]),
+            _route("/v1/embeddings", embeddings, ["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.worker = state
+    return app

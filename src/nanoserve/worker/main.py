@@ -1,0 +1,78 @@
+"""Run one worker process: an engine behind the worker app, served by uvicorn.
+
+The gateway passes an already-listening socket (``fd``), so it knows the address before the
+worker starts and no port can be taken in between. A worker never outlives its gateway: the
+kernel sends it SIGKILL when the parent dies (``PR_SET_PDEATHSIG``), and a watchdog thread checks
+the parent pid too (covers a parent that died before the signal was armed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+
+import uvicorn
+
+from nanoserve.engines import load_engine_class
+from nanoserve.engines.base import EngineSpec
+from nanoserve.worker.app import create_worker_app
+
+log = logging.getLogger("nanoserve.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watchdog alone
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+
+
+def limit_threads(threads: int) -> None:
+    """Keep BLAS/OpenMP/torch pools at the configured size (2 cores must not be oversubscribed)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def run_worker(
+    engine_name: str,
+    spec: EngineSpec,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    fd: int | None = None,
+    parent_pid: int | None = None,
+    log_level: str = "info",
+) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    limit_threads(spec.threads)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = load_engine_class(engine_name)(spec)
+    app = create_worker_app(engine, spec.name)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        fd=fd,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
