@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nanoserve.errors import ConfigError
+from nanoserve.rag.config import RagConfig
 
 ModelKind = Literal["chat", "embedding"]
 
@@ -108,6 +109,7 @@ class Settings(_Strict):
     shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight requests may finish")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
+    rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

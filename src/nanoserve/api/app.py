@@ -17,6 +17,7 @@ from nanoserve.api.errors import bad_request_from_validation, ollama_error_respo
 from nanoserve.api.health import create_health_router
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
+from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.orchestrator.orchestrator import Orchestrator
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await rag.aclose()
             await orchestrator.shutdown()
 
     app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan)
@@ -81,4 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    rag = app.state.rag = create_rag_service(settings)
+    app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     return app

@@ -2,14 +2,13 @@
 
 ``create_rag_router(get_service)`` returns an ``APIRouter`` that ``create_app`` mounts at
 ``/v1/rag``; ``get_service(request)`` returns the app's ``RagService``. Routes only parse, call the
-service and shape JSON. Errors are rendered here, in OpenAI's body, by the router's own route
-class, so the surface behaves the same whatever app mounts it.
+service and shape JSON. The router's route class renders errors in OpenAI's body (through
+``api.errors``), so the surface behaves the same whatever app mounts it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
@@ -20,29 +19,25 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
-from nanoserve.errors import BadRequest, NanoserveError
+from nanoserve.api.errors import openai_error_response
+from nanoserve.config import Settings
+from nanoserve.errors import BadRequest
+from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.documents import FORMATS, detect_format
 from nanoserve.rag.ingest import IngestResult
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
 from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import CollectionInfo, DocumentInfo
 
-log = logging.getLogger("nanoserve.api")
-
 GetService = Callable[[Request], RagService]
 
 
 def error_response(exc: BaseException) -> JSONResponse:
-    if isinstance(exc, RequestValidationError):
-        err = exc.errors()[0]
+    if isinstance(exc, RequestValidationError):  # a query parameter of the wrong type
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = str(err["loc"][-1]) if err.get("loc") else None
-        exc = BadRequest(f"invalid value for '{param}': {err.get('msg', 'invalid')}", param=param)
-    if not isinstance(exc, NanoserveError):
-        log.exception("unhandled error in /v1/rag", exc_info=exc)
-        exc = NanoserveError(f"Internal server error: {type(exc).__name__}: {exc}")
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else None
-    body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+        exc = BadRequest(f"Invalid value for '{param}': {err.get('msg', 'invalid')}", param=param)
+    return openai_error_response(exc)
 
 
 class _RagRoute(APIRoute):
@@ -80,6 +75,22 @@ def ingest_json(result: IngestResult) -> dict[str, Any]:
     out["total_ms"] = round(result.total_ms, 1)
     out["chunks_per_second"] = round(result.chunks / (result.total_ms / 1e3), 1) if result.total_ms else None
     return out
+
+
+def gateway_url(settings: Settings) -> str:
+    """The gateway's own URL on loopback: the pipeline calls the models through it."""
+    host = settings.host
+    if host in ("0.0.0.0", "", "*"):
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def create_rag_service(settings: Settings) -> RagService:
+    return RagService(settings.data_dir, InferenceClient(gateway_url(settings)), settings.rag)
 
 
 def create_rag_router(get_service: GetService) -> APIRouter:
