@@ -27,7 +27,7 @@ class RagConfig(BaseModel):
     top_k: int = Field(default=3, ge=1, le=50, description="chunks given to the generation model")
     candidates: int = Field(default=30, ge=1, le=500, description="chunks each search strategy returns")
     # Calibrated on benchmarks/rag (docs/rag.md): best query-chunk cosine below this = not answerable.
-    min_similarity: float = Field(default=0.3, ge=-1, le=1)
+    min_similarity: float = Field(default=0.35, ge=-1, le=1)
     # An out-of-scope intent needs a closer match than that to be answered anyway.
     out_of_scope_similarity: float = Field(default=0.45, ge=-1, le=1)
     value_strength: float = Field(default=0.15, ge=0, lt=1, description="max relative score change by value")
