@@ -15,6 +15,7 @@ start), ``stop()`` to unload. Nobody reads the state and then acts on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -55,6 +56,7 @@ class _Stop:
 @dataclass(eq=False)
 class _Exited:
     worker: WorkerProcess
+    error: str | None = None  # set when the worker is alive but was declared failed (heartbeat)
 
 
 _Command = _Start | _Stop | _Exited
@@ -160,6 +162,10 @@ class ModelInstance:
         self._send(_Stop(future, reason, force))
         await asyncio.shield(future)
 
+    def worker_unresponsive(self, worker: WorkerProcess, error: str) -> None:
+        """``worker`` stopped answering: the owner kills it and handles it as a crash."""
+        self._send(_Exited(worker, error))
+
     def request_started(self) -> None:
         self.in_flight += 1
         self._idle.clear()
@@ -201,7 +207,12 @@ class ModelInstance:
             elif isinstance(command, _Stop):
                 await self._stop(command)
             elif isinstance(command, _Exited) and command.worker is self.worker:
-                self._crashed(command.worker)
+                if command.error is not None:
+                    self.error = command.error  # before the kill: requests that break see the reason
+                    with contextlib.suppress(ProcessLookupError):
+                        command.worker.proc.kill()  # its sockets close: in-flight requests fail now
+                    await command.worker.proc.wait()
+                self._crashed(command.worker, command.error)
 
     async def _start(self, future: asyncio.Future[WorkerProcess]) -> None:
         if self.state is State.READY and self.worker is not None and self.worker.alive:
@@ -240,15 +251,15 @@ class ModelInstance:
         await worker.proc.wait()
         self._commands.put_nowait(_Exited(worker))
 
-    def _crashed(self, worker: WorkerProcess) -> None:
+    def _crashed(self, worker: WorkerProcess, error: str | None = None) -> None:
         if self.state not in (State.READY, State.DRAINING):
             return
         self.stats.crashes += 1
         self.worker = None
         self.loaded_at = None
-        self.error = f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
+        self.error = error or f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
         log.warning("%s: %s", self.id, self.error)
-        self._set_state(State.FAILED, reason="crash", error=self.error)
+        self._set_state(State.FAILED, reason="crash", error=self.error, in_flight=self.in_flight)
         asyncio.create_task(worker.client.close())
 
     async def _stop(self, command: _Stop) -> None:

@@ -160,6 +160,8 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"worker-{config.id.replace(':', '_').replace('/', '_')}.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if settings.observability.otlp_endpoint:  # the worker traces to the same collector
+        env["NANOSERVE_OTLP_ENDPOINT"] = settings.observability.otlp_endpoint
     try:
         cmd = worker_command(config, settings, sock.fileno())
         with log_path.open("ab") as log_file:

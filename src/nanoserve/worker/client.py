@@ -7,7 +7,7 @@ sent (safe to retry on a fresh worker), ``WorkerUnavailable`` when a response br
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -72,9 +72,10 @@ class WorkerClient:
             )
         return self._session
 
-    async def post(self, path: str, body: bytes) -> WorkerResponse:
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None) -> WorkerResponse:
+        """``headers`` are added to the JSON content type (trace context, when tracing is on)."""
         try:
-            resp = await self.session.post(path, data=body, headers=JSON_HEADERS)
+            resp = await self.session.post(path, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS)
         except aiohttp.ClientConnectorError as exc:
             raise WorkerConnectFailed(f"cannot connect to the worker at {self.base_url}: {exc}") from exc
         except aiohttp.ClientError as exc:
