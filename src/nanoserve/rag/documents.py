@@ -208,7 +208,7 @@ def _walk_html(node: object, blocks: list[Block]) -> None:
     inline: list[str] = []
 
     def flush() -> None:
-        text = _clean(" ".join(inline).replace("\n", " "))
+        text = _clean("".join(inline).replace("\n", " "))  # text nodes carry their own spaces
         inline.clear()
         if text:
             blocks.append(Block("paragraph", text))

@@ -205,8 +205,8 @@ class RagService:
         return {
             "trace_id": trace_id,
             "rating": rating,
-            "chunks": [asdict(u) for u in assignment.chunks],
-            "documents": [asdict(u) for u in assignment.documents],
+            "chunks": [_rounded(asdict(u)) for u in assignment.chunks],
+            "documents": [_rounded(asdict(u)) for u in assignment.documents],
             "skipped_chunks": len(used) - len(live),
         }
 
@@ -217,3 +217,7 @@ class RagService:
     async def metrics(self, collection: str | None = None) -> list[dict[str, Any]]:
         _, traces = await self.stores()
         return await asyncio.to_thread(traces.metrics, collection)
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}

@@ -144,7 +144,7 @@ class TraceStore:
         where, params = ("WHERE collection = ?", (collection,)) if collection else ("", ())
         with self._lock:
             rows = self._db.execute(
-                f"""SELECT collection, status, total_ms, body, feedback FROM traces {where}
+                f"""SELECT collection, status, total_ms, json_extract(body, '$.quality'), feedback FROM traces {where}
                     ORDER BY collection""",
                 params,
             ).fetchall()
@@ -172,7 +172,7 @@ def _aggregate(collection: str, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     quality_sums: dict[str, float] = {}
     quality_n = 0
     for r in rows:
-        quality = json.loads(r[3]).get("quality") or {}
+        quality = json.loads(r[3]) if r[3] else {}
         if quality:
             quality_n += 1
             for k, v in quality.items():
