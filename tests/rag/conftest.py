@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (model_server, pdfmaker)
@@ -60,9 +61,7 @@ class RagServer:
         self.url = url
         self.kind = kind  # "gateway" (real nanoserve) or "harness" (tests/rag/model_server.py)
 
-    def client(self) -> "httpx.Client":
-        import httpx
-
+    def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=600)
 
 

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from nanoserve.rag.citations import attach_citations, specifics_factor, support
-from nanoserve.rag.text import cited_numbers, content_terms, keyword_query_terms, numbers, sentences, strip_citations
+from nanoserve.rag.text import (
+    cited_numbers,
+    content_terms,
+    keyword_query_terms,
+    numbers,
+    sentences,
+    strip_citations,
+)
 
 CONTEXTS = [
     "Use water between 70 and 80 degrees Celsius for green tea.",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import DATA, RagServer
+
 from nanoserve.cli.main import cli
 
 
@@ -56,7 +56,7 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
             {"query": "How often should I lubricate the chain?", "relevant": ["bicycle-maintenance.md"]},
             {"query": "What does hooch on a starter mean?", "relevant": ["sourdough.html"]},
             {"query": "focuser drift after meridian flip", "relevant": ["release-notes.txt"]},
-        ])  # fmt: skip
+        ])
     )
     out = tmp_path / "results.json"
     evaluated = runner.invoke(cli, ["rag", "eval", "-c", collection, "--questions", str(questions), "-o", str(out), *url])

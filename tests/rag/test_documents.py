@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from pdfmaker import make_pdf
 
 from nanoserve.errors import BadRequest
 from nanoserve.rag.documents import detect_format, parse_document, parse_html, parse_text
-from pdfmaker import make_pdf
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from nanoserve.errors import BadRequest
-from nanoserve.rag.eval import Question, distinct, load_questions, ndcg_at_k, recall_at_k, reciprocal_rank, score_run
+from nanoserve.rag.eval import (
+    Question,
+    distinct,
+    load_questions,
+    ndcg_at_k,
+    recall_at_k,
+    reciprocal_rank,
+    score_run,
+)
 
 R = frozenset
 

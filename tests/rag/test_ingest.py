@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fakes import FakeModels
+
 from nanoserve.errors import BadRequest, ModelNotFound, PayloadTooLarge, Unavailable
 from nanoserve.rag.client import EMBED_BATCH
 from nanoserve.rag.config import RagConfig

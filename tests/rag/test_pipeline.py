@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes import FakeModels
 from prometheus_client import CollectorRegistry, generate_latest
 
-from fakes import FakeModels
 from nanoserve.errors import NotFound, Unavailable
 from nanoserve.rag.config import RagConfig
 from nanoserve.rag.pipeline import NOT_IN_DOCUMENTS, answerable, build_messages

@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 
 import pytest
-
 from conftest import DATA
+
 from nanoserve.rag.citations import split_answer
 from nanoserve.rag.quality import DIMENSIONS, QualityInput, score
 from nanoserve.rag.text import strip_citations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +23,7 @@ from nanoserve.api.errors import openai_error_response
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest
 from nanoserve.rag.client import InferenceClient
-from nanoserve.rag.documents import FORMATS, detect_format
+from nanoserve.rag.documents import FORMATS, Format, detect_format
 from nanoserve.rag.ingest import IngestResult
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
 from nanoserve.rag.service import RagService
@@ -47,7 +47,7 @@ class _RagRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
-            except Exception as exc:  # rendered once, here
+            except Exception as exc:  # noqa: BLE001 - every error is rendered once, here
                 return error_response(exc)
 
         return handle
@@ -124,7 +124,7 @@ def create_rag_router(get_service: GetService) -> APIRouter:
             fmt_field = form.get("format")
             if fmt_field and fmt_field not in FORMATS:
                 raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format")
-            fmt = fmt_field if fmt_field else detect_format(doc_name, upload.content_type)
+            fmt = cast(Format, fmt_field) if fmt_field else detect_format(doc_name, upload.content_type)
             data: bytes | str = await upload.read()
             source = str(form.get("source") or upload.filename or doc_name)
             title = str(form["title"]) if form.get("title") else None

@@ -53,4 +53,4 @@ class RagConfig(BaseModel):
         return tuple(IntentSpec(i.name, i.strategy, tuple(i.examples)) for i in self.intents)
 
 
-__all__ = ["RagConfig", "IntentConfig", "STRATEGIES"]
+__all__ = ["STRATEGIES", "IntentConfig", "RagConfig"]

@@ -122,7 +122,7 @@ def parse_text(text: str, fallback_title: str) -> ParsedDocument:
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^(```|~~~)")
 _SETEXT = re.compile(r"^(=+|-+)\s*$")
-_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.S)
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
 
 
 def parse_markdown(text: str, fallback_title: str) -> ParsedDocument:
@@ -192,7 +192,8 @@ def parse_html(text: str, fallback_title: str) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(text)
-    page_title = _clean(tree.css_first("title").text()) if tree.css_first("title") else ""
+    title_node = tree.css_first("title")
+    page_title = _clean(title_node.text()) if title_node is not None else ""
     for selector in _CHROME_SELECTORS:
         for node in tree.css(selector):
             node.decompose()

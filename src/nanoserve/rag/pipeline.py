@@ -99,6 +99,18 @@ def build_messages(query: str, contexts: Sequence[StoredChunk], budget_chars: in
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
+def citation_records(cited: CitedAnswer, retrieved: Sequence[RetrievedChunk]) -> list[dict[str, Any]]:
+    """The answer's citations as the API returns them, by number."""
+    out = []
+    for c in sorted(cited.citations, key=lambda c: c.n):
+        r = retrieved[c.context_index]
+        out.append({
+            "n": c.n, "document": r.chunk.document, "source": r.chunk.source, "chunk_id": r.chunk.id,
+            "section": r.chunk.section, "text": r.chunk.text, "score": r.score, "support": c.support,
+        })  # fmt: skip
+    return out
+
+
 class QueryPipeline:
     def __init__(
         self,
@@ -202,14 +214,9 @@ class QueryPipeline:
                         trace.answer_mode = "extractive" if cited is not None else "refused"
                 if cited is not None:
                     answer = cited.text
+                    citations = citation_records(cited, retrieval.chunks)
                     for c in cited.citations:
                         trace.retrieved[c.context_index].citation = c.n
-                        chunk = contexts[c.context_index]
-                        citations.append({
-                            "n": c.n, "document": chunk.document, "source": chunk.source, "chunk_id": chunk.id,
-                            "section": chunk.section, "text": chunk.text,
-                            "score": retrieval.chunks[c.context_index].score, "support": c.support,
-                        })  # fmt: skip
             trace.answer_mode = trace.answer_mode or "refused"
             with timer.phase("quality"):
                 sentences = [strip_citations(s) for s in split_answer(answer)]

@@ -20,7 +20,7 @@ from nanoserve.errors import BadRequest, Unavailable
 from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.config import RagConfig
 from nanoserve.rag.documents import Format
-from nanoserve.rag.ingest import IngestResult, Ingestor, Progress
+from nanoserve.rag.ingest import Ingestor, IngestResult, Progress
 from nanoserve.rag.intent import IntentClassifier, Strategy, route
 from nanoserve.rag.learning import UsedChunk, assign_credit
 from nanoserve.rag.metrics import RagStats
