@@ -29,6 +29,8 @@ from nanoserve.worker.client import WorkerConnectFailed, WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
 
+EXIT_GRACE_SECONDS = 2.0
+
 
 @dataclass(eq=False)
 class Upstream:
@@ -87,10 +89,11 @@ async def send(
             return Upstream(orchestrator, lease, response, controls, acquired)
         except WorkerConnectFailed:
             lease.release()
-            if attempt == 2 or lease.worker.alive:
+            # A refused connection from a killed worker can come before the child is reaped:
+            # give its exit a moment to be seen, then retry on a fresh worker.
+            if attempt == 2 or not await lease.worker.exited_within(EXIT_GRACE_SECONDS):
                 raise
             log.warning("worker for %s was gone; restarting it and retrying", lease.instance.id)
-            await lease.worker.proc.wait()  # let the owner see the exit before the retry
         except BaseException:
             lease.release()
             raise

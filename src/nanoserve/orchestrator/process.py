@@ -98,6 +98,15 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
+    async def exited_within(self, seconds: float) -> bool:
+        """True once the process has exited (waiting up to ``seconds`` for it)."""
+        if self.alive:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), seconds)
+            except TimeoutError:
+                return False
+        return True
+
     def log_tail(self) -> str:
         return _log_tail(self.log_path)
 
