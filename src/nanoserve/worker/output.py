@@ -88,9 +88,9 @@ def plan_output(
     kind = response_format.type if response_format is not None else "text"
     wants_calls = bool(tools) and choice != "none"
     if not can_constrain and (kind != "text" or wants_calls):
-        what = "tools" if wants_calls else f"response_format {kind!r}"
+        what = "tools are" if wants_calls else f"response_format {kind!r} is"
         raise UnsupportedFeature(
-            f"{what} are not supported by this model's engine: it cannot constrain its output",
+            f"{what} not supported by this model's engine: it cannot constrain its output",
             param="tools" if wants_calls else "response_format",
         )
     if kind == "text" and not wants_calls:
@@ -126,7 +126,7 @@ def _answer_element(g: Grammar, response_format: ResponseFormat | None, bounds: 
         builder_root = spec["schema"]
         where = "response_format.json_schema.schema"
         builder = SchemaBuilder(g, builder_root, where=where, bounds=bounds)
-        return builder.value(builder_root, "schema")
+        return builder.value(builder_root, "#")
     builder = SchemaBuilder(g, builder_root, where="response_format", bounds=bounds)
     return builder.free_object(bounds.depth)
 

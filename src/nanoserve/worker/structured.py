@@ -80,7 +80,7 @@ def schema_grammar(schema: Any, *, where: str, bounds: Bounds = Bounds()) -> Gra
     """A grammar whose sentences are exactly the bounded, compact JSON documents of ``schema``."""
     grammar = Grammar()
     builder = SchemaBuilder(grammar, schema, where=where, bounds=bounds)
-    grammar.rule(ROOT, [builder.value(schema, where)])
+    grammar.rule(ROOT, [builder.value(schema, "#")])
     return grammar
 
 
@@ -109,7 +109,8 @@ class SchemaBuilder:
         self._ref_rules: dict[str, Element] = {}
 
     def refuse(self, message: str, path: str) -> UnsupportedFeature:
-        return UnsupportedFeature(f"{message} (at {path})", param=self.where)
+        """A 400 naming the problem and where it is (a JSON pointer into the schema)."""
+        return UnsupportedFeature(f"{self.where}: {message} (at {path})", param=self.where)
 
     # -- values ---------------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class SchemaBuilder:
                     raise self.refuse(f"'{key}' must be a non-empty list", path)
                 rest = {k: v for k, v in schema.items() if k != key}
                 alts = [
-                    [self.value({**rest, **b} if isinstance(b, dict) else b, f"{path}.{key}[{i}]")]
+                    [self.value({**rest, **b} if isinstance(b, dict) else b, f"{path}/{key}/{i}")]
                     for i, b in enumerate(branches)
                 ]
                 return self.g.rule("any-of", *alts)
@@ -211,9 +212,9 @@ class SchemaBuilder:
         self._refs.append(ref)
         try:
             if siblings and isinstance(target, dict):
-                element = self.value({"allOf": [target, siblings]}, f"{path}.$ref")
+                element = self.value({"allOf": [target, siblings]}, f"{path}/$ref")
             else:
-                element = self.value(target, f"{path}.$ref")
+                element = self.value(target, f"{path}/$ref")
         finally:
             self._refs.pop()
         if not siblings:
@@ -227,9 +228,9 @@ class SchemaBuilder:
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
         for i, part in enumerate(parts):
             while isinstance(part, dict) and "$ref" in part and len(part) == 1:
-                part = self._resolve(part["$ref"], f"{path}.allOf[{i}]")
+                part = self._resolve(part["$ref"], f"{path}/allOf/{i}")
             if not isinstance(part, dict):
-                raise self.refuse("'allOf' parts must be schemas", f"{path}.allOf[{i}]")
+                raise self.refuse("'allOf' parts must be schemas", f"{path}/allOf/{i}")
             for key, value in part.items():
                 if key == "properties":
                     merged["properties"] = {**merged.get("properties", {}), **value}
@@ -254,11 +255,11 @@ class SchemaBuilder:
         if not props and not required:
             if extra is False:
                 return Lit("{}")
-            value = self.free_value(self.bounds.depth - 1) if extra is True else self.value(extra, f"{path}.*")
+            value = self.free_value(self.bounds.depth - 1) if extra is True else self.value(extra, f"{path}/additionalProperties")
             return self._free_members(value, self.bounds.object_members)
         names = list(props) + [r for r in required if r not in props]
         members = [
-            (self.g.seq("kv", Lit(literal(n) + KEY_SEP), self.value(props.get(n, True), f"{path}.{n}")), n in required)
+            (self.g.seq("kv", Lit(literal(n) + KEY_SEP), self.value(props.get(n, True), f"{path}/properties/{n}")), n in required)
             for n in names
         ]
         return self.g.rule("object", [Lit("{"), *self._members(members, 0), Lit("}")])
@@ -305,8 +306,8 @@ class SchemaBuilder:
             hi = min(hi, len(prefix))
         if lo > hi:
             raise self.refuse("minItems exceeds what the array allows", path)
-        elements = [self.value(s, f"{path}.prefixItems[{i}]") for i, s in enumerate(prefix[:hi])]
-        item = None if items is False else self.value(items, f"{path}.items")
+        elements = [self.value(s, f"{path}/prefixItems/{i}") for i, s in enumerate(prefix[:hi])]
+        item = None if items is False else self.value(items, f"{path}/items")
         # positions 0..hi-1: prefix items first, then `item`; positions below lo are required
         seq: list[Element] = [Lit("[")]
         tail: list[Element] = []
@@ -504,9 +505,17 @@ def _same_width(g: Grammar, lo: str, hi: str) -> list[list[Element]]:
 
 
 def _date(g: Grammar) -> Element:
-    month = g.rule("month", [Lit("0"), chars("1-9")], [Lit("1"), chars("0-2")])
-    day = g.rule("day", [Lit("0"), chars("1-9")], [chars("12"), DIGIT], [Lit("3"), chars("01")])
-    return g.rule("date", [Repeat(DIGIT, 4, 4), Lit("-"), month, Lit("-"), day])
+    """A real calendar date, years 1000-2999 (February stops at 28: no leap-year arithmetic)."""
+    day = g.rule("day", [Lit("0"), chars("1-9")], [Lit("1"), DIGIT], [Lit("2"), chars("0-8")])
+    long_months = g.rule("month-31", [Lit("0"), chars("13578")], [Lit("1"), chars("02")])
+    short_months = g.rule("month-30", [Lit("0"), chars("469")], [Lit("11")])
+    month_day = g.rule(
+        "month-day",
+        [long_months, Lit("-"), g.rule("day-31", [day], [Lit("29")], [Lit("3"), chars("01")])],
+        [short_months, Lit("-"), g.rule("day-30", [day], [Lit("29")], [Lit("30")])],
+        [Lit("02-"), day],
+    )
+    return g.rule("date", [chars("12"), Repeat(DIGIT, 3, 3), Lit("-"), month_day])
 
 
 def _time(g: Grammar) -> Element:

@@ -245,7 +245,7 @@ def call_grammar(
 
     def args(tool: ToolDef) -> Element:
         builder = SchemaBuilder(g, tool.parameters, where=f"tools.{tool.name}.function.parameters", bounds=bounds)
-        return builder.value(tool.parameters, "parameters")
+        return builder.value(tool.parameters, "#")
 
     if choice not in ("auto", "required"):
         tool = next(t for t in tools if t.name == choice)
