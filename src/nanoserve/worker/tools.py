@@ -119,6 +119,10 @@ def parse_tools(raw: list[dict[str, Any]] | None) -> list[ToolDef]:
             err = exc.errors()[0]
             param = ".".join(["tools", str(i), *(str(p) for p in err["loc"])])
             raise BadRequest(f"Invalid value for '{param}': {err['msg']}", param=param) from None
+        parameters = tools[-1].function.parameters
+        if parameters is not None and parameters.get("type", "object") != "object":
+            param = f"tools.{i}.function.parameters"
+            raise BadRequest(f"Invalid value for '{param}': the parameters must be an object schema", param=param)
     names = [t.name for t in tools]
     if len(set(names)) != len(names):
         raise BadRequest("tools: function names must be unique", param="tools")
