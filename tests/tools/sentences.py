@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from nanoserve.worker.grammar import ROOT, Chars, Element, Grammar, Lit, Ref, Repeat
+from nanoserve.worker.grammar import ROOT, Chars, Element, Grammar, Lit, Ref
 
 # Characters a random walk picks from for a character class (the first one that matches wins
 # often, so plain text dominates; the others exercise escapes and multi-byte text).

@@ -99,3 +99,27 @@ def test_recursive_rule_is_unbounded_and_refused_by_the_analysis() -> None:
     assert g.max_bytes() is None
     with pytest.raises(ValueError, match="recursive"):
         g.close_bound()
+
+
+def test_advanced_grammar_continues_where_the_text_ends() -> None:
+    g = Grammar()
+    word = g.rule("word", [Lit("ab"), Repeat(chars("c"), 0, 2)])
+    g.rule(ROOT, [Lit("x="), word, Lit(";")], [Lit("y")])
+    after = g.advanced("x=a")
+    assert after.gbnf().splitlines()[0] == 'root ::= "b" [c]{0,2} ";"'
+    m = after.matcher()
+    assert m.feed("bcc;") and m.accepted
+    assert g.advanced("") is g
+    with pytest.raises(ValueError):
+        g.advanced("z")
+
+
+def test_forced_prefix() -> None:
+    g = Grammar()
+    name = g.rule("name", [Lit('"a"')], [Lit('"b"')])
+    g.rule(ROOT, [Lit('{"name": '), name, Lit("}")])
+    assert g.forced_prefix() == '{"name": "'
+    assert g.advanced('{"name": "a').forced_prefix() == '"}'
+    done = Grammar()
+    done.rule(ROOT, [Lit("const")])
+    assert done.forced_prefix() == "const" and done.advanced("const").matcher().accepted

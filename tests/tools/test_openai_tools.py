@@ -8,9 +8,8 @@ from typing import Any
 import jsonschema
 import openai
 import pytest
-from pydantic import BaseModel, Field
-
 from gateway import Gateway
+from pydantic import BaseModel, Field
 
 MODEL = "smollm2:135m"
 WEATHER = {

@@ -50,26 +50,26 @@ def plan(fmt: ResponseFormat | None = None, choice: str = "none", *, tools: Any 
 
 
 @pytest.mark.parametrize(
-    ("fmt", "choice", "grammar", "prefill", "calls_only", "structured"),
+    ("fmt", "choice", "grammar", "calls_only", "structured", "decide_first"),
     [
-        (None, "none", False, "", False, False),
-        (ResponseFormat(type="text"), "none", False, "", False, False),
-        (JSON_OBJECT, "none", True, "", False, True),
-        (JSON_SCHEMA, "none", True, "", False, True),
-        (None, "auto", True, "", False, False),
-        (JSON_SCHEMA, "auto", True, "", False, True),
-        (None, "required", True, '<tool_call>\n{"name": ', True, False),
-        (None, "lookup", True, '<tool_call>\n{"name": "lookup", "arguments": ', True, False),
+        (None, "none", False, False, False, False),
+        (ResponseFormat(type="text"), "none", False, False, False, False),
+        (JSON_OBJECT, "none", True, False, True, False),
+        (JSON_SCHEMA, "none", True, False, True, False),
+        (None, "auto", True, False, False, True),
+        (JSON_SCHEMA, "auto", True, False, True, True),
+        (None, "required", True, True, False, False),
+        (None, "lookup", True, True, False, False),
     ],
 )
 def test_plans(
-    fmt: ResponseFormat | None, choice: str, grammar: bool, prefill: str, calls_only: bool, structured: bool
+    fmt: ResponseFormat | None, choice: str, grammar: bool, calls_only: bool, structured: bool, decide_first: bool
 ) -> None:
     p = plan(fmt, choice)
-    assert (p.grammar is not None, p.prefill, p.calls_only, p.structured) == (grammar, prefill, calls_only, structured)
+    assert (p.grammar is not None, p.calls_only, p.structured, p.decide_first) == (
+        grammar, calls_only, structured, decide_first
+    )  # fmt: skip
     assert p.plain == (not grammar)
-    if p.grammar is not None:
-        assert p.grammar.gbnf().startswith("root ::= ")
 
 
 @pytest.mark.parametrize(("fmt", "choice"), [(JSON_OBJECT, "none"), (JSON_SCHEMA, "none"), (None, "auto"), (None, "required")])
@@ -84,14 +84,48 @@ def test_json_schema_needs_a_schema() -> None:
         plan(ResponseFormat(type="json_schema", json_schema={"name": "x"}))
 
 
-def test_reserve_only_when_the_grammar_may_not_fit() -> None:
+def test_forced_text_is_prefilled() -> None:
+    step = plan(JSON_SCHEMA).first_step(200, len)
+    assert step.prefill == '{"name": "'
+    assert step.grammar is not None and step.grammar.matcher().feed('Ada", "tags": []}')
+    assert step.max_tokens == 200 - len(step.prefill) - step.reserve and step.reserve > 0
+    named = plan(None, "lookup").first_step(200, len)
+    assert named.prefill == '<tool_call>\n{"name": "lookup", "arguments": {"q": "'
+    constant = plan(ResponseFormat(type="json_schema", json_schema={"schema": {"const": {"a": [1]}}})).first_step(5, len)
+    assert (constant.prefill, constant.grammar, constant.max_tokens, constant.complete) == ('{"a": [1]}', None, 0, True)
+
+
+def test_no_reserve_when_the_grammar_fits() -> None:
     tiny = plan(ResponseFormat(type="json_schema", json_schema={"schema": {"enum": ["yes", "no"]}}))
-    assert tiny.fit(8, len) == 8 and tiny.reserve == 0
+    step = tiny.first_step(8, len)
+    assert step.prefill == '"' and step.reserve == 0 and step.max_tokens == 7
+
+
+def test_auto_decides_with_one_token_then_runs_the_branch() -> None:
+    p = plan(None, "auto")
+    first = p.first_step(100, len)
+    assert (first.prefill, first.max_tokens) == ("", 1)
+    call = p.next_step("<", "calls", 99, len)
+    assert call.prefill == 'tool_call>\n{"name": "lookup", "arguments": {"q": "'  # one tool: its name is forced
+    assert call.grammar is not None and 0 < call.max_tokens < 99 - len(call.prefill)
+    text = p.next_step("Hi", "text", 99, len)
+    assert (text.prefill, text.grammar, text.max_tokens) == ("", None, 99)
+    both = plan(JSON_SCHEMA, "auto").next_step("{", "text", 99, len)
+    assert both.prefill == '"name": "' and both.grammar is not None
+
+
+def test_budget_check() -> None:
+    def tokens(text: str) -> int:  # about four characters a token
+        return max(1, len(text) // 4)
+
     p = plan(JSON_SCHEMA)
-    assert p.fit(200, len) == 200 - p.reserve and p.reserve > 0
+    p.check(30, tokens)
     with pytest.raises(BadRequest) as info:
-        p.fit(p.reserve, len)
-    assert info.value.param == "max_tokens" and str(p.reserve + 1) in info.value.message
+        p.check(8, tokens)
+    assert info.value.param == "max_tokens" and "too small for this structured answer" in info.value.message
+    with pytest.raises(BadRequest, match="too small for a tool call"):
+        plan(None, "auto").check(12, tokens)
+    plan(None, "auto").check(40, tokens)
 
 
 def _run(p: OutputPlan, pieces: list[str], reason: str, eog: bool) -> tuple[list[Any], Any]:
@@ -99,7 +133,7 @@ def _run(p: OutputPlan, pieces: list[str], reason: str, eog: bool) -> tuple[list
     events: list[Any] = []
     for piece in pieces:
         events += reader.feed(piece)
-    tail, answer = reader.finish(reason, stopped_by_eog=eog)
+    tail, answer = reader.finish(reason, complete=eog)
     return events + tail, answer
 
 
@@ -136,7 +170,8 @@ def test_auto_reads_a_call_or_text() -> None:
 
 def test_forced_call_cut_off_is_closed() -> None:
     p = plan(None, "lookup")
-    events, answer = _run(p, ['{"q": "a very long que'], "length", eog=False)
+    head = '<tool_call>\n{"name": "lookup", "arguments": '
+    events, answer = _run(p, [head, '{"q": "a very long que'], "length", eog=False)
     assert answer.finish_reason == "tool_calls" and answer.closing == '"}}\n</tool_call>'
     assert json.loads(answer.tool_calls[0].arguments) == {"q": "a very long que"}
     assert isinstance(events[0], CallStart) and events[0].name == "lookup"
@@ -149,7 +184,7 @@ def test_a_stop_sequence_inside_json_is_closed() -> None:
 
 
 def test_random_answers_cut_anywhere_always_parse() -> None:
-    p = plan(JSON_SCHEMA, "required")
+    p = plan(None, "required")
     assert p.grammar is not None
     rng = random.Random(5)
     for _ in range(20):

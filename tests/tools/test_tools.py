@@ -176,19 +176,18 @@ def _read(prefill: str, text: str, split: int | None = None) -> tuple[CallReader
 @pytest.mark.parametrize("choice", ["required", "auto", "add", "get_weather", "ping"])
 def test_call_grammar_sentences_read_back_as_valid_calls(choice: str) -> None:
     g = Grammar()
-    calls = call_grammar(g, TOOLS, choice, HERMES, max_calls=3, bounds=Bounds(string_length=12))
-    g.rule(ROOT, [calls.element])
+    g.rule(ROOT, [call_grammar(g, TOOLS, choice, HERMES, max_calls=3, bounds=Bounds(string_length=12))])
     rng = random.Random(choice)
     for _ in range(40):
         text = sentence(g, rng)
-        reader, events = _read(calls.prefill, text)
+        reader, _ = _read("", text)
         assert reader.complete and reader.calls
         if choice not in ("required", "auto"):
             assert [c.name for c in reader.calls] == [choice]
         for call in reader.calls:
             jsonschema.validate(json.loads(call.arguments), SCHEMAS[call.name])
         # streamed one character at a time: the same calls, arguments in pieces
-        _, streamed = _read(calls.prefill, text, split=1)
+        _, streamed = _read("", text, split=1)
         starts = [e for e in streamed if isinstance(e, CallStart)]
         assert [s.name for s in starts] == [c.name for c in reader.calls]
         for i, call in enumerate(reader.calls):
@@ -197,12 +196,13 @@ def test_call_grammar_sentences_read_back_as_valid_calls(choice: str) -> None:
         assert all(c.id.startswith("call_") for c in reader.calls)
 
 
-def test_named_call_starts_before_any_generated_text() -> None:
+def test_named_call_starts_as_soon_as_the_name_is_complete() -> None:
     g = Grammar()
-    calls = call_grammar(g, TOOLS, "add", HERMES, max_calls=1, bounds=Bounds())
-    assert calls.prefill == '<tool_call>\n{"name": "add", "arguments": '
+    g.rule(ROOT, [call_grammar(g, TOOLS, "add", HERMES, max_calls=1, bounds=Bounds())])
+    head = '<tool_call>\n{"name": "add", "arguments": '
+    assert g.forced_prefix() == head + '{"a": '  # prefilled: the model starts with the value of "a"
     reader = CallReader(HERMES)
-    events = reader.feed(calls.prefill)
+    events = reader.feed(head)
     assert [type(e) for e in events] == [CallStart] and events[0].name == "add"
     events = reader.feed('{"a": 1, "b": 2.5}}\n</tool_call>')
     assert events == [CallArgs(0, '{"a": 1, "b": 2.5}')] and reader.complete

@@ -21,9 +21,8 @@ repeated items, which everything built in ``structured.py`` is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
 
 ROOT = "root"
 _MAX_CODE_POINT = 0x10FFFF
@@ -98,6 +97,12 @@ def chars(spec: str, *, negated: bool = False) -> Chars:
 
 ANY_CHAR = Chars((), negated=True)
 
+Cost = Callable[[str], int]  # measures text the way a budget counts it (bytes, tokens)
+
+
+def utf8_length(text: str) -> int:
+    return len(text.encode())
+
 
 class Grammar:
     """Rules by name. ``rule`` deduplicates identical bodies, so shared shapes cost one rule."""
@@ -105,6 +110,8 @@ class Grammar:
     def __init__(self) -> None:
         self.rules: dict[str, Rule] = {}
         self._by_body: dict[Rule, str] = {}
+        self._parent: Grammar | None = None  # the grammar this one was advanced from
+        self._analyses: dict[Cost, _Analysis] = {}
 
     def rule(self, name: str, *alternatives: Iterable[Element]) -> Ref:
         body: Rule = tuple(tuple(alt) for alt in alternatives)
@@ -118,9 +125,12 @@ class Grammar:
         self._by_body.setdefault(body, unique)
         return Ref(unique)
 
-    def seq(self, name: str, *elements: Element) -> Element:
-        """One element for a sequence: itself if it is a single element, else a rule."""
-        return elements[0] if len(elements) == 1 else self.rule(name, elements)
+    def seq(self, name: str, *elements: Element) -> Lit | Chars | Ref:
+        """One element for a sequence (one that ``Repeat`` can take): itself if it is a single
+        literal, class or reference, else a rule."""
+        if len(elements) == 1 and not isinstance(elements[0], Repeat):
+            return elements[0]
+        return self.rule(name, elements)
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -132,25 +142,60 @@ class Grammar:
 
     # -- analysis ------------------------------------------------------------------------------
 
-    @cached_property
-    def _analysis(self) -> _Analysis:
-        return _Analysis(self.rules)
+    def _analysis(self, cost: Cost = utf8_length) -> _Analysis:
+        """The analysis under ``cost``; an advanced grammar reuses its parent's for every rule
+        but the root (they share all other rules)."""
+        if cost not in self._analyses:
+            parent = self._parent
+            while parent is not None and cost not in parent._analyses:
+                parent = parent._parent
+            base = parent._analyses[cost] if parent is not None else None
+            self._analyses[cost] = base.fork(self.rules) if base is not None else _Analysis(self.rules, cost)
+        return self._analyses[cost]
 
     def min_text(self) -> str:
         """The shortest sentence (in bytes)."""
-        return self._analysis.min_text(Ref(ROOT))
+        return self._analysis().min_text(Ref(ROOT))
 
     def max_bytes(self) -> int | None:
         """The longest sentence in bytes; None when unbounded."""
-        return self._analysis.max_bytes(Ref(ROOT))
+        return self._analysis().max_bytes(Ref(ROOT))
 
     def close_bound(self, cost: Cost | None = None) -> int:
         """An upper bound on the cost of completing any prefix (bytes unless ``cost`` is given)."""
-        analysis = self._analysis if cost is None else _Analysis(self.rules, cost)
-        return analysis.close_bound(Ref(ROOT))
+        return self._analysis(cost or utf8_length).close_bound(Ref(ROOT))
 
     def matcher(self) -> Matcher:
         return Matcher(self)
+
+    def advanced(self, text: str) -> Grammar:
+        """The grammar of what may follow ``text`` (a prefix of some sentence): its root is the
+        set of parse stacks after ``text``, so an engine can continue where ``text`` ends."""
+        if not text:
+            return self
+        matcher = self.matcher()
+        if not matcher.feed(text):
+            raise ValueError(f"{text!r} is not a prefix of the grammar")
+        out = Grammar()
+        out.rules = dict(self.rules)
+        out._by_body = dict(self._by_body)
+        out._parent = self
+        out.rules[ROOT] = tuple(sorted((tuple(reversed(stack)) for stack in matcher.stacks), key=_render_seq))
+        return out
+
+    def forced_prefix(self, limit: int = 512) -> str:
+        """The text every sentence starts with (up to the first choice, or the end)."""
+        matcher = self.matcher()
+        forced: list[str] = []
+        while len(forced) < limit and not matcher.accepted:
+            nxt = {_only_char(stack[-1]) for stack in matcher.stacks}
+            if len(nxt) != 1 or None in nxt:
+                break
+            ch = nxt.pop()
+            assert ch is not None
+            forced.append(ch)
+            matcher.feed(ch)
+        return "".join(forced)
 
 
 # -- GBNF text -------------------------------------------------------------------------------------
@@ -196,18 +241,25 @@ def _render(element: Element) -> str:
     return f"{item}{{{element.min},{element.max}}}"
 
 
+def _render_seq(alt: Sequence_) -> str:
+    return " ".join(_render(e) for e in alt) if alt else '""'
+
+
 def _render_rule(rule: Rule) -> str:
-    return " | ".join(" ".join(_render(e) for e in alt) if alt else '""' for alt in rule)
+    return " | ".join(_render_seq(alt) for alt in rule)
+
+
+def _only_char(element: Element) -> str | None:
+    """The one character ``element`` (a stack top: a literal or a class) can start with, if one."""
+    if isinstance(element, Lit):
+        return element.text[0]
+    if isinstance(element, Chars) and not element.negated and len(element.ranges) == 1:
+        lo, hi = element.ranges[0]
+        return chr(lo) if lo == hi else None
+    return None
 
 
 # -- analysis ----------------------------------------------------------------------------------------
-
-
-Cost = Callable[[str], int]
-
-
-def utf8_length(text: str) -> int:
-    return len(text.encode())
 
 
 class _Analysis:
@@ -226,6 +278,15 @@ class _Analysis:
         self._max: dict[str, int | None] = {}
         self._close: dict[str, int] = {}
         self._visiting: set[str] = set()
+
+    def fork(self, rules: dict[str, Rule]) -> _Analysis:
+        """An analysis of ``rules``, which differ from this one's in the root only."""
+        out = _Analysis(rules, self.cost)
+        out._lit_cost = self._lit_cost
+        out._min = {k: v for k, v in self._min.items() if k != ROOT}
+        out._max = {k: v for k, v in self._max.items() if k != ROOT}
+        out._close = {k: v for k, v in self._close.items() if k != ROOT}
+        return out
 
     def _enter(self, name: str) -> None:
         if name in self._visiting:
@@ -295,6 +356,8 @@ class _Analysis:
         if isinstance(element, Chars):
             return 0
         if isinstance(element, Repeat):
+            if element.max == 0:
+                return 0
             inner = max(self.close_bound(element.item), self.min_cost(element.item))
             return inner + self.min_cost(element.item) * max(element.min - 1, 0)
         name = element.name
@@ -352,13 +415,18 @@ class Matcher:
         return () in self._stacks
 
     @property
+    def stacks(self) -> frozenset[Stack]:
+        """The parse stacks: pending elements, the next one last (empty: the text is complete)."""
+        return frozenset(self._stacks)
+
+    @property
     def alive(self) -> bool:
         return bool(self._stacks)
 
     def completion(self) -> str:
         if not self._stacks:
             raise ValueError("the text left the grammar: it cannot be completed")
-        analysis = self._grammar._analysis
+        analysis = self._grammar._analysis()
         options = ["".join(analysis.min_text(e) for e in reversed(stack)) for stack in self._stacks]
         return min(options, key=lambda text: len(text.encode()))
 

@@ -12,13 +12,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from nanoserve.api.errors import openai_sse_error
-from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, SamplingFields
+from nanoserve.api.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SamplingFields,
+)
 from nanoserve.engines.base import (
     EmbeddingEngine,
     Finished,
@@ -29,7 +33,8 @@ from nanoserve.engines.base import (
 )
 from nanoserve.errors import ConfigError, ContextLengthExceeded, UnsupportedFeature
 from nanoserve.worker.metrics import RequestProbe
-from nanoserve.worker.output import Answer, OutputEvent, OutputPlan, OutputReader, plan_output
+from nanoserve.worker.output import Answer, OutputEvent, OutputPlan, plan_output
+from nanoserve.worker.steps import run_answer
 from nanoserve.worker.structured import Bounds
 from nanoserve.worker.tools import (
     DEFAULT_TOOL_FORMAT,
@@ -88,12 +93,14 @@ def timings(done: Finished) -> dict[str, Any]:
 
 
 class GenerationService:
-    def __init__(self, engine: GenerationEngine, *, tool_format: str = DEFAULT_TOOL_FORMAT, bounds: Bounds = Bounds()):
+    def __init__(
+        self, engine: GenerationEngine, *, tool_format: str = DEFAULT_TOOL_FORMAT, bounds: Bounds | None = None
+    ):
         self.engine = engine
         if tool_format not in TOOL_FORMATS:
             raise ConfigError(f"unknown tool format {tool_format!r} (known: {', '.join(TOOL_FORMATS)})")
         self.tool_format = TOOL_FORMATS[tool_format]
-        self.bounds = bounds
+        self.bounds = bounds or Bounds()
 
     # -- request preparation ------------------------------------------------------------
     def prepare_chat(self, req: ChatCompletionRequest) -> tuple[GenerationRequest, OutputPlan]:
@@ -115,10 +122,8 @@ class GenerationService:
         described = tools if choice != "none" else []
         messages = render_messages(req.messages, described, self.tool_format)
         prompt = self.engine.render_chat(messages, tools=template_tools(described, self.tool_format))
-        gen = self._prepare(req, prompt + plan.prefill, prefix=req.context)
-        if plan.grammar is not None:
-            gen.params.max_tokens = plan.fit(gen.params.max_tokens, self._token_count)
-            gen.params.grammar = plan.grammar.gbnf()
+        gen = self._prepare(req, prompt, prefix=req.context)
+        plan.check(gen.params.max_tokens, self._token_count)
         return gen, plan
 
     def _token_count(self, text: str) -> int:
@@ -153,20 +158,21 @@ class GenerationService:
         answer: Answer | None = None
         started, first = time.perf_counter(), 0.0
         try:
-            async with aclosing(self.engine.generate(gen)) as events:
-                async for event in events:
-                    if not first:
-                        first = time.perf_counter()
-                    parts.append(event.text)
-                    if isinstance(event, Finished):
-                        done = event
-                    else:
-                        ids.append(event.id)
-            if done is not None and plan is not None and not plan.plain:
-                reader = OutputReader(plan)
-                reader.feed("".join(parts))
-                _, answer = reader.finish(done.finish_reason, stopped_by_eog=_stopped_by_eog(gen, done))
-                done = self._counted(done, answer)
+            if plan is not None and not plan.plain:
+                async with aclosing(run_answer(self.engine, gen, plan)) as updates:
+                    async for update in updates:
+                        first = first or time.perf_counter()
+                        ids += update.ids
+                        done, answer = update.done, update.answer
+            else:
+                async with aclosing(self.engine.generate(gen)) as events:
+                    async for event in events:
+                        first = first or time.perf_counter()
+                        parts.append(event.text)
+                        if isinstance(event, Finished):
+                            done = event
+                        else:
+                            ids.append(event.id)
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
@@ -198,15 +204,6 @@ class GenerationService:
         if return_context:
             body["context"] = [*gen.prompt, *ids]
         return body
-
-    def _counted(self, done: Finished, answer: Answer) -> Finished:
-        """``done`` with the answer's finish reason, counting the closing text's tokens."""
-        extra = len(self.engine.tokenize(answer.closing)) if answer.closing else 0
-        return replace(
-            done,
-            finish_reason=answer.finish_reason,  # type: ignore[arg-type]
-            completion_tokens=done.completion_tokens + extra,
-        )
 
     async def stream(
         self,
@@ -301,37 +298,27 @@ class GenerationService:
         """Content deltas for text and JSON; OpenAI's ``tool_calls`` deltas for calls: the name
         with the call's id first, then the arguments as they are written."""
         ids: list[int] = []
-        created = int(time.time())
-        chunks = _ChunkFormat(f"chatcmpl-{gen.request_id}", created, model)
-        reader = OutputReader(plan)
+        chunks = _ChunkFormat(f"chatcmpl-{gen.request_id}", int(time.time()), model)
         started, first = time.perf_counter(), 0.0
         done: Finished | None = None
-        answer: Answer | None = None
         opened = False
         try:
-            async with aclosing(self.engine.generate(gen)) as events:
-                async for event in events:
-                    if not first:
-                        first = time.perf_counter()
-                    out = reader.feed(event.text)
-                    if isinstance(event, Token):
-                        ids.append(event.id)
-                    else:
-                        tail, answer = reader.finish(
-                            event.finish_reason, stopped_by_eog=_stopped_by_eog(gen, event)
-                        )
-                        out += tail
-                        done = self._counted(event, answer)
-                    if out and not opened:
+            async with aclosing(run_answer(self.engine, gen, plan)) as updates:
+                async for update in updates:
+                    first = first or time.perf_counter()
+                    ids += update.ids
+                    if update.events and not opened:
                         opened = True
-                        yield chunks.opening(tool_calls=reader.mode == "calls")
-                    for item in out:
+                        yield chunks.opening(tool_calls=not isinstance(update.events[0], str))
+                    for item in update.events:
                         yield chunks.event(item)
-                    if done is None:
+                    if update.done is None:
                         continue
+                    done = update.done
                     if not opened:
                         yield chunks.opening(tool_calls=False)
-                    yield chunks.final(done.finish_reason, closed=answer is not None and bool(answer.closing))
+                    closed = update.answer is not None and bool(update.answer.closing)
+                    yield chunks.final(done.finish_reason, closed=closed)
                     if include_usage:
                         extra = {"context": [*gen.prompt, *ids]} if return_context else {}
                         yield chunks.usage(done, extra)
@@ -341,11 +328,6 @@ class GenerationService:
             if probe is not None:
                 probe.generation_done(started, first, done)
         yield b"data: [DONE]\n\n"
-
-
-def _stopped_by_eog(gen: GenerationRequest, done: Finished) -> bool:
-    """The engine ended on end-of-generation, which a grammar only allows once it is complete."""
-    return done.finish_reason == "stop" and not gen.params.stop
 
 
 class _ChunkFormat:

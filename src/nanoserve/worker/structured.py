@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nanoserve.errors import UnsupportedFeature
-from nanoserve.worker.grammar import ROOT, Chars, Element, Grammar, Lit, Ref, Repeat, chars
+from nanoserve.worker.grammar import ROOT, Chars, Element, Grammar, Lit, Repeat, chars
 
 KEY_SEP = ": "
 ITEM_SEP = ", "
@@ -264,7 +264,7 @@ class SchemaBuilder:
         ]
         return self.g.rule("object", [Lit("{"), *self._members(members, 0), Lit("}")])
 
-    def _members(self, members: list[tuple[Element, bool]], i: int) -> list[Element]:
+    def _members(self, members: Sequence[tuple[Element, bool]], i: int) -> list[Element]:
         """Members ``i..`` when none has been written yet (declared order; optional ones may be left out)."""
         if i == len(members):
             return []
@@ -275,7 +275,7 @@ class SchemaBuilder:
         rest = self._members(members, i + 1)
         return [self.g.rule("members", [element, *after], rest)]
 
-    def _after(self, members: list[tuple[Element, bool]], i: int) -> list[Element]:
+    def _after(self, members: Sequence[tuple[Element, bool]], i: int) -> list[Element]:
         """Members ``i..`` once one has been written: each preceded by the separator."""
         out: list[Element] = []
         for element, needed in members[i:]:

@@ -15,7 +15,8 @@ for models whose template knows tools and answers with the same tags (Qwen2.5, H
 
 The grammar built here lets the model write exactly that block layout, with each tool's
 arguments constrained by its parameter schema (``structured.py``); ``CallReader`` reads calls
-back from the text as it streams.
+back from the text as it streams. (What the grammar forces, such as the block's head and a
+named function's name, is put in the prompt rather than sampled: see ``output.py``.)
 """
 
 from __future__ import annotations
@@ -222,15 +223,6 @@ def template_tools(tools: Sequence[ToolDef], fmt: ToolFormat) -> list[dict[str, 
 # -- grammar --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CallGrammar:
-    """What the model must write for tool calls: ``prefill`` goes into the prompt, ``element``
-    (a rule of ``grammar``) is the rest of the output."""
-
-    prefill: str
-    element: Element
-
-
 def call_grammar(
     g: Grammar,
     tools: Sequence[ToolDef],
@@ -239,12 +231,10 @@ def call_grammar(
     *,
     max_calls: int,
     bounds: Bounds,
-) -> CallGrammar:
-    """One to ``max_calls`` call blocks (exactly one for a named function).
-
-    ``auto`` gets no prefill (the caller puts the grammar beside a text alternative);
-    ``required`` prefills up to the function name; a named function up to its arguments."""
-    head = fmt.call_open + '{"name": '
+) -> Element:
+    """One to ``max_calls`` call blocks, each function's arguments constrained by its parameter
+    schema; exactly one call of the function a named ``choice`` names."""
+    head = Lit(fmt.call_open + '{"name": ')
     tail = Lit("}" + fmt.call_close)
 
     def args(tool: ToolDef) -> Element:
@@ -253,13 +243,12 @@ def call_grammar(
 
     if choice not in ("auto", "required"):
         tool = next(t for t in tools if t.name == choice)
-        prefill = head + literal(tool.name) + ', "arguments": '
-        return CallGrammar(prefill, g.rule("call", [args(tool), tail]))
+        return g.rule("call", [head, Lit(literal(tool.name) + ', "arguments": '), args(tool), tail])
     named = g.rule("named-call", *([Lit(literal(t.name) + ', "arguments": '), args(t), tail] for t in tools))
-    more = Repeat(g.rule("next-call", [Lit(fmt.call_sep + head), named]), 0, max_calls - 1)
-    if choice == "required":
-        return CallGrammar(head, g.rule("calls", [named, more]))
-    return CallGrammar("", g.rule("calls", [Lit(head), named, more]))
+    if max_calls == 1:
+        return g.rule("calls", [head, named])
+    more = Repeat(g.rule("next-call", [Lit(fmt.call_sep), head, named]), 0, max_calls - 1)
+    return g.rule("calls", [head, named, more])
 
 
 # -- reading calls back ---------------------------------------------------------------------------
