@@ -69,16 +69,23 @@ def _calls(parts: list[Any]) -> list[Any]:
     return [c for p in parts for c in (p.message.tool_calls or [])]
 
 
+# One earlier exchange shows the 135M model what a call looks like: with it, it calls the tool
+# by itself (Ollama has no tool_choice: every request with tools is "auto").
+SHOT: list[Any] = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {"role": "tool", "content": "18C", "tool_name": "get_weather"},
+    {"role": "assistant", "content": "It is 18C in Paris."},
+]
+
+
 def test_tools(client: ollama.Client) -> None:
-    messages: list[Any] = [{"role": "user", "content": "Use get_weather to check the weather in Oslo."}]
+    messages: list[Any] = [*SHOT, {"role": "user", "content": "Weather in Oslo?"}]
     resp = client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS)
     calls = resp.message.tool_calls or []
-    if not calls:  # auto: the model may answer in text
-        assert resp.message.content
-        return
-    call = calls[0]
-    assert call.function.name == "get_weather"
-    jsonschema.validate(dict(call.function.arguments), WEATHER["function"]["parameters"])
+    assert [c.function.name for c in calls] == ["get_weather"]
+    jsonschema.validate(dict(calls[0].function.arguments), WEATHER["function"]["parameters"])
+    assert resp.done_reason == "stop"
     streamed = list(client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS, stream=True))
     assert [(c.function.name, dict(c.function.arguments)) for c in _calls(streamed)] == [
         (c.function.name, dict(c.function.arguments)) for c in calls
@@ -86,25 +93,26 @@ def test_tools(client: ollama.Client) -> None:
     assert streamed[-1].done and streamed[-1].done_reason == "stop"
     # the call and its result go back in the next turn
     messages += [resp.message, {"role": "tool", "content": "It is 4 degrees and snowing.", "tool_name": "get_weather"}]
-    again = client.chat(model=MODEL, messages=messages, options=OPTIONS)
-    assert again.message.content
+    again = client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS)
+    assert again.message.content or again.message.tool_calls
 
 
 def test_tool_calls_in_ollama_shape(real_gateway: Gateway) -> None:
-    """Raw body: arguments are an object, each call has an id and an index (as Ollama sends)."""
-    tools = [WEATHER]
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Weather in Lima?"}], "tools": tools}
-    # Ollama has no tool_choice: force a call the only way an Ollama client can ask for JSON, through
-    # the OpenAI route, then check the same worker answer through /api/chat with a prompt that calls.
+    """Raw lines: arguments are objects, each call has an id and an index, as Ollama sends them."""
+    body = {
+        "model": MODEL,
+        "messages": [*SHOT, {"role": "user", "content": "And in Rome?"}],
+        "tools": [WEATHER],
+        "options": OPTIONS,
+    }
     with httpx.Client(base_url=real_gateway.url, timeout=300) as http:
-        forced = http.post(
-            "/v1/chat/completions",
-            json={**body, "tool_choice": "required", "max_tokens": 48, "temperature": 0},
-        ).json()
-        assert forced["choices"][0]["finish_reason"] == "tool_calls"
-        answer = http.post("/api/chat", json={**body, "stream": False, "options": OPTIONS}).json()
-    message = answer["message"]
-    for i, call in enumerate(message.get("tool_calls") or []):
-        assert call["id"].startswith("call_") and call["function"]["index"] == i
-        assert isinstance(call["function"]["arguments"], dict)
-    assert answer["done_reason"] == "stop"
+        whole = http.post("/api/chat", json={**body, "stream": False}).json()
+        lines = [json.loads(line) for line in http.post("/api/chat", json=body).text.splitlines()]
+    call = whole["message"]["tool_calls"][0]
+    assert call["id"].startswith("call_") and call["function"]["index"] == 0
+    assert call["function"]["name"] == "get_weather" and isinstance(call["function"]["arguments"], dict)
+    assert whole["message"]["content"] == "" and whole["done_reason"] == "stop"
+    with_calls = [line for line in lines if line.get("message", {}).get("tool_calls")]
+    assert len(with_calls) == 1 and not with_calls[0]["done"]
+    assert with_calls[0]["message"]["tool_calls"][0]["function"]["arguments"] == call["function"]["arguments"]
+    assert lines[-1]["done"] and lines[-1]["done_reason"] == "stop"
