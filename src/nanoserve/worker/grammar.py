@@ -450,12 +450,11 @@ class Matcher:
             elif isinstance(top, Ref):
                 for alt in self._rules[top.name]:
                     todo.append(rest + tuple(reversed(alt)))
-            else:  # Repeat
+            else:  # Repeat: one more item, then the rest of the repetition (if any is left)
                 less = None if top.max is None else top.max - 1
-                if top.min > 0:
-                    todo.append(rest + (Repeat(top.item, top.min - 1, less), top.item))
-                else:
+                again = rest if less == 0 else rest + (Repeat(top.item, max(top.min - 1, 0), less),)
+                if top.min == 0:
                     todo.append(rest)
-                    if top.max is None or top.max > 0:
-                        todo.append(rest + (Repeat(top.item, 0, less), top.item))
+                if top.max is None or top.max > 0:
+                    todo.append((*again, top.item))
         return out

@@ -472,13 +472,29 @@ def _bound(
 
 
 def _naturals(g: Grammar, lo: int, hi: int) -> list[list[Element]]:
-    """Alternatives spelling exactly the integers lo..hi (0 <= lo <= hi), without leading zeros."""
+    """Alternatives spelling exactly the integers lo..hi (0 <= lo <= hi), without leading zeros.
+
+    Whole widths share one alternative (``[1-9] [0-9]{a,b}``), so a number that has begun can end
+    at any width the range allows: the grammar's closing bound stays small."""
     alts: list[list[Element]] = []
-    for width in range(len(str(lo)), len(str(hi)) + 1):
-        start = max(lo, 10 ** (width - 1) if width > 1 else 0)
-        end = min(hi, 10**width - 1)
-        if start <= end:
-            alts += _same_width(g, str(start), str(end))
+    if lo == 0:
+        alts.append([Lit("0")])
+        if hi == 0:
+            return alts
+        lo = 1
+    w_lo, w_hi = len(str(lo)), len(str(hi))
+    full_from = w_lo if lo == 10 ** (w_lo - 1) else w_lo + 1  # first width wholly in range
+    full_to = w_hi if hi == 10**w_hi - 1 else w_hi - 1  # last one
+    if full_from > full_to:  # no whole width: one or two partial ones
+        if w_lo == w_hi:
+            return alts + _same_width(g, str(lo), str(hi))
+        return alts + _same_width(g, str(lo), "9" * w_lo) + _same_width(g, "1" + "0" * (w_hi - 1), str(hi))
+    if full_from > w_lo:
+        alts += _same_width(g, str(lo), "9" * w_lo)
+    rest = [Repeat(DIGIT, full_from - 1, full_to - 1)] if full_to > 1 else []
+    alts.append([chars("1-9"), *rest])
+    if full_to < w_hi:
+        alts += _same_width(g, "1" + "0" * (w_hi - 1), str(hi))
     return alts
 
 
