@@ -74,6 +74,7 @@ class OutputPlan:
     structured: bool = False  # a JSON answer (response_format json_*)
     # auto: one token decides; then the branch's grammar ("calls", and "answer": None = free text)
     branches: dict[str, Grammar | None] = field(default_factory=dict)
+    _steps: dict[tuple[int, str, int], Step] = field(default_factory=dict, repr=False)
 
     @property
     def plain(self) -> bool:
@@ -89,7 +90,7 @@ class OutputPlan:
         if self.decide_first:
             forced = self.grammar.forced_prefix()
             return Step(forced, self.grammar.advanced(forced), 1)
-        return _step(self.grammar, "", budget, tokens)
+        return self._step(self.grammar, "", budget, tokens)
 
     def next_step(self, written: str, mode: str, budget: int, tokens: Cost) -> Step:
         """The step after one that used up its tokens (``auto``'s deciding token, or a step cut
@@ -100,13 +101,19 @@ class OutputPlan:
             grammar = self.branches["calls" if mode == "calls" else "answer"]
         if grammar is None:
             return Step("", None, budget)
-        return _step(grammar, written, budget, tokens)
+        return self._step(grammar, written, budget, tokens)
+
+    def _step(self, grammar: Grammar, written: str, budget: int, tokens: Cost) -> Step:
+        key = (id(grammar), written, budget)  # check() and the first step plan the same thing
+        if key not in self._steps:
+            self._steps[key] = _step(grammar, written, budget, tokens)
+        return self._steps[key]
 
     def check(self, max_tokens: int, tokens: Cost) -> None:
         """400 unless ``max_tokens`` leaves room to generate a complete answer."""
         if self.decide_first:
             steps = [
-                (f"a {name}", _step(g, "", max_tokens - 1, tokens))
+                (f"a {name}", self._step(g, "", max_tokens - 1, tokens))
                 for name, g in (("tool call", self.branches["calls"]), ("JSON answer", self.branches["answer"]))
                 if g is not None
             ]
