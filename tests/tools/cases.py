@@ -22,10 +22,18 @@ TOOLS: list[dict[str, Any]] = [
     _tool(
         "get_weather",
         "Current weather in a city",
-        {"city": {"type": "string", "maxLength": 40}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        {
+            "city": {"type": "string", "maxLength": 40},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
         ["city"],
     ),
-    _tool("get_time", "Local time in an IANA timezone", {"timezone": {"type": "string", "maxLength": 40}}, ["timezone"]),
+    _tool(
+        "get_time",
+        "Local time in an IANA timezone",
+        {"timezone": {"type": "string", "maxLength": 40}},
+        ["timezone"],
+    ),
     _tool(
         "add",
         "Add two numbers",
@@ -75,7 +83,10 @@ TOOLS: list[dict[str, Any]] = [
     _tool(
         "search_web",
         "Search the web",
-        {"query": {"type": "string", "maxLength": 80}, "max_results": {"type": "integer", "minimum": 1, "maximum": 10}},
+        {
+            "query": {"type": "string", "maxLength": 80},
+            "max_results": {"type": "integer", "minimum": 1, "maximum": 10},
+        },
         ["query"],
     ),
 ]
@@ -112,9 +123,16 @@ def _schema(properties: dict[str, Any], required: list[str] | None = None) -> di
 
 SHORT = {"type": "string", "maxLength": 40}
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "person": _schema({"name": SHORT, "age": {"type": "integer", "minimum": 0, "maximum": 120}, "email": SHORT}),
+    "person": _schema(
+        {"name": SHORT, "age": {"type": "integer", "minimum": 0, "maximum": 120}, "email": SHORT}
+    ),
     "city": _schema(
-        {"name": SHORT, "country": SHORT, "population": {"type": "integer", "minimum": 0}, "capital": {"type": "boolean"}}
+        {
+            "name": SHORT,
+            "country": SHORT,
+            "population": {"type": "integer", "minimum": 0},
+            "capital": {"type": "boolean"},
+        }
     ),
     "recipe": _schema(
         {
@@ -162,7 +180,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             }
         }
     ),
-    "answer": _schema({"answer": {"type": "string", "maxLength": 120}, "sources": {"type": ["array", "null"], "items": SHORT, "maxItems": 2}}),
+    "answer": _schema(
+        {
+            "answer": {"type": "string", "maxLength": 120},
+            "sources": {"type": ["array", "null"], "items": SHORT, "maxItems": 2},
+        }
+    ),
 }
 SCHEMA_PROMPTS: list[tuple[str, str]] = [
     ("person", "Invent a person and describe them."),
@@ -211,7 +234,9 @@ def cases(n: int, *, seed: int = 0) -> list[Case]:
     schemas = itertools.cycle(SCHEMA_PROMPTS)
     autos = itertools.cycle(AUTO_PROMPTS)
     for i in range(n):
-        sampling: dict[str, Any] = {"temperature": 0} if i % 3 == 0 else {"temperature": 0.8, "seed": seed + i}
+        sampling: dict[str, Any] = (
+            {"temperature": 0} if i % 3 == 0 else {"temperature": 0.8, "seed": seed + i}
+        )
         slot = i % 10
         if slot < 5:
             name, prompt = next(tools)
@@ -220,7 +245,10 @@ def cases(n: int, *, seed: int = 0) -> list[Case]:
             out.append(Case("call", prompt, body, name))
         elif slot < 9:
             name, prompt = next(schemas)
-            fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": SCHEMAS[name], "strict": True}}
+            fmt = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": SCHEMAS[name], "strict": True},
+            }
             out.append(Case("json", prompt, {"response_format": fmt, "max_tokens": 96, **sampling}, name))
         else:
             out.append(Case("auto", next(autos), {"tools": TOOLS, "max_tokens": 64, **sampling}))

@@ -33,4 +33,3 @@ def _walk(grammar: Grammar, element: Element, rng: random.Random, out: list[str]
         top = element.min + extra if element.max is None else min(element.max, element.min + extra)
         for _ in range(rng.randint(element.min, top)):
             _walk(grammar, element.item, rng, out, extra)
-

@@ -17,11 +17,10 @@ def _digits_grammar() -> Grammar:
 def test_gbnf_text() -> None:
     g = Grammar()
     word = g.rule("word", [chars("a-z"), Repeat(chars("a-z"), 0, 7)])
-    g.rule(ROOT, [Lit('say "'), word, Lit('"\n')], [Lit("-"), Repeat(Chars(((ord("]"), ord("]")),)), 1, None)])
-    assert g.gbnf() == (
-        'root ::= "say \\"" word "\\"\\n" | "-" [\\]]{1,}\n'
-        "word ::= [a-z] [a-z]{0,7}\n"
+    g.rule(
+        ROOT, [Lit('say "'), word, Lit('"\n')], [Lit("-"), Repeat(Chars(((ord("]"), ord("]")),)), 1, None)]
     )
+    assert g.gbnf() == ('root ::= "say \\"" word "\\"\\n" | "-" [\\]]{1,}\nword ::= [a-z] [a-z]{0,7}\n')
 
 
 def test_identical_rules_are_shared() -> None:
@@ -34,7 +33,14 @@ def test_identical_rules_are_shared() -> None:
 
 def test_escapes_in_classes_and_literals() -> None:
     g = Grammar()
-    g.rule(ROOT, [Lit("\t\x01é"), Chars(((0, 0x1F), (ord("-"), ord("-")), (0x1F600, 0x1F600)), negated=True), ANY_CHAR])
+    g.rule(
+        ROOT,
+        [
+            Lit("\t\x01é"),
+            Chars(((0, 0x1F), (ord("-"), ord("-")), (0x1F600, 0x1F600)), negated=True),
+            ANY_CHAR,
+        ],
+    )
     assert g.gbnf() == 'root ::= "\\t\\x01é" [^\\x00-\\x1F\\-\\U0001F600] .\n'
 
 

@@ -43,7 +43,10 @@ def client(real_gateway: Gateway) -> ollama.Client:
 
 def test_format_schema(client: ollama.Client) -> None:
     resp = client.chat(
-        model=MODEL, messages=[{"role": "user", "content": "Describe a pirate."}], format=SCHEMA, options=OPTIONS
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe a pirate."}],
+        format=SCHEMA,
+        options=OPTIONS,
     )
     jsonschema.validate(json.loads(resp.message.content or ""), SCHEMA)
     assert resp.done and resp.done_reason == "stop"
@@ -73,7 +76,11 @@ def _calls(parts: list[Any]) -> list[Any]:
 # by itself (Ollama has no tool_choice: every request with tools is "auto").
 SHOT: list[Any] = [
     {"role": "user", "content": "Weather in Paris?"},
-    {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+    },
     {"role": "tool", "content": "18C", "tool_name": "get_weather"},
     {"role": "assistant", "content": "It is 18C in Paris."},
 ]
@@ -86,13 +93,18 @@ def test_tools(client: ollama.Client) -> None:
     assert [c.function.name for c in calls] == ["get_weather"]
     jsonschema.validate(dict(calls[0].function.arguments), WEATHER["function"]["parameters"])
     assert resp.done_reason == "stop"
-    streamed = list(client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS, stream=True))
+    streamed = list(
+        client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS, stream=True)
+    )
     assert [(c.function.name, dict(c.function.arguments)) for c in _calls(streamed)] == [
         (c.function.name, dict(c.function.arguments)) for c in calls
     ]
     assert streamed[-1].done and streamed[-1].done_reason == "stop"
     # the call and its result go back in the next turn
-    messages += [resp.message, {"role": "tool", "content": "It is 4 degrees and snowing.", "tool_name": "get_weather"}]
+    messages += [
+        resp.message,
+        {"role": "tool", "content": "It is 4 degrees and snowing.", "tool_name": "get_weather"},
+    ]
     again = client.chat(model=MODEL, messages=messages, tools=[WEATHER], options=OPTIONS)
     assert again.message.content or again.message.tool_calls
 

@@ -106,7 +106,13 @@ SHOT: list[Any] = [
     {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+        "tool_calls": [
+            {
+                "id": "a",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
     },
     {"role": "tool", "tool_call_id": "a", "content": "18C"},
     {"role": "assistant", "content": "It is 18C in Paris."},
@@ -115,8 +121,13 @@ SHOT: list[Any] = [
 
 def test_auto_gives_text_or_a_valid_call(client: openai.OpenAI) -> None:
     kinds = set()
-    for messages in ([{"role": "user", "content": "Hi! How are you today?"}], [*SHOT, {"role": "user", "content": "Weather in Oslo?"}]):
-        resp = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, temperature=0, max_tokens=64)
+    for messages in (
+        [{"role": "user", "content": "Hi! How are you today?"}],
+        [*SHOT, {"role": "user", "content": "Weather in Oslo?"}],
+    ):
+        resp = client.chat.completions.create(
+            model=MODEL, messages=messages, tools=TOOLS, temperature=0, max_tokens=64
+        )
         choice = resp.choices[0]
         if choice.message.tool_calls:
             assert choice.finish_reason == "tool_calls" and choice.message.content is None
@@ -146,7 +157,13 @@ def test_tool_results_feed_the_next_turn(client: openai.OpenAI) -> None:
     answer = second.choices[0].message
     assert answer.tool_calls is None and answer.content
     streamed = client.chat.completions.create(
-        model=MODEL, messages=history, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=48, stream=True
+        model=MODEL,
+        messages=history,
+        tools=TOOLS,
+        tool_choice="none",
+        temperature=0,
+        max_tokens=48,
+        stream=True,
     )
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == answer.content
 
@@ -176,7 +193,10 @@ def test_json_schema_streaming_and_json_object(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Describe Rome."}],
-        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": schema, "strict": True},
+        },
         temperature=0,
         max_tokens=96,
         stream=True,
@@ -215,14 +235,31 @@ def test_cut_off_answer_is_closed_by_the_server(client: openai.OpenAI) -> None:
     ("kwargs", "words"),
     [
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a"}}}},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a"}},
+                }
+            },
             "'pattern'",
         ),
         ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools.0.function.name"),
-        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "not in 'tools'"),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "not in 'tools'",
+        ),
         ({"tools": TOOLS, "tool_choice": "required", "max_tokens": 3}, "max_tokens=3 is too small"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]},
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                        ],
+                    }
+                ]
+            },
             "does not support image input",
         ),
     ],

@@ -19,7 +19,10 @@ from nanoserve.worker.tools import TOOL_FORMATS, CallArgs, CallStart, parse_tool
 HERMES = TOOL_FORMATS["hermes"]
 SCHEMA = {
     "type": "object",
-    "properties": {"name": {"type": "string", "maxLength": 30}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "properties": {
+        "name": {"type": "string", "maxLength": 30},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
     "required": ["name", "tags"],
 }
 JSON_SCHEMA = ResponseFormat(type="json_schema", json_schema={"name": "x", "schema": SCHEMA, "strict": True})
@@ -37,7 +40,9 @@ TOOLS = parse_tools(
 )
 
 
-def plan(fmt: ResponseFormat | None = None, choice: str = "none", *, tools: Any = TOOLS, **kw: Any) -> OutputPlan:
+def plan(
+    fmt: ResponseFormat | None = None, choice: str = "none", *, tools: Any = TOOLS, **kw: Any
+) -> OutputPlan:
     return plan_output(
         fmt,
         tools if choice != "none" else [],
@@ -63,7 +68,12 @@ def plan(fmt: ResponseFormat | None = None, choice: str = "none", *, tools: Any 
     ],
 )
 def test_plans(
-    fmt: ResponseFormat | None, choice: str, grammar: bool, calls_only: bool, structured: bool, decide_first: bool
+    fmt: ResponseFormat | None,
+    choice: str,
+    grammar: bool,
+    calls_only: bool,
+    structured: bool,
+    decide_first: bool,
 ) -> None:
     p = plan(fmt, choice)
     assert (p.grammar is not None, p.calls_only, p.structured, p.decide_first) == (
@@ -72,7 +82,9 @@ def test_plans(
     assert p.plain == (not grammar)
 
 
-@pytest.mark.parametrize(("fmt", "choice"), [(JSON_OBJECT, "none"), (JSON_SCHEMA, "none"), (None, "auto"), (None, "required")])
+@pytest.mark.parametrize(
+    ("fmt", "choice"), [(JSON_OBJECT, "none"), (JSON_SCHEMA, "none"), (None, "auto"), (None, "required")]
+)
 def test_engines_that_cannot_constrain_refuse(fmt: ResponseFormat | None, choice: str) -> None:
     with pytest.raises(UnsupportedFeature, match="not supported by this model's engine"):
         plan(fmt, choice, can_constrain=False)
@@ -91,8 +103,15 @@ def test_forced_text_is_prefilled() -> None:
     assert step.max_tokens == 200 - len(step.prefill) - step.reserve and step.reserve > 0
     named = plan(None, "lookup").first_step(200, len)
     assert named.prefill == '<tool_call>\n{"name": "lookup", "arguments": {"q": "'
-    constant = plan(ResponseFormat(type="json_schema", json_schema={"schema": {"const": {"a": [1]}}})).first_step(5, len)
-    assert (constant.prefill, constant.grammar, constant.max_tokens, constant.complete) == ('{"a": [1]}', None, 0, True)
+    constant = plan(
+        ResponseFormat(type="json_schema", json_schema={"schema": {"const": {"a": [1]}}})
+    ).first_step(5, len)
+    assert (constant.prefill, constant.grammar, constant.max_tokens, constant.complete) == (
+        '{"a": [1]}',
+        None,
+        0,
+        True,
+    )
 
 
 def test_no_reserve_when_the_grammar_fits() -> None:
@@ -106,7 +125,9 @@ def test_auto_decides_with_one_token_then_runs_the_branch() -> None:
     first = p.first_step(100, len)
     assert (first.prefill, first.max_tokens) == ("", 1)
     call = p.next_step("<", "calls", 99, len)
-    assert call.prefill == 'tool_call>\n{"name": "lookup", "arguments": {"q": "'  # one tool: its name is forced
+    assert (
+        call.prefill == 'tool_call>\n{"name": "lookup", "arguments": {"q": "'
+    )  # one tool: its name is forced
     assert call.grammar is not None and 0 < call.max_tokens < 99 - len(call.prefill)
     text = p.next_step("Hi", "text", 99, len)
     assert (text.prefill, text.grammar, text.max_tokens) == ("", None, 99)
@@ -151,7 +172,11 @@ def test_cut_off_json_is_closed_and_validates() -> None:
 
 def test_finished_answers_are_not_touched() -> None:
     events, answer = _run(plan(JSON_SCHEMA), ['{"name": "x", ', '"tags": []}'], "stop", eog=True)
-    assert answer.content == '{"name": "x", "tags": []}' and answer.closing == "" and answer.finish_reason == "stop"
+    assert (
+        answer.content == '{"name": "x", "tags": []}'
+        and answer.closing == ""
+        and answer.finish_reason == "stop"
+    )
     events, answer = _run(plan(None, "auto"), ["Hello", " there"], "length", eog=False)
     assert answer.content == "Hello there" and answer.finish_reason == "length" and answer.closing == ""
     assert events == ["Hello", " there"]

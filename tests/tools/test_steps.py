@@ -69,18 +69,32 @@ TOOLS = parse_tools(
             "type": "function",
             "function": {
                 "name": "lookup",
-                "parameters": {"type": "object", "properties": {"q": {"type": "string", "maxLength": 400}}, "required": ["q"]},
+                "parameters": {
+                    "type": "object",
+                    "properties": {"q": {"type": "string", "maxLength": 400}},
+                    "required": ["q"],
+                },
             },
         }
     ]
 )
-STORY = {"type": "object", "properties": {"story": {"type": "string", "maxLength": 400}}, "required": ["story"]}
+STORY = {
+    "type": "object",
+    "properties": {"story": {"type": "string", "maxLength": 400}},
+    "required": ["story"],
+}
 
 
 def plan(fmt: ResponseFormat | None, choice: str = "none") -> OutputPlan:
     tools = TOOLS if choice != "none" else []
     return plan_output(
-        fmt, tools, choice, fmt=TOOL_FORMATS["hermes"], can_constrain=True, parallel_calls=None, bounds=Bounds()
+        fmt,
+        tools,
+        choice,
+        fmt=TOOL_FORMATS["hermes"],
+        can_constrain=True,
+        parallel_calls=None,
+        bounds=Bounds(),
     )
 
 
@@ -108,7 +122,9 @@ async def test_a_short_answer_takes_one_step_after_the_prefill() -> None:
 @pytest.mark.parametrize("budget", [30, 45, 80])
 async def test_a_looping_answer_is_closed_within_the_budget(budget: int) -> None:
     engine = ScriptedEngine('{"story": "' + "la " * 200)  # never ends on its own
-    updates = await run(engine, plan(ResponseFormat(type="json_schema", json_schema={"schema": STORY})), budget)
+    updates = await run(
+        engine, plan(ResponseFormat(type="json_schema", json_schema={"schema": STORY})), budget
+    )
     done, answer = updates[-1].done, updates[-1].answer
     assert done is not None and answer is not None
     assert done.finish_reason == "stop" and answer.closing == '"}'
@@ -172,7 +188,13 @@ async def test_replanning_frees_the_reserve_of_paths_not_taken() -> None:
     }
     tools = parse_tools([TOOLS[0].model_dump(), expensive])
     p = plan_output(
-        None, tools, "required", fmt=TOOL_FORMATS["hermes"], can_constrain=True, parallel_calls=None, bounds=Bounds()
+        None,
+        tools,
+        "required",
+        fmt=TOOL_FORMATS["hermes"],
+        can_constrain=True,
+        parallel_calls=None,
+        bounds=Bounds(),
     )
     engine = ScriptedEngine('<tool_call>\n{"name": "lookup", "arguments": {"q": "' + "x" * 400)
     updates = await run(engine, p, 300)

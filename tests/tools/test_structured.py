@@ -53,7 +53,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["name", "count"],
         "additionalProperties": False,
     },
-    "all-optional": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {}}},
+    "all-optional": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {}},
+    },
     "array-bounds": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 4},
     "tuple": {
         "type": "array",
@@ -65,25 +68,47 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "closed-tuple": {"type": "array", "prefixItems": [{"const": 1}, {"const": "x"}], "items": False},
     "enum-const": {
         "type": "object",
-        "properties": {"e": {"enum": ["a", 1, None, {"k": [1, 2]}, "é \"q\""]}, "c": {"const": "fixed"}},
+        "properties": {"e": {"enum": ["a", 1, None, {"k": [1, 2]}, 'é "q"']}, "c": {"const": "fixed"}},
         "required": ["e", "c"],
     },
     "type-list": {"type": ["string", "integer", "null"], "maxLength": 3},
-    "any-of": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "object", "properties": {"x": {"type": "number"}}}]},
+    "any-of": {
+        "anyOf": [
+            {"type": "string", "maxLength": 5},
+            {"type": "object", "properties": {"x": {"type": "number"}}},
+        ]
+    },
     "refs": {
-        "$defs": {"point": {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"]}},
+        "$defs": {
+            "point": {
+                "type": "object",
+                "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+                "required": ["x", "y"],
+            }
+        },
         "type": "object",
-        "properties": {"a": {"$ref": "#/$defs/point"}, "b": {"$ref": "#/$defs/point"}, "path": {"type": "array", "items": {"$ref": "#/$defs/point"}, "maxItems": 3}},
+        "properties": {
+            "a": {"$ref": "#/$defs/point"},
+            "b": {"$ref": "#/$defs/point"},
+            "path": {"type": "array", "items": {"$ref": "#/$defs/point"}, "maxItems": 3},
+        },
         "required": ["a"],
     },
     "all-of": {
         "allOf": [
             {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-            {"properties": {"b": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10}}, "required": ["b"]},
+            {
+                "properties": {"b": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10}},
+                "required": ["b"],
+            },
         ]
     },
     "map": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
-    "required-undeclared": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a", "b"]},
+    "required-undeclared": {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a", "b"],
+    },
     "formats": {
         "type": "object",
         "properties": {
@@ -212,7 +237,13 @@ def test_json_object_is_bounded_and_nests() -> None:
         ({"type": "object", "properties": {"x": {"not": {"type": "null"}}}}, "'not' (at #/properties/x)"),
         ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "'uniqueItems'"),
         ({"type": "number", "multipleOf": 0.5}, "'multipleOf'"),
-        ({"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}, "recursive $ref"),
+        (
+            {
+                "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
+                "$ref": "#/$defs/n",
+            },
+            "recursive $ref",
+        ),
         ({"$ref": "https://example.com/schema.json"}, "only local $refs"),
         ({"$ref": "#/$defs/missing"}, "does not resolve"),
         ({"type": "number", "minimum": 0.5}, "whole-number bounds"),

@@ -77,7 +77,9 @@ async def _run(client: openai.AsyncOpenAI, case: Case, stream: bool) -> Outcome:
         for tc in choice.delta.tool_calls or []:
             if tc.function and tc.function.name:
                 names[tc.index] = tc.function.name
-            arguments[tc.index] = arguments.get(tc.index, "") + ((tc.function and tc.function.arguments) or "")
+            arguments[tc.index] = arguments.get(tc.index, "") + (
+                (tc.function and tc.function.arguments) or ""
+            )
         if choice.finish_reason:
             finish = choice.finish_reason
             closed = bool((choice.model_extra or {}).get("closed_by_server"))
@@ -105,14 +107,17 @@ def _report(outcomes: list[Outcome]) -> str:
     valid = Counter(o.case.kind for o in outcomes if o.ok)
     closed = Counter(o.case.kind for o in outcomes if o.closed)
     return ", ".join(
-        f"{kind}: {valid[kind]}/{kinds[kind]} valid ({closed[kind]} closed by the server)" for kind in sorted(kinds)
+        f"{kind}: {valid[kind]}/{kinds[kind]} valid ({closed[kind]} closed by the server)"
+        for kind in sorted(kinds)
     )
 
 
 def _check(outcomes: list[Outcome], capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\n[tools sweep] {len(outcomes)} requests: {_report(outcomes)}")
-    failures = [f"{o.case.kind} {o.case.target!r} {o.case.prompt!r}: {o.detail}" for o in outcomes if not o.ok]
+    failures = [
+        f"{o.case.kind} {o.case.target!r} {o.case.prompt!r}: {o.detail}" for o in outcomes if not o.ok
+    ]
     assert not failures, "\n".join(failures)
 
 

@@ -46,7 +46,11 @@ ADD = {
         "name": "add",
         "parameters": {
             "type": "object",
-            "properties": {"a": {"type": "number"}, "b": {"type": "number"}, "note": {"type": ["string", "null"]}},
+            "properties": {
+                "a": {"type": "number"},
+                "b": {"type": "number"},
+                "note": {"type": ["string", "null"]},
+            },
             "required": ["a", "b"],
         },
     },
@@ -63,7 +67,10 @@ SCHEMAS = {t.name: t.parameters for t in TOOLS}
         ([{"type": "function"}], "tools.0.function"),
         ([{"type": "retrieval", "function": {"name": "x"}}], "tools.0.type"),
         ([WEATHER, WEATHER], "tools"),
-        ([{"type": "function", "function": {"name": "s", "parameters": {"type": "string"}}}], "tools.0.function.parameters"),
+        (
+            [{"type": "function", "function": {"name": "s", "parameters": {"type": "string"}}}],
+            "tools.0.function.parameters",
+        ),
     ],
 )
 def test_bad_tool_definitions(tools: list[dict[str, Any]], param: str) -> None:
@@ -112,8 +119,16 @@ CONVERSATION = [
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            },
+            {
+                "id": "c2",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+            },
         ],
     },
     {"role": "tool", "tool_call_id": "c1", "content": "18C, sunny"},
@@ -140,7 +155,9 @@ def test_hermes_rendering_through_chatml() -> None:
 
 
 def test_no_tools_renders_plain_messages() -> None:
-    plain = render_messages(_messages([{"role": "developer", "content": "x"}, {"role": "user", "content": "y"}]), [], HERMES)
+    plain = render_messages(
+        _messages([{"role": "developer", "content": "x"}, {"role": "user", "content": "y"}]), [], HERMES
+    )
     assert plain == [{"role": "system", "content": "x"}, {"role": "user", "content": "y"}]
     added = render_messages(_messages([{"role": "user", "content": "y"}]), parse_tools([NO_PARAMS]), HERMES)
     assert added[0]["role"] == "system" and "<tools>" in added[0]["content"]
@@ -156,7 +173,9 @@ def test_template_format_keeps_structure() -> None:
 
 
 def test_bad_arguments_in_history() -> None:
-    bad = [{"role": "assistant", "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": "{oops"}}]}]
+    bad = [
+        {"role": "assistant", "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": "{oops"}}]}
+    ]
     with pytest.raises(BadRequest) as info:
         render_messages(_messages(bad), [], HERMES)
     assert info.value.param == "messages.0.tool_calls.0.function.arguments"
@@ -191,7 +210,10 @@ def test_call_grammar_sentences_read_back_as_valid_calls(choice: str) -> None:
         starts = [e for e in streamed if isinstance(e, CallStart)]
         assert [s.name for s in starts] == [c.name for c in reader.calls]
         for i, call in enumerate(reader.calls):
-            assert "".join(e.text for e in streamed if isinstance(e, CallArgs) and e.index == i) == call.arguments
+            assert (
+                "".join(e.text for e in streamed if isinstance(e, CallArgs) and e.index == i)
+                == call.arguments
+            )
         assert len({c.id for c in reader.calls}) == len(reader.calls)
         assert all(c.id.startswith("call_") for c in reader.calls)
 
@@ -209,6 +231,7 @@ def test_named_call_starts_as_soon_as_the_name_is_complete() -> None:
 
 
 def test_arguments_with_braces_inside_strings() -> None:
-    reader, _ = _read("", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "}\\"{]"}}\n</tool_call>')
+    reader, _ = _read(
+        "", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "}\\"{]"}}\n</tool_call>'
+    )
     assert reader.complete and json.loads(reader.calls[0].arguments) == {"city": '}"{]'}
-

@@ -114,7 +114,10 @@ class OutputPlan:
         if self.decide_first:
             steps = [
                 (f"a {name}", self._step(g, "", max_tokens - 1, tokens))
-                for name, g in (("tool call", self.branches["calls"]), ("JSON answer", self.branches["answer"]))
+                for name, g in (
+                    ("tool call", self.branches["calls"]),
+                    ("JSON answer", self.branches["answer"]),
+                )
                 if g is not None
             ]
         else:

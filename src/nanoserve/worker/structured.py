@@ -255,11 +255,20 @@ class SchemaBuilder:
         if not props and not required:
             if extra is False:
                 return Lit("{}")
-            value = self.free_value(self.bounds.depth - 1) if extra is True else self.value(extra, f"{path}/additionalProperties")
+            value = (
+                self.free_value(self.bounds.depth - 1)
+                if extra is True
+                else self.value(extra, f"{path}/additionalProperties")
+            )
             return self._free_members(value, self.bounds.object_members)
         names = list(props) + [r for r in required if r not in props]
         members = [
-            (self.g.seq("kv", Lit(literal(n) + KEY_SEP), self.value(props.get(n, True), f"{path}/properties/{n}")), n in required)
+            (
+                self.g.seq(
+                    "kv", Lit(literal(n) + KEY_SEP), self.value(props.get(n, True), f"{path}/properties/{n}")
+                ),
+                n in required,
+            )
             for n in names
         ]
         return self.g.rule("object", [Lit("{"), *self._members(members, 0), Lit("}")])

@@ -123,7 +123,9 @@ def parse_tools(raw: list[dict[str, Any]] | None) -> list[ToolDef]:
         parameters = tools[-1].function.parameters
         if parameters is not None and parameters.get("type", "object") != "object":
             param = f"tools.{i}.function.parameters"
-            raise BadRequest(f"Invalid value for '{param}': the parameters must be an object schema", param=param)
+            raise BadRequest(
+                f"Invalid value for '{param}': the parameters must be an object schema", param=param
+            )
     names = [t.name for t in tools]
     if len(set(names)) != len(names):
         raise BadRequest("tools: function names must be unique", param="tools")
@@ -147,7 +149,9 @@ def parse_tool_choice(raw: str | dict[str, Any] | None, tools: Sequence[ToolDef]
     function = raw.get("function") if isinstance(raw, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
-        raise BadRequest("tool_choice: expected {'type': 'function', 'function': {'name': ...}}", param="tool_choice")
+        raise BadRequest(
+            "tool_choice: expected {'type': 'function', 'function': {'name': ...}}", param="tool_choice"
+        )
     if name not in {t.name for t in tools}:
         raise BadRequest(f"tool_choice names function {name!r}, which is not in 'tools'", param="tool_choice")
     return name
@@ -166,7 +170,8 @@ def _arguments(call: dict[str, Any], where: str) -> tuple[str, Any]:
             args = json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise BadRequest(
-                f"Invalid value for '{where}.function.arguments': not valid JSON", param=f"{where}.function.arguments"
+                f"Invalid value for '{where}.function.arguments': not valid JSON",
+                param=f"{where}.function.arguments",
             ) from None
     else:
         args = raw
@@ -184,7 +189,9 @@ def render_messages(
         text = msg.text() or ""
         if role in ("tool", "function"):
             if fmt.render == "template":
-                out.append({"role": "tool", "content": text, "tool_call_id": msg.tool_call_id, "name": msg.name})
+                out.append(
+                    {"role": "tool", "content": text, "tool_call_id": msg.tool_call_id, "name": msg.name}
+                )
                 continue
             block = fmt.response_open + text + fmt.response_close
             if out and out[-1]["role"] == fmt.tool_role and out[-1].get("_tool"):
@@ -201,7 +208,8 @@ def render_messages(
             body = fmt.call_sep.join(fmt.call_text(n, a) for n, a in calls)
             out.append({"role": "assistant", "content": (text + "\n" if text else "") + body})
             continue
-        out.append({"role": role, "content": text})
+        # image parts stay parts: only engines that declare vision get here with them
+        out.append({"role": role, "content": msg.content if msg.has_images() else text})
     for m in out:
         m.pop("_tool", None)
     if tools and fmt.render == "prompt":
@@ -238,7 +246,9 @@ def call_grammar(
     tail = Lit("}" + fmt.call_close)
 
     def args(tool: ToolDef) -> Element:
-        builder = SchemaBuilder(g, tool.parameters, where=f"tools.{tool.name}.function.parameters", bounds=bounds)
+        builder = SchemaBuilder(
+            g, tool.parameters, where=f"tools.{tool.name}.function.parameters", bounds=bounds
+        )
         return builder.value(tool.parameters, "#")
 
     if choice not in ("auto", "required"):
@@ -274,7 +284,11 @@ class ToolCall:
     arguments: str  # JSON text
 
     def openai(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 CallEvent = CallStart | CallArgs
