@@ -22,6 +22,7 @@ from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
+from nanoserve.mcp.mount import McpEndpoint
 from nanoserve.observability.middleware import RequestMiddleware
 from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         telemetry.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await telemetry.stop()  # no heartbeats or restarts while the workers stop
             await rag.aclose()
@@ -102,4 +104,6 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     rag = app.state.rag = create_rag_service(settings)
     telemetry.metrics.registry.register(rag.prometheus_collector())
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
+    mcp = app.state.mcp = McpEndpoint(settings)
+    app.router.routes.append(mcp.route)  # /mcp, streamable HTTP; its tools call this gateway's REST API
     return app
