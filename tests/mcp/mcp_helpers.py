@@ -1,0 +1,44 @@
+"""Helpers of the MCP tests: call tools through the official client and read their results."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from gateway import Gateway
+from mcp import Client
+
+DATA = Path(__file__).parent / "data"
+MANUALS = DATA / "manuals"
+
+TOOLS = {
+    "query", "ingest", "feedback", "document_values", "list_collections", "observability", "models_status",
+    "load_model", "unload_model", "nano_llm_query", "nano_llm_observability", "nano_llm_node_values",
+}  # fmt: skip
+
+
+def new_collection() -> str:
+    return "mcp-" + uuid.uuid4().hex[:10]
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A tool's structured result; fails the test with the tool's message if it is an error."""
+    result = await client.call_tool(tool, arguments or {})
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert not result.is_error, f"{tool} failed: {text}"
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> str:
+    """The message of a tool call that must fail as an MCP tool error (not a protocol error)."""
+    result = await client.call_tool(tool, arguments or {})
+    assert result.is_error, f"{tool} {arguments} should have failed: {result.structured_content}"
+    assert result.structured_content is None
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+def has_admin_api(gateway: Gateway) -> bool:
+    return httpx.get(gateway.url + "/models/status", timeout=10).status_code == 200
