@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from gateway import Gateway
 from mcp import Client
+from mcp.shared.dispatcher import ProgressFnT
 
 DATA = Path(__file__).parent / "data"
 MANUALS = DATA / "manuals"
@@ -23,9 +24,11 @@ def new_collection() -> str:
     return "mcp-" + uuid.uuid4().hex[:10]
 
 
-async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+async def call(
+    client: Client, tool: str, arguments: dict[str, Any] | None = None, progress: ProgressFnT | None = None
+) -> dict[str, Any]:
     """A tool's structured result; fails the test with the tool's message if it is an error."""
-    result = await client.call_tool(tool, arguments or {})
+    result = await client.call_tool(tool, arguments or {}, progress_callback=progress)
     text = " ".join(getattr(c, "text", "") for c in result.content)
     assert not result.is_error, f"{tool} failed: {text}"
     assert result.structured_content is not None

@@ -94,7 +94,15 @@ async def test_ingest_text_file_and_folder(mcp_gateway: Gateway) -> None:
         assert [(d["document"], d["status"], d["title"]) for d in file["documents"]] == [
             ("kettle.md", "created", "Descaling a kettle")
         ]
-        folder = await call(client, "ingest", {"collection": collection, "path": str(MANUALS)})
+        reports: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            reports.append((progress, total, message))
+
+        folder = await call(client, "ingest", {"collection": collection, "path": str(MANUALS)}, on_progress)
+        assert reports == [
+            (i, 3, f"ingesting {name}") for i, name in enumerate(sorted(p.name for p in MANUALS.iterdir()))
+        ]
         assert sorted(d["document"] for d in folder["documents"]) == [
             "chain-care.md",
             "descaling.md",

@@ -14,6 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from nanoserve.errors import BadRequest, NanoserveError
@@ -125,12 +126,13 @@ class NanoserveTools:
         format: Annotated[
             TextFormat | None, Field(description="format of text (default: from the name, else plain text)")
         ] = None,
+        ctx: Context | None = None,
     ) -> IngestResult:
         """Add a document to a collection (created if new): raw text, or a file or folder by path.
 
         Documents are parsed (text, Markdown, HTML, PDF), split into chunks and embedded. A document
         whose content did not change is skipped; a changed one is replaced. Folders are walked for
-        supported files, each named by its path relative to the folder.
+        supported files, each named by its path relative to the folder; progress is reported per file.
         """
         if (text is None) == (path is None):
             raise BadRequest("give either 'text' or 'path' (exactly one of them)", param="text")
@@ -153,8 +155,10 @@ class NanoserveTools:
             raise BadRequest("'name' names one document; it cannot be used for a folder", param="name")
         done: list[dict[str, Any]] = []
         failed: list[IngestFailure] = []
-        for file, doc in files:
+        for i, (file, doc) in enumerate(files):
             doc = name or doc
+            if ctx is not None and len(files) > 1:
+                await ctx.report_progress(i, len(files), f"ingesting {doc}")
             try:
                 data = await asyncio.to_thread(file.read_bytes)
                 body = await self.client.add_file(
