@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from nanoserve.api.app import create_app
 from nanoserve.config import Settings
-from nanoserve.mcp.mount import LOOPBACK, allowed_hosts
+from nanoserve.mcp.mount import LOOPBACK, McpEndpoint, allowed_hosts
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -84,3 +84,15 @@ def test_wildcard_bind_accepts_this_machines_name(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path, host="0.0.0.0", port=8123))) as client:
         assert post_initialize(client, Host=f"{socket.gethostname().lower()}:8123").status_code == 200
         assert post_initialize(client, Host="attacker.example:8123").status_code == 421
+
+
+def test_a_server_that_cannot_start_answers_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: McpEndpoint, client: object) -> None:
+        raise ImportError("No module named 'mcp'")
+
+    monkeypatch.setattr(McpEndpoint, "_build", broken)
+    with TestClient(create_app(Settings(data_dir=tmp_path, port=8123))) as client:
+        response = post_initialize(client, Host="127.0.0.1:8123")
+        assert response.status_code == 503
+        assert response.text == "The MCP server could not start: No module named 'mcp'"
+        assert client.get("/health").status_code == 200  # the gateway itself serves on
