@@ -26,7 +26,13 @@ DEFAULT_EMBEDDING = {
     "context_length": 256,
     "parallel": 32,
 }
-MOCK_CHAT = {"id": "smollm2:135m", "engine": "mock", "kind": "chat", "context_length": 2048}
+MOCK_CHAT = {
+    "id": "smollm2:135m",
+    "aliases": ["smollm2"],
+    "engine": "mock",
+    "kind": "chat",
+    "context_length": 2048,
+}
 
 
 def real_chat_engine() -> bool:
