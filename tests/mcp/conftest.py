@@ -12,11 +12,12 @@ import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from gateway import Gateway
-from mcp_helpers import MANUALS, new_collection
+from mcp_helpers import MANUALS, call, in_memory, new_collection
 
-RAG_CONFIG = {"max_tokens": 48}
+RAG_CONFIG = {"max_tokens": 32}  # answers stay short: generation on 2 CPU cores is the slow part
 DEFAULT_EMBEDDING = {
     "id": "all-minilm:l6-v2",
     "aliases": ["all-minilm"],
@@ -61,3 +62,18 @@ def manuals(mcp_gateway: Gateway) -> str:
             )
             assert response.status_code == 201, response.text
     return collection
+
+
+VINEGAR = "How long should vinegar soak in a kettle?"
+
+
+@pytest.fixture(scope="session")
+def vinegar_answer(mcp_gateway: Gateway, manuals: str) -> dict[str, Any]:
+    """One answer of the query tool, shared by the tests that check it, trace it and rate it
+    (real generation is the slow part of these tests)."""
+
+    async def ask() -> dict[str, Any]:
+        async with in_memory(mcp_gateway) as client:
+            return await call(client, "query", {"collection": manuals, "query": VINEGAR, "top_k": 2})
+
+    return anyio.run(ask)

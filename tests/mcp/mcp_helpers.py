@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,9 @@ from gateway import Gateway
 from mcp import Client
 from mcp.shared.dispatcher import ProgressFnT
 
+from nanoserve.mcp.client import GatewayClient
+from nanoserve.mcp.server import create_mcp_server
+
 DATA = Path(__file__).parent / "data"
 MANUALS = DATA / "manuals"
 
@@ -18,6 +24,22 @@ TOOLS = {
     "query", "ingest", "feedback", "document_values", "list_collections", "observability", "models_status",
     "load_model", "unload_model", "nano_llm_query", "nano_llm_observability", "nano_llm_node_values",
 }  # fmt: skip
+
+
+@asynccontextmanager
+async def in_memory(gateway: Gateway, *, allow_paths: bool = True) -> AsyncIterator[Client]:
+    """The official client connected in memory to an MCP server that forwards to ``gateway``."""
+    async with (
+        GatewayClient(gateway.url) as rest,
+        Client(create_mcp_server(rest, allow_paths=allow_paths)) as client,
+    ):
+        yield client
+
+
+async def read_json(client: Client, uri: str) -> Any:
+    contents = (await client.read_resource(uri)).contents
+    assert len(contents) == 1 and contents[0].mime_type == "application/json"
+    return json.loads(contents[0].text)  # type: ignore[union-attr]
 
 
 def new_collection() -> str:

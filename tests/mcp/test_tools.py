@@ -4,37 +4,15 @@ seed-000 aliases, observability, model management, resources and bad inputs."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gateway import Gateway
-from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_helpers import MANUALS, TOOLS, call, call_error, has_admin_api, new_collection
-
-from nanoserve.mcp.client import GatewayClient
-from nanoserve.mcp.server import create_mcp_server
+from mcp_helpers import MANUALS, TOOLS, call, call_error, has_admin_api, in_memory, new_collection, read_json
 
 QUALITY = {"overall", "relevance", "grounding", "citation_validity", "coverage", "retrieval"}
-
-
-@asynccontextmanager
-async def in_memory(gateway: Gateway) -> AsyncIterator[Client]:
-    async with (
-        GatewayClient(gateway.url) as rest,
-        Client(create_mcp_server(rest, allow_paths=True)) as client,
-    ):
-        yield client
-
-
-async def read_json(client: Client, uri: str) -> Any:
-    contents = (await client.read_resource(uri)).contents
-    assert len(contents) == 1 and contents[0].mime_type == "application/json"
-    return json.loads(contents[0].text)  # type: ignore[union-attr]
 
 
 async def test_tools_are_listed_with_typed_schemas(mcp_gateway: Gateway) -> None:
@@ -119,11 +97,11 @@ async def test_ingest_text_file_and_folder(mcp_gateway: Gateway) -> None:
         assert sources["houseplants.txt"] == str(MANUALS / "houseplants.txt")
 
 
-async def test_query_answers_with_citations_and_a_trace(mcp_gateway: Gateway, manuals: str) -> None:
+async def test_query_answers_with_citations_and_a_trace(
+    mcp_gateway: Gateway, vinegar_answer: dict[str, Any]
+) -> None:
+    result = vinegar_answer
     async with in_memory(mcp_gateway) as client:
-        result = await call(
-            client, "query", {"collection": manuals, "query": "How long should vinegar soak in a kettle?"}
-        )
         trace = await read_json(client, f"trace://{result['trace_id']}")
     assert result["answer_mode"] in ("generated", "extractive")
     citations = result["citations"]
@@ -139,36 +117,35 @@ async def test_query_answers_with_citations_and_a_trace(mcp_gateway: Gateway, ma
         result["answer"],
         result["quality"],
     )
+    assert len(trace["retrieved"]) == 2  # top_k
     retrieved = {c["chunk_id"]: c for c in trace["retrieved"]}
     for citation in citations:
         assert retrieved[citation["chunk_id"]]["citation"] == citation["n"]
         assert retrieved[citation["chunk_id"]]["text"] == citation["text"]
 
 
-async def test_feedback_shows_in_document_values(mcp_gateway: Gateway, manuals: str) -> None:
+async def test_feedback_shows_in_document_values(
+    mcp_gateway: Gateway, manuals: str, vinegar_answer: dict[str, Any]
+) -> None:
+    top = vinegar_answer["citations"][0]
     async with in_memory(mcp_gateway) as client:
-        answer = await call(
-            client, "query", {"collection": manuals, "query": "How often should I degrease my chain?"}
-        )
-        top = answer["citations"][0]
-        assert top["document"] == "chain-care.md"
-        feedback = await call(client, "feedback", {"trace_id": answer["trace_id"], "rating": 1})
-        credited = {c["id"]: c for c in feedback["chunks"]}
-        assert credited[top["chunk_id"]]["credit"] == 1.0 and credited[top["chunk_id"]]["new"] > 0
-
+        before = await call(client, "document_values", {"collection": manuals})
+        feedback = await call(client, "feedback", {"trace_id": vinegar_answer["trace_id"], "rating": 1})
         values = await call(client, "document_values", {"collection": manuals})
-        chunks = {v["id"]: v for v in values["chunks"]}
-        assert chunks[top["chunk_id"]]["value"] == pytest.approx(credited[top["chunk_id"]]["new"])
-        assert chunks[top["chunk_id"]]["feedback"] >= 1
-        documents = {v["document"]: v["value"] for v in values["documents"]}
-        assert documents["chain-care.md"] > 0
-
         nodes = await call(client, "nano_llm_node_values", {"collection": manuals})
-        assert sorted((n["kind"], n["nodeId"], n["value"]) for n in nodes["nodeValues"]) == sorted(
-            (v["kind"], v["id"], v["value"]) for v in [*values["documents"], *values["chunks"]]
-        )
-        twice = await call_error(client, "feedback", {"trace_id": answer["trace_id"], "rating": -1})
-        assert "already has feedback" in twice
+        twice = await call_error(client, "feedback", {"trace_id": vinegar_answer["trace_id"], "rating": -1})
+    assert top["chunk_id"] not in {v["id"] for v in before["chunks"]}  # no feedback yet
+    credited = {c["id"]: c for c in feedback["chunks"]}
+    assert credited[top["chunk_id"]]["credit"] == 1.0 and credited[top["chunk_id"]]["new"] > 0
+
+    chunks = {v["id"]: v for v in values["chunks"]}
+    assert chunks[top["chunk_id"]]["value"] == pytest.approx(credited[top["chunk_id"]]["new"])
+    assert chunks[top["chunk_id"]]["feedback"] == 1
+    assert {v["document"]: v["value"] for v in values["documents"]}["descaling.md"] > 0
+    assert sorted((n["kind"], n["nodeId"], n["value"]) for n in nodes["nodeValues"]) == sorted(
+        (v["kind"], v["id"], v["value"]) for v in [*values["documents"], *values["chunks"]]
+    )
+    assert "already has feedback" in twice
 
 
 async def test_seed_000_aliases(mcp_gateway: Gateway, manuals: str) -> None:
@@ -180,7 +157,7 @@ async def test_seed_000_aliases(mcp_gateway: Gateway, manuals: str) -> None:
                                                          "collection": manuals})  # fmt: skip
         observability = await call(client, "nano_llm_observability")
         full = await call(client, "observability")
-    assert out["results"] and out["results"][0]["document"] == "houseplants.txt"
+    assert "houseplants.txt" in {r["document"] for r in out["results"]}
     assert [r["citation"] for r in out["results"]] == list(range(1, len(out["results"]) + 1))
     assert out["qualityScore"] == trace["quality"]["overall"] and 0 < out["qualityScore"] <= 1
     assert out["executionTimeMs"] == pytest.approx(trace["total_ms"], abs=1)
@@ -274,10 +251,7 @@ async def test_bad_inputs_are_tool_errors(
 async def test_path_ingestion_is_refused_when_not_allowed(mcp_gateway: Gateway, tmp_path: Path) -> None:
     note = tmp_path / "note.md"
     note.write_text("# Note\n\nA secret on the server's disk.")
-    async with (
-        GatewayClient(mcp_gateway.url) as rest,
-        Client(create_mcp_server(rest, allow_paths=False)) as client,
-    ):
+    async with in_memory(mcp_gateway, allow_paths=False) as client:
         error = await call_error(client, "ingest", {"path": str(note)})
     assert "'path' is not available over HTTP" in error
 

@@ -35,7 +35,9 @@ async def test_stdio_ingests_a_local_file_and_answers_from_it(mcp_gateway: Gatew
         ingested = await call(client, "ingest", {"collection": collection, "path": str(manual)})
         assert [(d["document"], d["status"]) for d in ingested["documents"]] == [("dishwasher.md", "created")]
         answer = await call(
-            client, "query", {"collection": collection, "query": "How often should I clean the filter?"}
+            client,
+            "query",
+            {"collection": collection, "query": "How often should I clean the filter?", "top_k": 1},
         )
         assert answer["citations"] and answer["citations"][0]["document"] == "dishwasher.md"
         assert "once a month" in answer["citations"][0]["text"]
@@ -66,7 +68,7 @@ async def test_streamable_http(mcp_gateway: Gateway, manuals: str) -> None:
         )
         assert ingested["created"] == 1
         answer = await call(
-            client, "query", {"collection": collection, "query": "How do I clear a paper jam?"}
+            client, "query", {"collection": collection, "query": "How do I clear a paper jam?", "top_k": 1}
         )
         assert answer["citations"] and answer["citations"][0]["document"] == "printer.md"
         assert "'path' is not available over HTTP" in await call_error(
