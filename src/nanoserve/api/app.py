@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
 from nanoserve.api.openai.router import create_openai_router
@@ -81,4 +82,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_admin_router())
     return app

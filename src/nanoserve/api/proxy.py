@@ -32,7 +32,7 @@ async def send(orchestrator: Orchestrator, model: str, path: str, content: bytes
         except httpx.ConnectError as exc:
             lease.release()
             if attempt == 2 or lease.worker.alive:
-                raise worker_gone(lease.instance, exc) from exc
+                raise worker_gone(lease.instance, exc, lease.worker) from exc
             log.warning("worker for %s was gone; restarting it and retrying", lease.instance.id)
             await lease.worker.proc.wait()  # let the owner see the exit before the retry
         except BaseException:
@@ -45,7 +45,7 @@ async def read_all(lease: Lease, response: httpx.Response) -> bytes:
     try:
         return await response.aread()
     except httpx.TransportError as exc:
-        raise worker_gone(lease.instance, exc) from exc
+        raise worker_gone(lease.instance, exc, lease.worker) from exc
     finally:
         await response.aclose()
         lease.release()
@@ -61,7 +61,7 @@ async def relay(
         async for chunk in response.aiter_raw():
             yield chunk
     except httpx.TransportError as exc:
-        yield error_event(worker_gone(lease.instance, exc))
+        yield error_event(worker_gone(lease.instance, exc, lease.worker))
     finally:
         await response.aclose()
         lease.release()

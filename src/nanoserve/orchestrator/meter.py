@@ -1,0 +1,117 @@
+"""Measure what a loaded model really takes, and confirm it is given back after an unload.
+
+After a load the worker is warmed up at full slots (``parallel`` tiny requests at once, so every
+slot's buffers are touched), then its footprint is measured: RAM as in ``memory.ram_footprint``
+(peak since the load finished), GPU memory per process through NVML. The measurement is merged
+into the footprints file under the model's settings key and from then on is what the planner
+counts. A last measurement is taken just before the worker is stopped, so a footprint that grew
+while serving is remembered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
+from nanoserve.orchestrator.memory import (
+    RAM,
+    Nvml,
+    alive,
+    kill_group,
+    kill_process,
+    process_tree,
+    ram_footprint,
+    reset_peak,
+)
+from nanoserve.orchestrator.planner import MIB
+from nanoserve.orchestrator.process import WorkerProcess
+
+if TYPE_CHECKING:
+    from nanoserve.orchestrator.instance import ModelInstance
+
+log = logging.getLogger("nanoserve.orchestrator")
+
+WARM_UP_TIMEOUT = 60.0
+RELEASE_TIMEOUT = 5.0  # seconds for a stopped worker's processes to disappear before a group kill
+_POLL = 0.05
+
+
+def measure_worker(pid: int, gpu: Nvml) -> dict[str, int] | None:
+    """Bytes per device used by the worker ``pid`` and its descendants (blocking)."""
+    ram = ram_footprint(pid)
+    if ram is None:
+        return None
+    pids = [p.pid for p in process_tree(pid)]
+    return {RAM: ram, **gpu.process_bytes(pids)}
+
+
+def _warm_up_request(instance: ModelInstance) -> tuple[str, dict[str, Any]]:
+    if instance.config.kind == "embedding":
+        return "/v1/embeddings", {"model": instance.id, "input": "warm up"}
+    return "/v1/completions", {"model": instance.id, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+
+
+class Meter:
+    def __init__(self, store: FootprintStore, gpu: Nvml):
+        self._store = store
+        self._gpu = gpu
+
+    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, warm_up: bool) -> dict[str, int] | None:
+        """Measure ``worker`` (after a warm-up at full slots if asked) and record the footprint."""
+        try:
+            if warm_up:
+                await asyncio.to_thread(reset_peak, worker.pid)
+                await self._warm_up(instance, worker)
+            measured = await asyncio.to_thread(measure_worker, worker.pid, self._gpu)
+        except (httpx.HTTPError, OSError) as exc:
+            log.debug("%s: measuring the worker failed: %s", instance.id, exc)
+            return None
+        if measured is None or not worker.alive:
+            return None
+        recorded = await asyncio.to_thread(
+            self._store.record_footprint, footprint_key(instance.config), instance.id, measured
+        )
+        instance.measured = recorded
+        log.info("%s: measured %d MiB (recorded %d MiB, estimated %s MiB)", instance.id,
+                 sum(measured.values()) // MIB, sum(recorded.values()) // MIB,
+                 sum(instance.estimated.values()) // MIB if instance.estimated else "?")
+        return measured
+
+    async def _warm_up(self, instance: ModelInstance, worker: WorkerProcess) -> None:
+        path, body = _warm_up_request(instance)
+
+        async def one() -> None:
+            response = await worker.client.post(path, json=body, timeout=WARM_UP_TIMEOUT)
+            if response.status_code != 200:
+                log.debug("%s: warm-up request answered %d", instance.id, response.status_code)
+
+        await asyncio.gather(*(one() for _ in range(instance.config.parallel)))
+
+    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
+        """Wait until the stopped worker's processes (and their GPU memory) are gone; kill its
+        process group if they linger."""
+        if await self._released(pids, RELEASE_TIMEOUT):
+            return
+        log.warning("%s: worker (pid %d) still holds memory after stopping; killing its process group",
+                    instance.id, worker.pid)
+        kill_group(worker.pid)
+        for pid in await asyncio.to_thread(alive, pids):  # a descendant that left the group
+            kill_process(pid)
+        if not await self._released(pids, RELEASE_TIMEOUT):
+            log.error("%s: processes %s of the stopped worker did not go away", instance.id, alive(pids))
+
+    async def _released(self, pids: list[int], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            running = await asyncio.to_thread(alive, pids)
+            on_gpu = await asyncio.to_thread(self._gpu.process_bytes, pids) if self._gpu.available else {}
+            if not running and not on_gpu:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_POLL)
