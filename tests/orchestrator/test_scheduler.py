@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nanoserve.orchestrator.planner import Plan
-from nanoserve.orchestrator.scheduler import QueueState, Step, admit, next_step, wake_after
+from nanoserve.orchestrator.scheduler import QueueState, Step, admit, next_step
 
 
 @pytest.mark.parametrize(
@@ -29,30 +29,33 @@ def test_admit(waiting: int, in_flight: int, parallel: int, max_queue: int, admi
 
 FITS = Plan("m", {}, fits=True)
 BLOCKED = Plan("m", {}, fits=False, blocked_by=("a",))
+TWO = Plan("m", {}, fits=False, blocked_by=("a", "b"))
 NEVER = Plan("m", {}, fits=False, never=True)
 
 
 @pytest.mark.parametrize(
-    ("plan", "waited", "step"),
+    ("plan", "waited", "ready_for", "step", "drain", "wake_in"),
     [
-        (FITS, 0, Step.LOAD),
-        (FITS, 1000, Step.LOAD),  # fitting always loads
-        (NEVER, 0, Step.NEVER),
-        (BLOCKED, 0, Step.WAIT),  # the busy model keeps serving
-        (BLOCKED, 9.9, Step.WAIT),
-        (BLOCKED, 10, Step.DRAIN),  # waited max_wait: drain it
-        (BLOCKED, 59, Step.DRAIN),
-        (BLOCKED, 60, Step.BUSY),  # load_timeout: 503
+        (FITS, 0, {}, Step.LOAD, (), None),
+        (FITS, 1000, {}, Step.LOAD, (), None),  # fitting always loads
+        (NEVER, 0, {}, Step.NEVER, (), None),
+        (BLOCKED, 0, {"a": 100}, Step.WAIT, (), 10),  # the busy model keeps serving
+        (BLOCKED, 9, {"a": 100}, Step.WAIT, (), 1),
+        (BLOCKED, 10, {"a": 100}, Step.DRAIN, ("a",), 50),  # waited max_wait: drain it
+        (BLOCKED, 30, {"a": 4}, Step.WAIT, (), 6),  # a was just loaded: it gets its turn first
+        (BLOCKED, 30, {}, Step.WAIT, (), 30),  # a is loading or stopping: only wait
+        (TWO, 20, {"a": 50, "b": 2}, Step.DRAIN, ("a",), 8),
+        (BLOCKED, 60, {"a": 100}, Step.BUSY, (), None),  # load_timeout: 503
     ],
 )
-def test_next_step(plan: Plan, waited: float, step: Step) -> None:
-    assert next_step(plan, waited=waited, max_wait=10, load_timeout=60) is step
+def test_next_step(plan: Plan, waited: float, ready_for: dict[str, float], step: Step,
+                   drain: tuple[str, ...], wake_in: float | None) -> None:
+    decision = next_step(plan, waited=waited, ready_for=ready_for, max_wait=10, load_timeout=60)
+    assert decision.step is step
+    assert decision.drain == drain
+    assert decision.wake_in == wake_in
 
 
 def test_zero_load_timeout_answers_busy_at_once() -> None:
-    assert next_step(BLOCKED, waited=0, max_wait=10, load_timeout=0) is Step.BUSY
-
-
-@pytest.mark.parametrize(("waited", "after"), [(0, 10), (4, 6), (10, 50), (30, 30), (60, 0)])
-def test_wake_after_the_next_deadline(waited: float, after: float) -> None:
-    assert wake_after(waited=waited, max_wait=10, load_timeout=60) == after
+    decision = next_step(BLOCKED, waited=0, ready_for={"a": 0}, max_wait=10, load_timeout=0)
+    assert decision.step is Step.BUSY

@@ -1,7 +1,8 @@
 """Memory for loads: plan (pure, ``planner.py``), then evict, wait or refuse (the effects).
 
 One load is planned at a time (a lock); the instance being loaded becomes ``starting`` while the
-lock is held, so the next plan already counts it. A load that needs memory held by busy models
+lock is held, so the next plan already counts it. Loads go in the order they began waiting: a
+load does not start (or drain anyone) while an earlier one could start. A load that needs memory held by busy models
 waits (``scheduler.next_step``): they keep serving until ``memory.max_wait``, then they are
 drained; after ``memory.load_timeout`` the waiting requests get a 503 naming what holds the
 memory. The wait wakes whenever a model goes idle or changes state.
@@ -10,6 +11,7 @@ memory. The wait wakes whenever a model goes idle or changes state.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter
@@ -22,7 +24,7 @@ from nanoserve.orchestrator.estimate import Estimator
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.instance import HOLDS_MEMORY, ModelInstance, Reason, State
 from nanoserve.orchestrator.planner import MIB, Plan, Resident, Snapshot, plan_load
-from nanoserve.orchestrator.scheduler import Step, busy_retry_after, next_step, wake_after
+from nanoserve.orchestrator.scheduler import Step, busy_retry_after, next_step
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -57,6 +59,8 @@ class MemoryArbiter:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._tickets = itertools.count()
+        self._waiting: dict[str, tuple[int, dict[str, int]]] = {}  # loads in reserve(): ticket, need
 
     def changed(self) -> None:
         """Memory may have been freed or a model went idle: waiting loads look again."""
@@ -73,7 +77,7 @@ class MemoryArbiter:
                 footprint=i.footprint() or {},
                 priority=i.priority,
                 pinned=i.pinned,
-                in_flight=i.in_flight,
+                in_flight=i.in_flight + i.waiting,  # waiters of a ready model are about to be in flight
                 last_used=i.last_used,
                 evictable=i.state is State.READY,
             )
@@ -98,39 +102,59 @@ class MemoryArbiter:
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
         need = await self.need(instance)
         started = time.monotonic()
-        drained: set[str] = set()
+        ticket = next(self._tickets)
         settings = self._settings
-        while True:
-            async with self._lock:
-                if not self.accepting:
-                    raise Unavailable("the server is shutting down", retry_after=5)
-                plan = plan_load(self.snapshot(), instance.id, need)
-                waited = time.monotonic() - started
-                step = next_step(plan, waited=waited, max_wait=settings.max_wait, load_timeout=settings.load_timeout)
-                if step is Step.LOAD:
-                    if not plan.evict:
-                        on_reserved()
-                        return
-                    for victim in plan.evict:
-                        await self._evict(victim, instance.id)
-                    continue  # plan again with the memory given back
-                if step is Step.NEVER:
-                    self.stats.rejections["never_fits"] += 1
-                    raise InsufficientMemory(self.never_message(plan))
-                if step is Step.BUSY:
-                    self.stats.rejections["no_room"] += 1
-                    raise Unavailable(self.busy_message(plan), retry_after=busy_retry_after(settings.max_wait))
-                if step is Step.DRAIN:
-                    for blocker in plan.blocked_by:
-                        if blocker not in drained:
-                            drained.add(blocker)
+        self._waiting[instance.id] = (ticket, need)
+        try:
+            while True:
+                async with self._lock:
+                    if not self.accepting:
+                        raise Unavailable("the server is shutting down", retry_after=5)
+                    snapshot = self.snapshot()
+                    plan = plan_load(snapshot, instance.id, need)
+                    waited = time.monotonic() - started
+                    decision = next_step(plan, waited=waited, ready_for=self._ready_for(),
+                                         max_wait=settings.max_wait, load_timeout=settings.load_timeout)
+                    step = decision.step
+                    if step in (Step.LOAD, Step.DRAIN) and self._earlier_fits(snapshot, ticket):
+                        step = Step.WAIT  # an earlier waiting load goes first: no A-B-A-B
+                    if step is Step.LOAD:
+                        if not plan.evict:
+                            on_reserved()
+                            return
+                        for victim in plan.evict:
+                            await self._evict(victim, instance.id)
+                        continue  # plan again with the memory given back
+                    if step is Step.NEVER:
+                        self.stats.rejections["never_fits"] += 1
+                        raise InsufficientMemory(self.never_message(plan))
+                    if step is Step.BUSY:
+                        self.stats.rejections["no_room"] += 1
+                        raise Unavailable(self.busy_message(plan), retry_after=busy_retry_after(settings.max_wait))
+                    if step is Step.DRAIN:
+                        for blocker in decision.drain:
                             self._drain(blocker, instance.id)
-                self._changed.clear()
-                timeout = wake_after(waited=waited, max_wait=settings.max_wait, load_timeout=settings.load_timeout)
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
+                    self._changed.clear()
+                    timeout = decision.wake_in
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            del self._waiting[instance.id]
+            self.changed()
+
+    def _ready_for(self) -> dict[str, float]:
+        now = time.time()
+        return {i.id: now - (i.loaded_at or now) for i in self._instances.values() if i.state is State.READY}
+
+    def _earlier_fits(self, snapshot: Snapshot, ticket: int) -> bool:
+        """Whether a load that has waited longer could go now (it goes first, when it wakes)."""
+        return any(
+            plan_load(snapshot, model, need).fits
+            for model, (other, need) in self._waiting.items()
+            if other < ticket
+        )
 
     async def _evict(self, victim: str, for_model: str) -> None:
         log.info("evicting %s to make room for %s", victim, for_model)

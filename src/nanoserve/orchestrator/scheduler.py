@@ -6,15 +6,17 @@ Two decisions, both over plain numbers so they are tested by tables:
   the requests waiting in the gateway for it to be ready plus those its worker holds beyond its
   parallel slots (``queued`` in the status).
 * ``next_step``: a load that needs memory held by busy models waits while those models keep
-  serving (requests for a loaded model go first: no A-B-A-B thrashing); after ``max_wait`` they
-  are drained (take no new requests, finish what they have) so the waiting model cannot starve;
-  after ``load_timeout`` the waiting requests get a 503 naming what holds the memory.
+  serving (requests for a loaded model go first: no A-B-A-B thrashing); once it has waited
+  ``max_wait`` and a blocking model has served for ``max_wait`` since it was loaded, that model is
+  drained (takes no new requests, finishes what it has) so the waiting model cannot starve; after
+  ``load_timeout`` the waiting requests get a 503 naming what holds the memory.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nanoserve.orchestrator.planner import Plan
@@ -51,22 +53,44 @@ class Step(enum.StrEnum):
     BUSY = "busy"  # waited long enough: 503 with Retry-After
 
 
-def next_step(plan: Plan, *, waited: float, max_wait: float, load_timeout: float) -> Step:
+@dataclass(frozen=True, slots=True)
+class Decision:
+    step: Step
+    drain: tuple[str, ...] = ()  # blocking models to drain now
+    wake_in: float | None = None  # seconds until the next deadline (None: only on a change)
+
+
+def next_step(
+    plan: Plan,
+    *,
+    waited: float,
+    ready_for: Mapping[str, float],
+    max_wait: float,
+    load_timeout: float,
+) -> Decision:
+    """What a load waiting for memory does now.
+
+    ``waited``: seconds this load has waited; ``ready_for``: seconds each loaded (ready) model has
+    been serving. A blocking model is drained only once the waiting load has waited ``max_wait``
+    and the blocker itself has served for ``max_wait``: every model gets its turn, none starves.
+    """
     if plan.never:
-        return Step.NEVER
+        return Decision(Step.NEVER)
     if plan.fits:
-        return Step.LOAD
+        return Decision(Step.LOAD)
     if waited >= load_timeout:
-        return Step.BUSY
-    if waited >= max_wait:
-        return Step.DRAIN
-    return Step.WAIT
-
-
-def wake_after(*, waited: float, max_wait: float, load_timeout: float) -> float:
-    """Seconds until the next deadline of a waiting load (it also wakes when memory changes)."""
-    deadlines = [d - waited for d in (max_wait, load_timeout) if d > waited]
-    return min(deadlines) if deadlines else 0.0
+        return Decision(Step.BUSY)
+    deadlines = [load_timeout - waited]
+    drain: list[str] = []
+    for blocker in plan.blocked_by:
+        served = ready_for.get(blocker)
+        if served is None:  # loading or stopping: its memory is on its way
+            continue
+        if waited >= max_wait and served >= max_wait:
+            drain.append(blocker)
+        else:
+            deadlines.append(max(max_wait - waited, max_wait - served))
+    return Decision(Step.DRAIN if drain else Step.WAIT, tuple(drain), min(deadlines))
 
 
 def busy_retry_after(max_wait: float) -> int:
