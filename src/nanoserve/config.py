@@ -118,6 +118,19 @@ class MemorySettings(_Strict):
     )
 
 
+class ObservabilitySettings(_Strict):
+    """Health checks of workers, /metrics scraping and tracing (see docs/observability.md)."""
+
+    heartbeat_interval: float = Field(default=5.0, ge=0, description="seconds between worker health checks; 0 = off")
+    heartbeat_timeout: float = Field(default=5.0, gt=0, description="seconds a worker has to answer one check")
+    heartbeat_failures: int = Field(default=3, ge=1, description="missed checks in a row before a worker is failed")
+    worker_metrics_timeout: float = Field(default=2.0, gt=0, description="seconds to wait for a worker's /metrics")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint for traces (http://host:4318); tracing is off when unset"
+    )
+    service_name: str = "nanoserve"
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -128,6 +141,7 @@ class Settings(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

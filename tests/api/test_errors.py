@@ -30,7 +30,10 @@ CASES = [
     (CHAT, {"model": "mock-embed", "messages": MSG}, 400, "model", "embedding model"),
     (CHAT, {"model": "mc", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, 400, "messages", "image"),
+    (CHAT, {"model": "mc", "messages": MSG, "logprobs": True}, 400, "logprobs", "not supported"),
     ("/v1/completions", {"model": "mc", "prompt": []}, 400, "prompt", "empty"),
+    ("/v1/completions", {"model": "mc", "prompt": "x", "echo": True}, 400, "echo", "not supported"),
+    ("/v1/completions", {"model": "mc", "prompt": ["a", "b"]}, 400, "prompt", "one prompt"),
     ("/v1/embeddings", {"model": "mock-embed", "input": []}, 400, "input", "empty"),
     ("/v1/embeddings", {"model": "mock-embed", "input": 42}, 400, "input", ""),
     ("/v1/embeddings", {"model": "mock-embed", "input": "x", "encoding_format": "hex"}, 400, "encoding_format", ""),

@@ -16,10 +16,16 @@ from nanoserve import __version__
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
+from nanoserve.api.ollama.router import create_ollama_router
+from nanoserve.api.ollama.serving import OllamaServing
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
+from nanoserve.observability.middleware import RequestMiddleware
+from nanoserve.observability.requests import note_error
+from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
+from nanoserve.observability.tracing import Tracing
 from nanoserve.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("nanoserve.api")
@@ -29,6 +35,7 @@ OLLAMA_PREFIX = "/api/"
 
 def render_error(request: Request, exc: BaseException) -> JSONResponse:
     """Errors in the dialect of the route: Ollama's under /api/, OpenAI's everywhere else."""
+    note_error(exc, accepting=request.app.state.orchestrator.accepting)
     if request.url.path.startswith(OLLAMA_PREFIX):
         return ollama_error_response(exc)
     return openai_error_response(exc)
@@ -63,24 +70,33 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, on_pydantic)  # type: ignore[arg-type]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
     settings = settings or Settings()
     orchestrator = Orchestrator(settings)
+    telemetry = Telemetry(settings, orchestrator, tracing=tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        telemetry.start()
         try:
             yield
         finally:
+            await telemetry.stop()  # no heartbeats or restarts while the workers stop
             await orchestrator.shutdown()
+            telemetry.close()
 
     app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.orchestrator = orchestrator
+    app.state.telemetry = telemetry
     app.state.openai = OpenAIServing(orchestrator, settings)
+    app.state.ollama = OllamaServing(orchestrator, settings)
     _install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, telemetry=telemetry)
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
     app.include_router(create_admin_router())
+    app.include_router(create_ollama_router())
     return app

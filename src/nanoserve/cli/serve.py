@@ -19,22 +19,20 @@ import click
 def serve(host: str | None, port: int | None, config_path: Path | None, data_dir: Path | None,
           log_format: str | None, log_level: str) -> None:
     """Serve the configured models behind OpenAI- and Ollama-compatible APIs on one port."""
-    import logging
-
     import uvicorn
 
     from nanoserve.api.app import create_app
     from nanoserve.config import load_settings
     from nanoserve.errors import ConfigError
+    from nanoserve.observability.logging import setup_logging
 
     try:
         settings = load_settings(config_path, host=host, port=port, data_dir=data_dir, log_format=log_format)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(settings.log_format, log_level)
     app = create_app(settings)
     click.echo(f"nanoserve: serving {', '.join(m.id for m in settings.models)} on http://{settings.host}:{settings.port}",
                err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, log_config=None,
                 timeout_graceful_shutdown=int(settings.shutdown_grace))

@@ -23,12 +23,14 @@ from nanoserve.engines.base import (
     EmbeddingEngine,
     Embeddings,
     EngineOptions,
+    EngineSpec,
     Finished,
     GenerationEngine,
     GenerationEvent,
     GenerationRequest,
     Token,
 )
+from nanoserve.engines.stats import BucketCounts
 from nanoserve.engines.text import StopMatcher
 from nanoserve.errors import ContextLengthExceeded
 
@@ -150,8 +152,15 @@ class MockEmbeddingEngine(_MockBase, EmbeddingEngine):
     Options = MockOptions
     options: MockOptions
 
+    def __init__(self, spec: EngineSpec):
+        super().__init__(spec)
+        self.batch_sizes = BucketCounts()  # every call is one batch: no micro-batching here
+
     async def start(self) -> None:
         await self._load()
+
+    def info(self) -> dict[str, Any]:
+        return {"stats": self.batch_sizes.export("embedding_batch_size")}
 
     @property
     def dimensions(self) -> int:
@@ -166,4 +175,5 @@ class MockEmbeddingEngine(_MockBase, EmbeddingEngine):
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         if self.options.ttft_ms:
             await asyncio.sleep(self.options.ttft_ms / 1000)
+        self.batch_sizes.observe(len(texts))
         return Embeddings(vectors=[self._vector(t) for t in texts], prompt_tokens=sum(len(t.split()) for t in texts))

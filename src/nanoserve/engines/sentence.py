@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from nanoserve.engines.base import EmbeddingEngine, Embeddings, EngineOptions
+from nanoserve.engines.stats import BucketCounts
 from nanoserve.errors import EngineError
 
 
@@ -49,6 +50,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         self.batches = 0
         self.batched_inputs = 0
         self.last_batch_size = 0
+        self.batch_sizes = BucketCounts()
 
     async def start(self) -> None:
         if self.spec.path is None:
@@ -78,7 +80,11 @@ class SentenceTransformersEngine(EmbeddingEngine):
         return {
             "dimensions": self._dims,
             "max_seq_length": getattr(self._model, "max_seq_length", None),
-            "stats": {"batches": self.batches, "batched_inputs": self.batched_inputs},
+            "stats": {
+                "batches_total": self.batches,
+                "batched_inputs_total": self.batched_inputs,
+                **self.batch_sizes.export("embedding_batch_size"),
+            },
         }
 
     def _count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -135,6 +141,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         self.batches += 1
         self.batched_inputs += len(texts)
         self.last_batch_size = len(texts)
+        self.batch_sizes.observe(len(texts))
         rows = array.tolist()
         offset = 0
         for job in batch:

@@ -21,6 +21,7 @@ waiting), and after every stop it has the host confirm that the worker's memory 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nanoserve.config import ModelConfig
-from nanoserve.errors import EngineError, NanoserveError, WorkerUnavailable
+from nanoserve.errors import EngineError, NanoserveError
 from nanoserve.orchestrator.memory import kill_group, process_tree
 from nanoserve.orchestrator.process import WorkerProcess
 
@@ -91,6 +92,7 @@ class _Stop:
 @dataclass(eq=False)
 class _Exited:
     worker: WorkerProcess
+    error: str | None = None  # set when the worker is alive but was declared failed (heartbeat)
 
 
 @dataclass(eq=False)
@@ -253,6 +255,10 @@ class ModelInstance:
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=timeout)
 
+    def worker_unresponsive(self, worker: WorkerProcess, error: str) -> None:
+        """``worker`` stopped answering: the owner kills it and handles it as a crash."""
+        self._send(_Exited(worker, error))
+
     def request_started(self) -> None:
         self.in_flight += 1
         self._idle.clear()
@@ -317,7 +323,12 @@ class ModelInstance:
                 if command.future is not None and not command.future.done():
                     command.future.set_result(None)
             elif isinstance(command, _Exited) and command.worker is self.worker:
-                self._crashed(command.worker)
+                if command.error is not None:
+                    self.error = command.error  # before the kill: requests that break see the reason
+                    with contextlib.suppress(ProcessLookupError):
+                        command.worker.proc.kill()  # its sockets close: in-flight requests fail now
+                    await command.worker.proc.wait()
+                self._crashed(command.worker, command.error)
 
     async def _start(self, future: asyncio.Future[WorkerProcess]) -> None:
         if self.state is State.READY and self.worker is not None and self.worker.alive:
@@ -361,7 +372,7 @@ class ModelInstance:
         await worker.proc.wait()
         self._commands.put_nowait(_Exited(worker))
 
-    def _crashed(self, worker: WorkerProcess) -> None:
+    def _crashed(self, worker: WorkerProcess, error: str | None = None) -> None:
         if self.state not in (State.READY, State.DRAINING):
             return
         self.stats.crashes += 1
@@ -369,12 +380,12 @@ class ModelInstance:
         self.worker = None
         self.loaded_at = None
         self._reset_controls()
-        self.error = f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
+        self.error = error or f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
         log.warning("%s: %s", self.id, self.error)
         kill_group(worker.pid)  # anything it started goes with it
-        self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error)
+        self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error, in_flight=self.in_flight)
         self._host.event("unloaded", self, {"reason": str(Reason.CRASH), "forced": False})
-        asyncio.create_task(worker.client.aclose())
+        asyncio.create_task(worker.client.close())
 
     async def _stop_worker(self, reason: str, *, force: bool) -> None:
         worker = self.worker
@@ -399,7 +410,8 @@ class ModelInstance:
         if worker.alive:
             await self._host.measure(self, worker, warm_up=False)
         pids = [p.pid for p in await asyncio.to_thread(process_tree, worker.pid)]
-        worker.stop_reason = f"{reason}, forced" if force else reason
+        if force and self.in_flight:  # what the requests cut off will say
+            self.error = f"the model was unloaded ({reason}, forced) while the request was in flight"
         await worker.stop(kill=force)
         await self._host.confirm_released(self, worker, pids or [worker.pid])
         self.loaded_at = None
@@ -418,17 +430,6 @@ def _fail(future: asyncio.Future[WorkerProcess], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()  # mark retrieved: callers may all have gone
-
-
-def worker_gone(
-    instance: ModelInstance, exc: BaseException, worker: WorkerProcess | None = None
-) -> WorkerUnavailable:
-    if worker is not None and worker.stop_reason is not None:
-        return WorkerUnavailable(
-            f"model '{instance.id}' was unloaded ({worker.stop_reason}) while this request was in flight",
-            retry_after=1,
-        )
-    return WorkerUnavailable(f"the worker for model '{instance.id}' is not reachable: {exc}", retry_after=1)
 
 
 @dataclass

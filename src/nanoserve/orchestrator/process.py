@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
 from nanoserve.sources import resolve_source
+from nanoserve.worker.client import WorkerClient
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -84,9 +83,8 @@ class WorkerProcess:
     proc: asyncio.subprocess.Process
     port: int
     log_path: Path
-    client: httpx.AsyncClient
+    client: WorkerClient
     started_at: float = field(default_factory=time.time)
-    stop_reason: str | None = None  # set when the gateway stops it on purpose
 
     @property
     def pid(self) -> int:
@@ -99,6 +97,15 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         return self.proc.returncode is None
+
+    async def exited_within(self, seconds: float) -> bool:
+        """True once the process has exited (waiting up to ``seconds`` for it)."""
+        if self.alive:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), seconds)
+            except TimeoutError:
+                return False
+        return True
 
     def log_tail(self) -> str:
         return _log_tail(self.log_path)
@@ -113,14 +120,13 @@ class WorkerProcess:
                     f"Log ({self.log_path}):\n{self.log_tail()}"
                 )
             try:
-                resp = await self.client.get("/health", timeout=2.0)
-                if resp.status_code == 200:
-                    return
-                if resp.status_code >= 500 and resp.status_code != 503:
-                    error = resp.json().get("error", resp.text)
-                    raise EngineError(f"model '{self.model}' failed to load: {error}")
-            except (httpx.TransportError, ValueError):
-                pass
+                status, body = await self.client.get_json("/health", timeout=2.0)
+            except EngineError:
+                status, body = 0, {}
+            if status == 200:
+                return
+            if status >= 500 and status != 503:
+                raise EngineError(f"model '{self.model}' failed to load: {body.get('error', body)}")
             if time.monotonic() >= deadline:
                 raise EngineError(
                     f"worker for '{self.model}' did not become healthy within {timeout:.0f}s. "
@@ -136,7 +142,7 @@ class WorkerProcess:
         connection reset (the gateway ends their streams with an error event).
         """
         if self.alive and not kill:
-            await self.client.aclose()
+            await self.client.close()
             _signal_group(self.proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), timeout)
@@ -145,7 +151,7 @@ class WorkerProcess:
         # Anything left in the group (or a worker that ignored SIGTERM) is killed.
         _signal_group(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
-        await self.client.aclose()
+        await self.client.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -159,6 +165,8 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
     """Start a worker for ``config`` (not yet healthy: call ``wait_healthy``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: no Nagle delay between a response's header and body.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     port = sock.getsockname()[1]
@@ -166,6 +174,8 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"worker-{config.id.replace(':', '_').replace('/', '_')}.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if settings.observability.otlp_endpoint:  # the worker traces to the same collector
+        env["NANOSERVE_OTLP_ENDPOINT"] = settings.observability.otlp_endpoint
     try:
         cmd = worker_command(config, settings, sock.fileno())
         with log_path.open("ab") as log_file:
@@ -182,10 +192,6 @@ async def launch_worker(config: ModelConfig, settings: Settings) -> WorkerProces
             )
     finally:
         sock.close()
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
-    timeout = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=None)
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=timeout, trust_env=False
-    )
+    client = WorkerClient(f"http://127.0.0.1:{port}")
     log.info("started worker pid %d for %s on 127.0.0.1:%d", proc.pid, config.id, port)
     return WorkerProcess(model=config.id, proc=proc, port=port, log_path=log_path, client=client)

@@ -1,5 +1,6 @@
 """The worker's HTTP app: OpenAI routes over one engine, plus ``/health`` and ``/info``.
 
+``GET /metrics`` exposes the engine's metrics in Prometheus text format (``worker/metrics.py``).
 The engine loads in the background after the server starts listening, so ``/health`` answers
 at once: 503 ``loading`` until the model is ready, 200 ``ok`` after, 500 ``failed`` with the
 reason if loading failed. The protocol is written down in docs/worker-protocol.md.
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psutil
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +29,8 @@ from nanoserve.api.errors import openai_error_response
 from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
 from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
+from nanoserve.observability.tracing import Tracing
+from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 
 log = logging.getLogger("nanoserve.worker")
@@ -37,7 +41,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class WorkerState:
     """The engine and its load status; owned by the worker app's lifespan."""
 
-    def __init__(self, engine: Engine, model_name: str):
+    def __init__(self, engine: Engine, model_name: str, tracing: Tracing | None = None):
         self.engine = engine
         self.model_name = model_name
         self.status = "loading"
@@ -46,6 +50,13 @@ class WorkerState:
         self.load_seconds: float | None = None
         self.generation = GenerationService(engine) if isinstance(engine, GenerationEngine) else None
         self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
+        self.telemetry = WorkerTelemetry(WorkerMetrics(model_name, self.engine_stats), tracing)
+
+    def engine_stats(self) -> dict[str, Any]:
+        """The engine's counters (``engine.info()["stats"]``), once it is loaded."""
+        if self.status != "ok":
+            return {}
+        return dict(self.engine.info().get("stats") or {})
 
     async def load(self) -> None:
         start = time.perf_counter()
@@ -111,6 +122,10 @@ async def info(request: Request, state: WorkerState) -> Response:
     )
 
 
+async def metrics(request: Request, state: WorkerState) -> Response:
+    return Response(state.telemetry.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
 async def models(request: Request, state: WorkerState) -> Response:
     return JSONResponse(
         {"object": "list", "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "nanoserve"}]}
@@ -125,43 +140,48 @@ def _generation(state: WorkerState) -> GenerationService:
 
 
 async def chat_completions(request: Request, state: WorkerState) -> Response:
+    probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, ChatCompletionRequest)
     service = _generation(state)
     gen = service.prepare_chat(req)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
-            service.stream(gen, model=req.model, chat=True, include_usage=include_usage),
+            service.stream(gen, model=req.model, chat=True, include_usage=include_usage,
+                           return_context=req.return_context, probe=probe),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    return JSONResponse(await service.complete(gen, model=req.model, chat=True))
+    body = await service.complete(gen, model=req.model, chat=True, return_context=req.return_context, probe=probe)
+    return JSONResponse(body)
 
 
 async def completions(request: Request, state: WorkerState) -> Response:
+    probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, CompletionRequest)
     service = _generation(state)
     gen = service.prepare_completion(req)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
-            service.stream(gen, model=req.model, chat=False, include_usage=include_usage),
+            service.stream(gen, model=req.model, chat=False, include_usage=include_usage, probe=probe),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    return JSONResponse(await service.complete(gen, model=req.model, chat=False))
+    return JSONResponse(await service.complete(gen, model=req.model, chat=False, probe=probe))
 
 
 async def embeddings(request: Request, state: WorkerState) -> Response:
+    probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, EmbeddingRequest)
     state.require_ready()
     if state.embedding is None:
         raise UnsupportedFeature(f"model '{state.model_name}' is not an embedding model", param="model")
-    return JSONResponse(await state.embedding.embed(req, model=req.model))
+    return JSONResponse(await state.embedding.embed(req, model=req.model, probe=probe))
 
 
-def create_worker_app(engine: Engine, model_name: str) -> Starlette:
-    state = WorkerState(engine, model_name)
+def create_worker_app(engine: Engine, model_name: str, *, tracing: Tracing | None = None) -> Starlette:
+    state = WorkerState(engine, model_name, tracing)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -172,11 +192,13 @@ def create_worker_app(engine: Engine, model_name: str) -> Starlette:
             task.cancel()
             if state.status == "ok":
                 await engine.close()
+            state.telemetry.tracing.shutdown()
 
     app = Starlette(
         routes=[
             _route("/health", health, ["GET"]),
             _route("/info", info, ["GET"]),
+            _route("/metrics", metrics, ["GET"]),
             _route("/v1/models", models, ["GET"]),
             _route("/v1/chat/completions", chat_completions, ["POST"]),
             _route("/v1/completions", completions, ["POST"]),

@@ -19,6 +19,7 @@ import uvicorn
 
 from nanoserve.engines import load_engine_class
 from nanoserve.engines.base import EngineSpec
+from nanoserve.observability.tracing import WORKER_ENDPOINT_ENV, create_tracing
 from nanoserve.worker.app import create_worker_app
 
 log = logging.getLogger("nanoserve.worker")
@@ -64,7 +65,8 @@ def run_worker(
     limit_threads(spec.threads)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = load_engine_class(engine_name)(spec)
-    app = create_worker_app(engine, spec.name)
+    tracing = create_tracing(os.environ.get(WORKER_ENDPOINT_ENV), "nanoserve-worker", **{"nanoserve.model": spec.name})
+    app = create_worker_app(engine, spec.name, tracing=tracing)
     config = uvicorn.Config(
         app,
         host=host,

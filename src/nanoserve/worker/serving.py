@@ -27,6 +27,7 @@ from nanoserve.engines.base import (
     Token,
 )
 from nanoserve.errors import ContextLengthExceeded, UnsupportedFeature
+from nanoserve.worker.metrics import RequestProbe
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -91,29 +92,54 @@ class GenerationService:
             raise UnsupportedFeature(
                 f"model '{req.model}' does not support image input (text-only model)", param="messages"
             )
-        messages = [{"role": m.role, "content": m.text() or ""} for m in req.messages]
+        # OpenAI's "developer" role is the system prompt of newer clients; templates know "system".
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text() or ""} for m in req.messages
+        ]
         return self.engine.render_chat(messages)
 
     def prepare_chat(self, req: ChatCompletionRequest) -> GenerationRequest:
-        return self._prepare(req, self._chat_prompt(req))
+        return self._prepare(req, self._chat_prompt(req), prefix=req.context)
 
     def prepare_completion(self, req: CompletionRequest) -> GenerationRequest:
         return self._prepare(req, req.prompt)
 
-    def _prepare(self, req: SamplingFields, prompt: str | list[int]) -> GenerationRequest:
+    def _prepare(
+        self, req: SamplingFields, prompt: str | list[int], prefix: list[int] | None = None
+    ) -> GenerationRequest:
         tokens = prompt if isinstance(prompt, list) else self.engine.tokenize(prompt)
+        if prefix:
+            tokens = [*prefix, *tokens]
         params = sampling_params(req, len(tokens), self.engine.context_length)
         return GenerationRequest(prompt=tokens, params=params, request_id=uuid.uuid4().hex)
 
     # -- responses ---------------------------------------------------------------------
-    async def complete(self, gen: GenerationRequest, *, model: str, chat: bool) -> dict[str, Any]:
+    async def complete(
+        self,
+        gen: GenerationRequest,
+        *,
+        model: str,
+        chat: bool,
+        return_context: bool = False,
+        probe: RequestProbe | None = None,
+    ) -> dict[str, Any]:
         parts: list[str] = []
+        ids: list[int] = []
         done: Finished | None = None
-        async with aclosing(self.engine.generate(gen)) as events:
-            async for event in events:
-                parts.append(event.text)
-                if isinstance(event, Finished):
-                    done = event
+        started, first = time.perf_counter(), 0.0
+        try:
+            async with aclosing(self.engine.generate(gen)) as events:
+                async for event in events:
+                    if not first:
+                        first = time.perf_counter()
+                    parts.append(event.text)
+                    if isinstance(event, Finished):
+                        done = event
+                    else:
+                        ids.append(event.id)
+        finally:
+            if probe is not None:
+                probe.generation_done(started, first, done)
         assert done is not None
         text = "".join(parts)
         created = int(time.time())
@@ -128,7 +154,7 @@ class GenerationService:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}
             obj, prefix = "text_completion", "cmpl-"
-        return {
+        body = {
             "id": prefix + gen.request_id,
             "object": obj,
             "created": created,
@@ -137,10 +163,25 @@ class GenerationService:
             "usage": usage(done),
             "timings": timings(done),
         }
+        if return_context:
+            body["context"] = [*gen.prompt, *ids]
+        return body
 
     async def stream(
-        self, gen: GenerationRequest, *, model: str, chat: bool, include_usage: bool
+        self,
+        gen: GenerationRequest,
+        *,
+        model: str,
+        chat: bool,
+        include_usage: bool,
+        return_context: bool = False,
+        probe: RequestProbe | None = None,
     ) -> AsyncIterator[bytes]:
+        """One SSE event per token; with ``return_context`` the usage event carries ``context``.
+
+        The role chunk goes out with the first token (as vLLM does), so the first byte a client
+        (or the gateway) sees marks the time to first token."""
+        ids: list[int] | None = [] if return_context else None
         created = int(time.time())
         if chat:
             head = (
@@ -153,7 +194,7 @@ class GenerationService:
                 f'{{"id":"chatcmpl-{gen.request_id}","object":"chat.completion.chunk",'
                 f'"created":{created},"model":{_dumps(model)},"choices":[],'
             )
-            yield (head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n').encode()
+            opening = (head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n').encode()
         else:
             head = (
                 f'data: {{"id":"cmpl-{gen.request_id}","object":"text_completion",'
@@ -165,21 +206,36 @@ class GenerationService:
                 f'{{"id":"cmpl-{gen.request_id}","object":"text_completion",'
                 f'"created":{created},"model":{_dumps(model)},"choices":[],'
             )
+            opening = b""
+        started, first = time.perf_counter(), 0.0
+        done: Finished | None = None
         try:
             async with aclosing(self.engine.generate(gen)) as events:
                 async for event in events:
+                    if not first:
+                        first = time.perf_counter()
+                        if opening:
+                            yield opening
                     if isinstance(event, Token):
+                        if ids is not None:
+                            ids.append(event.id)
                         if event.text:
                             yield (token_fmt % _dumps(event.text)).encode()
                         continue
+                    done = event
                     if event.text:
                         yield (token_fmt % _dumps(event.text)).encode()
                     yield (final_fmt % _dumps(event.finish_reason)).encode()
                     if include_usage:
-                        tail = f'"usage":{_dumps(usage(event))},"timings":{_dumps(timings(event))}}}'
-                        yield f"data: {usage_head}{tail}\n\n".encode()
+                        tail = f'"usage":{_dumps(usage(event))},"timings":{_dumps(timings(event))}'
+                        if ids is not None:
+                            tail += f',"context":{_dumps([*gen.prompt, *ids])}'
+                        yield f"data: {usage_head}{tail}}}\n\n".encode()
         except Exception as exc:  # after the first byte the status is sent: report in-band
             yield openai_sse_error(exc)
+        finally:
+            if probe is not None:
+                probe.generation_done(started, first, done)
         yield b"data: [DONE]\n\n"
 
 
@@ -187,7 +243,7 @@ class EmbeddingService:
     def __init__(self, engine: EmbeddingEngine):
         self.engine = engine
 
-    async def embed(self, req: EmbeddingRequest, *, model: str) -> dict[str, Any]:
+    async def embed(self, req: EmbeddingRequest, *, model: str, probe: RequestProbe | None = None) -> dict[str, Any]:
         if req.dimensions is not None and req.dimensions != self.engine.dimensions:
             raise UnsupportedFeature(
                 f"model '{model}' produces {self.engine.dimensions}-dimensional embeddings; "
@@ -195,6 +251,8 @@ class EmbeddingService:
                 param="dimensions",
             )
         result = await self.engine.embed(req.texts)
+        if probe is not None:
+            probe.embedding_done(len(req.texts), result.prompt_tokens)
         data = []
         for i, vector in enumerate(result.vectors):
             if req.encoding_format == "base64":

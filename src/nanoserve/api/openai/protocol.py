@@ -3,12 +3,14 @@
 Unknown fields are ignored, as vLLM does, so newer clients keep working. nanoserve's extra fields
 (documented in docs/worker-protocol.md) are declared here: ``top_k``, ``min_p``,
 ``repeat_penalty``, ``ignore_eos`` for sampling; ``keep_alive`` and ``priority`` for the model's
-lifecycle (read by the gateway, ignored by workers).
+lifecycle (read by the gateway, ignored by workers); ``context`` and ``return_context`` on chat
+requests for Ollama's ``/api/generate`` conversation memory (token ids before the rendered prompt;
+the answer's prompt + completion token ids returned as ``context``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -95,6 +97,16 @@ class ChatCompletionRequest(SamplingFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    # Ollama's /api/generate "context", translated by the gateway
+    context: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, max_length=MAX_TOKENS_LIMIT)
+    return_context: bool = False
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("logprobs are not supported yet")
+        return value
 
     @model_validator(mode="after")
     def _max_tokens(self) -> ChatCompletionRequest:
@@ -109,6 +121,13 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = Field(default=None, ge=1, le=1)
+
+    @field_validator("echo", "suffix", "logprobs")
+    @classmethod
+    def _unsupported(cls, value: Any) -> Any:
+        if value:
+            raise ValueError("not supported yet")
+        return value
 
     @field_validator("prompt")
     @classmethod

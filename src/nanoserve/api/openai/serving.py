@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from nanoserve.api import proxy
+from nanoserve.api import lifecycle, proxy
 from nanoserve.api.body import parse_json_object, read_body
 from nanoserve.api.errors import openai_sse_error
 from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -58,21 +58,24 @@ class OpenAIServing:
         raw = await read_body(request, self.settings.max_body_bytes)
         req = EmbeddingRequest.model_validate(parse_json_object(raw))
         self._check_kind(req.model, "/v1/embeddings")
-        lease, response = await proxy.send(self.orchestrator, req.model, "/v1/embeddings", raw)
-        body = await proxy.read_all(lease, response)
-        return Response(body, status_code=response.status_code, media_type="application/json")
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        upstream = await proxy.send(self.orchestrator, req.model, "/v1/embeddings", raw, controls)
+        body = await proxy.read_all(upstream)
+        return Response(body, status_code=upstream.status_code, media_type="application/json")
 
     async def _generate(self, request: Request, path: str, model: type[BaseModel]) -> Response:
         raw = await read_body(request, self.settings.max_body_bytes)
         req = model.model_validate(parse_json_object(raw))
         assert isinstance(req, (ChatCompletionRequest, CompletionRequest))
         self._check_kind(req.model, path)
-        lease, response = await proxy.send(self.orchestrator, req.model, path, raw)
-        if not req.stream or response.status_code != 200:
-            body = await proxy.read_all(lease, response)
-            return Response(body, status_code=response.status_code, media_type="application/json")
-        return StreamingResponse(
-            proxy.relay(lease, response, openai_sse_error),
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        upstream = await proxy.send(self.orchestrator, req.model, path, raw, controls)
+        if not req.stream or upstream.status_code != 200:
+            body = await proxy.read_all(upstream)
+            return Response(body, status_code=upstream.status_code, media_type="application/json")
+        return proxy.UpstreamStreamingResponse(
+            proxy.relay(upstream, openai_sse_error),
+            upstream,
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )

@@ -1,0 +1,279 @@
+"""The Ollama API in the gateway: validate, translate to the workers' OpenAI protocol, translate back.
+
+Every model route resolves the name the Ollama way (no tag means ``:latest``), reads the request's
+lifecycle controls (``keep_alive`` drives the orchestrator: 0 unloads after the request, -1
+keeps the model forever) and answers in Ollama's shapes; errors are rendered as
+``{"error": "..."}`` by the app's handler for ``/api/`` routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from nanoserve.api import lifecycle, proxy
+from nanoserve.api.body import parse_json_object, read_body
+from nanoserve.api.errors import as_nanoserve_error, error_from_openai_body
+from nanoserve.api.ollama import convert, models
+from nanoserve.api.ollama.protocol import (
+    ChatRequest,
+    EmbeddingResponse,
+    EmbeddingsRequest,
+    EmbedRequest,
+    EmbedResponse,
+    GenerateRequest,
+    ListResponse,
+    NamedRequest,
+    ProcessResponse,
+    ShowRequest,
+)
+from nanoserve.api.ollama.stream import Reply, lines, ndjson, now_iso
+from nanoserve.api.ollama.weights import WeightsCatalog
+from nanoserve.config import ModelConfig, Settings
+from nanoserve.errors import BadRequest, NotFound, UnsupportedFeature
+from nanoserve.orchestrator.orchestrator import Orchestrator
+
+M = TypeVar("M", bound=BaseModel)
+
+NDJSON = "application/x-ndjson"
+# The Ollama API level nanoserve answers like (reported by /api/version).
+OLLAMA_VERSION = "0.5.0"
+
+
+class OllamaServing:
+    def __init__(self, orchestrator: Orchestrator, settings: Settings):
+        self.orchestrator = orchestrator
+        self.settings = settings
+        self.weights = WeightsCatalog(started_at=time.time())
+
+    # -- helpers -------------------------------------------------------------------------
+    async def _parse(self, request: Request, model: type[M]) -> M:
+        raw = await read_body(request, self.settings.max_body_bytes)
+        return model.model_validate(parse_json_object(raw))
+
+    def _config(self, name: str) -> ModelConfig:
+        if not name:
+            raise BadRequest("model is required", param="model")
+        config = self.orchestrator.registry.find(name)
+        if config is None:
+            raise NotFound(f"model '{name}' not found", param="model")
+        return config
+
+    def _require(self, config: ModelConfig, name: str, kind: str, what: str) -> None:
+        if config.kind != kind:
+            raise UnsupportedFeature(f'"{name}" does not support {what}', param="model")
+
+    async def _load_or_unload(self, name: str, controls: lifecycle.Controls) -> str:
+        """An empty request: load the model (``done_reason`` "load"), or with keep_alive 0 unload it."""
+        if controls.unload_after:
+            await self.orchestrator.unload(name, reason="keep_alive=0")
+            return "unload"
+        lease = await self.orchestrator.acquire(
+            name, keep_alive=controls.keep_alive, priority=controls.priority
+        )
+        lease.release()
+        return "load"
+
+    # -- generation ----------------------------------------------------------------------
+    async def generate(self, request: Request) -> Response:
+        started = time.perf_counter()
+        req = await self._parse(request, GenerateRequest)
+        config = self._config(req.model)
+        self._require(config, req.model, "chat", "generate")
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        if not req.prompt and not req.images:
+            reason = await self._load_or_unload(req.model, controls)
+            return JSONResponse(
+                {
+                    "model": req.model,
+                    "created_at": now_iso(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": reason,
+                }
+            )
+        path, body = convert.generate_body(req, config)
+        return await self._generation(
+            req.model, path, body, controls, req.streaming, chat=False, started=started
+        )
+
+    async def chat(self, request: Request) -> Response:
+        started = time.perf_counter()
+        req = await self._parse(request, ChatRequest)
+        config = self._config(req.model)
+        self._require(config, req.model, "chat", "chat")
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        if not req.messages:
+            reason = await self._load_or_unload(req.model, controls)
+            return JSONResponse(
+                {
+                    "model": req.model,
+                    "created_at": now_iso(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": reason,
+                }
+            )
+        body = convert.chat_body(req, config)
+        return await self._generation(
+            req.model, convert.CHAT_PATH, body, controls, req.streaming, chat=True, started=started
+        )
+
+    async def _generation(
+        self,
+        name: str,
+        path: str,
+        body: dict[str, Any],
+        controls: lifecycle.Controls,
+        streaming: bool,
+        *,
+        chat: bool,
+        started: float,
+    ) -> Response:
+        upstream = await proxy.send(self.orchestrator, name, path, json.dumps(body).encode(), controls)
+        reply = Reply(name, chat=chat, started=started, load_seconds=upstream.acquire_seconds)
+        if upstream.status_code != 200:
+            raw = await proxy.read_all(upstream)
+            raise error_from_openai_body(upstream.status_code, raw)
+        if not streaming:
+            answer = json.loads(await proxy.read_all(upstream))
+            return JSONResponse(reply.from_completion(answer))
+        stream = lines(upstream, reply)
+        try:
+            first = await anext(stream)  # an error before the first token keeps its HTTP status
+        except BaseException:
+            await stream.aclose()
+            await upstream.close()
+            raise
+        return proxy.UpstreamStreamingResponse(
+            _continue(first, stream, upstream), upstream, media_type=NDJSON
+        )
+
+    # -- embeddings ----------------------------------------------------------------------
+    async def _embed(
+        self, name: str, texts: list[str], controls: lifecycle.Controls
+    ) -> tuple[dict[str, Any], float]:
+        content = json.dumps({"model": name, "input": texts, "encoding_format": "float"}).encode()
+        upstream = await proxy.send(self.orchestrator, name, convert.EMBEDDING_PATH, content, controls)
+        raw = await proxy.read_all(upstream)
+        if upstream.status_code != 200:
+            raise error_from_openai_body(upstream.status_code, raw)
+        return json.loads(raw), upstream.acquire_seconds
+
+    async def embed(self, request: Request) -> Response:
+        started = time.perf_counter()
+        req = await self._parse(request, EmbedRequest)
+        config = self._config(req.model)
+        self._require(config, req.model, "embedding", "embeddings")
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        texts = req.texts
+        if not texts:
+            await self._load_or_unload(req.model, controls)
+            return JSONResponse(EmbedResponse(model=req.model, embeddings=[]).model_dump(exclude_none=True))
+        answer, load_seconds = await self._embed(req.model, texts, controls)
+        vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda d: d["index"])]
+        if req.dimensions is not None:
+            vectors = [_truncate(v, req.dimensions) for v in vectors]
+        return JSONResponse(
+            EmbedResponse(
+                model=req.model,
+                embeddings=vectors,
+                total_duration=round((time.perf_counter() - started) * 1e9),
+                load_duration=round(load_seconds * 1e9),
+                prompt_eval_count=(answer.get("usage") or {}).get("prompt_tokens"),
+            ).model_dump(exclude_none=True)
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        req = await self._parse(request, EmbeddingsRequest)
+        config = self._config(req.model)
+        self._require(config, req.model, "embedding", "embeddings")
+        controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
+        if not req.prompt:
+            await self._load_or_unload(req.model, controls)
+            return JSONResponse(EmbeddingResponse(embedding=[]).model_dump())
+        answer, _ = await self._embed(req.model, [req.prompt], controls)
+        return JSONResponse(EmbeddingResponse(embedding=answer["data"][0]["embedding"]).model_dump())
+
+    # -- models --------------------------------------------------------------------------
+    async def tags(self) -> Response:
+        configs = list(self.orchestrator.registry)
+        described = await asyncio.to_thread(lambda: [self.weights.describe(c) for c in configs])
+        listed = [models.list_model(c, w) for c, w in zip(configs, described, strict=True)]
+        return JSONResponse(ListResponse(models=listed).model_dump())
+
+    async def ps(self) -> Response:
+        registry = self.orchestrator.registry
+        loaded = [
+            (v, registry.get(v.id)) for v in self.orchestrator.views() if v.state in models.LOADED_STATES
+        ]
+        described = await asyncio.to_thread(lambda: [self.weights.describe(c) for _, c in loaded])
+        now = time.time()
+        running = [models.process_model(v, c, w, now) for (v, c), w in zip(loaded, described, strict=True)]
+        running.sort(key=lambda m: m.expires_at, reverse=True)  # longest remaining first, as Ollama
+        return JSONResponse(ProcessResponse(models=running).model_dump())
+
+    async def show(self, request: Request) -> Response:
+        req = await self._parse(request, ShowRequest)
+        config = self._config(req.target)
+        weights = await asyncio.to_thread(self.weights.describe, config, verbose=req.verbose)
+        return JSONResponse(models.show(config, weights).model_dump())
+
+    # -- what nanoserve does not do -----------------------------------------------------
+    async def pull(self, request: Request) -> Response:
+        """A configured model is already "pulled"; anything else cannot be downloaded."""
+        req = await self._parse(request, NamedRequest)
+        name = req.target
+        if not name:
+            raise BadRequest("model is required", param="model")
+        if self.orchestrator.registry.find(name) is None:
+            raise NotFound(
+                f"model '{name}' not found: nanoserve serves the models in its config file and never "
+                "downloads weights; add the model to the config (models:) and restart",
+                param="model",
+            )
+        success = {"status": "success"}
+        if req.stream is None or req.stream:
+            return Response(ndjson(success), media_type=NDJSON)
+        return JSONResponse(success)
+
+    async def delete(self, request: Request) -> Response:
+        req = await self._parse(request, NamedRequest)
+        self._config(req.target)
+        raise UnsupportedFeature(
+            f"nanoserve does not delete models: remove '{req.target}' from the config file; "
+            "to free its memory now, send a request with keep_alive 0",
+            param="model",
+        )
+
+
+async def _continue(
+    first: bytes, stream: AsyncIterator[bytes], upstream: proxy.Upstream
+) -> AsyncIterator[bytes]:
+    """The rest of an NDJSON stream; an error after the first line becomes an ``{"error"}`` line."""
+    try:
+        yield first
+        async for line in stream:
+            yield line
+    except Exception as exc:  # the status is sent: report in-band, as Ollama does
+        err = as_nanoserve_error(exc)
+        yield ndjson({"error": err.message})
+    finally:
+        await upstream.close()
+
+
+def _truncate(vector: list[float], dimensions: int) -> list[float]:
+    """Ollama's ``dimensions``: keep the first ``dimensions`` values and normalise again."""
+    if dimensions >= len(vector):
+        return vector
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(v * v for v in head)) or 1.0
+    return [v / norm for v in head]

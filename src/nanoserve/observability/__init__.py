@@ -1,0 +1,1 @@
+"""Metrics, logs, traces and worker heartbeats of the gateway (docs/observability.md)."""
