@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,8 +62,12 @@ async def chat(lease: Lease, max_tokens: int = 2) -> None:
     try:
         body = {"model": lease.instance.id, "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": max_tokens}
-        response = await lease.worker.client.post("/v1/chat/completions", json=body)
-        assert response.status_code == 200, response.text
+        response = await lease.worker.client.post("/v1/chat/completions", json.dumps(body).encode())
+        try:
+            text = await response.read()
+        finally:
+            response.close()
+        assert response.status_code == 200, text
     finally:
         lease.release()
 

@@ -11,12 +11,12 @@ while serving is remembered too.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from nanoserve.errors import NanoserveError
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.memory import (
     RAM,
@@ -50,10 +50,12 @@ def measure_worker(pid: int, gpu: Nvml) -> dict[str, int] | None:
     return {RAM: ram, **gpu.process_bytes(pids)}
 
 
-def _warm_up_request(instance: ModelInstance) -> tuple[str, dict[str, Any]]:
+def _warm_up_request(instance: ModelInstance) -> tuple[str, bytes]:
     if instance.config.kind == "embedding":
-        return "/v1/embeddings", {"model": instance.id, "input": "warm up"}
-    return "/v1/completions", {"model": instance.id, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+        body: dict[str, Any] = {"model": instance.id, "input": "warm up"}
+        return "/v1/embeddings", json.dumps(body).encode()
+    body = {"model": instance.id, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+    return "/v1/completions", json.dumps(body).encode()
 
 
 class Meter:
@@ -68,7 +70,7 @@ class Meter:
                 await asyncio.to_thread(reset_peak, worker.pid)
                 await self._warm_up(instance, worker)
             measured = await asyncio.to_thread(measure_worker, worker.pid, self._gpu)
-        except (httpx.HTTPError, OSError) as exc:
+        except (NanoserveError, OSError, TimeoutError) as exc:
             log.debug("%s: measuring the worker failed: %s", instance.id, exc)
             return None
         if measured is None or not worker.alive:
@@ -86,11 +88,15 @@ class Meter:
         path, body = _warm_up_request(instance)
 
         async def one() -> None:
-            response = await worker.client.post(path, json=body, timeout=WARM_UP_TIMEOUT)
+            response = await worker.client.post(path, body)
+            try:
+                await response.read()
+            finally:
+                response.close()
             if response.status_code != 200:
                 log.debug("%s: warm-up request answered %d", instance.id, response.status_code)
 
-        await asyncio.gather(*(one() for _ in range(instance.config.parallel)))
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(instance.config.parallel))), WARM_UP_TIMEOUT)
 
     async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
         """Wait until the stopped worker's processes (and their GPU memory) are gone; kill its
