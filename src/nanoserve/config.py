@@ -116,6 +116,9 @@ class MemorySettings(_Strict):
     load_timeout: float = Field(
         default=60.0, ge=0, description="seconds a request waits for memory held by in-flight work before a 503"
     )
+    warm_up: bool = Field(
+        default=True, description="after a load, send `parallel` tiny requests at once before measuring memory"
+    )
 
 
 class ObservabilitySettings(_Strict):

@@ -70,7 +70,7 @@ class Host(Protocol):
         task) at the moment it is taken; raise ``InsufficientMemory`` or ``Unavailable``."""
         ...
 
-    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, warm_up: bool) -> None: ...
+    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None: ...
 
     async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None: ...
 
@@ -363,7 +363,7 @@ class ModelInstance:
         asyncio.create_task(self._watch(worker), name=f"watch:{self.id}:{worker.pid}")
         self._set_state(State.READY, load_seconds=self.stats.load_seconds, pid=worker.pid)
         self._host.event("loaded", self, {"seconds": self.stats.load_seconds, "pid": worker.pid})
-        self._measuring = asyncio.create_task(self._host.measure(self, worker, warm_up=True),
+        self._measuring = asyncio.create_task(self._host.measure(self, worker, after_load=True),
                                               name=f"measure:{self.id}")
         if not future.done():
             future.set_result(worker)
@@ -408,7 +408,7 @@ class ModelInstance:
         if self._measuring is not None:
             self._measuring.cancel()
         if worker.alive:
-            await self._host.measure(self, worker, warm_up=False)
+            await self._host.measure(self, worker, after_load=False)
         pids = [p.pid for p in await asyncio.to_thread(process_tree, worker.pid)]
         if force and self.in_flight:  # what the requests cut off will say
             self.error = f"the model was unloaded ({reason}, forced) while the request was in flight"

@@ -30,6 +30,7 @@ from nanoserve.orchestrator.memory import (
 )
 from nanoserve.orchestrator.planner import MIB
 from nanoserve.orchestrator.process import WorkerProcess
+from nanoserve.worker.metrics import WARM_UP_HEADER
 
 if TYPE_CHECKING:
     from nanoserve.orchestrator.instance import ModelInstance
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("nanoserve.orchestrator")
 
 WARM_UP_TIMEOUT = 60.0
+WARM_UP_HEADERS = {WARM_UP_HEADER: "1"}  # the worker leaves these requests out of its metrics
 RELEASE_TIMEOUT = 5.0  # seconds for a stopped worker's processes to disappear before a group kill
 _POLL = 0.05
 
@@ -63,12 +65,16 @@ class Meter:
         self._store = store
         self._gpu = gpu
 
-    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, warm_up: bool) -> dict[str, int] | None:
-        """Measure ``worker`` (after a warm-up at full slots if asked) and record the footprint."""
+    async def measure(
+        self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool, warm_up: bool = True
+    ) -> dict[str, int] | None:
+        """Measure ``worker`` and record the footprint. ``after_load``: forget the load's peak
+        first, and warm the worker up at full slots (unless ``warm_up`` is off)."""
         try:
-            if warm_up:
+            if after_load:
                 await asyncio.to_thread(reset_peak, worker.pid)
-                await self._warm_up(instance, worker)
+                if warm_up:
+                    await self._warm_up(instance, worker)
             measured = await asyncio.to_thread(measure_worker, worker.pid, self._gpu)
         except (NanoserveError, OSError, TimeoutError) as exc:
             log.debug("%s: measuring the worker failed: %s", instance.id, exc)
@@ -88,15 +94,21 @@ class Meter:
         path, body = _warm_up_request(instance)
 
         async def one() -> None:
-            response = await worker.client.post(path, body)
             try:
-                await response.read()
-            finally:
-                response.close()
+                response = await worker.client.post(path, body, headers=WARM_UP_HEADERS)
+                try:
+                    await response.read()
+                finally:
+                    response.close()
+            except NanoserveError as exc:
+                log.debug("%s: warm-up request failed: %s", instance.id, exc.message)
+                return
             if response.status_code != 200:
                 log.debug("%s: warm-up request answered %d", instance.id, response.status_code)
 
-        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(instance.config.parallel))), WARM_UP_TIMEOUT)
+        async with asyncio.timeout(WARM_UP_TIMEOUT), asyncio.TaskGroup() as group:
+            for _ in range(instance.config.parallel):
+                group.create_task(one())
 
     async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
         """Wait until the stopped worker's processes (and their GPU memory) are gone; kill its

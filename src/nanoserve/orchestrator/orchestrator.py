@@ -96,11 +96,13 @@ class Orchestrator:
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
         await self.memory.reserve(instance, on_reserved)
 
-    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, warm_up: bool) -> None:
-        measured = await self.meter.measure(instance, worker, warm_up=warm_up)
+    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None:
+        measured = await self.meter.measure(
+            instance, worker, after_load=after_load, warm_up=self.settings.memory.warm_up
+        )
         if measured is not None:
             self.memory.changed()
-            self._emit("measured", instance, {"bytes": measured, "warm_up": warm_up})
+            self._emit("measured", instance, {"bytes": measured, "after_load": after_load})
 
     async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
         await self.meter.confirm_released(instance, worker, pids)
