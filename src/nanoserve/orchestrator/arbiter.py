@@ -185,12 +185,15 @@ class MemoryArbiter:
     def busy_message(self, plan: Plan) -> str:
         device = plan.device or "ram"
         need, budget = mib(plan.need.get(device, 0)), mib(plan.budgets.get(device, 0))
-        used = self.snapshot().used(exclude=plan.model).get(device, 0)
-        holders = ", ".join(self._holder(name, device) for name in plan.blocked_by) or "models being loaded"
+        snapshot = self.snapshot()
+        used = snapshot.used(exclude=plan.model).get(device, 0)
+        residents = sorted(snapshot.residents, key=lambda r: (r.pinned, r.priority, r.last_used))
+        holders = [r.id for r in residents if r.footprint.get(device, 0) and r.id != plan.model]
+        held = " and ".join(self._holder(name, device) for name in holders) or "models being loaded"
         return (
             f"no room for model '{plan.model}' right now: it needs {need} MiB of {device}, "
             f"{max(0, budget - mib(used))} MiB of the {budget} MiB budget is free, and the rest is held by "
-            f"{holders}; retry later"
+            f"{held}; retry later"
         )
 
     def _holder(self, name: str, device: str) -> str:
@@ -202,4 +205,6 @@ class MemoryArbiter:
             doing = "stopping"
         else:
             doing = f"{instance.in_flight} request(s) in flight"
+        if instance.pinned:
+            doing = f"pinned, {doing}"
         return f"'{name}' ({size} MiB, {doing})"
