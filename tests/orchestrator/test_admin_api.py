@@ -15,10 +15,11 @@ from gateway import Gateway, pid_alive, wait_until
 
 from nanoserve.cli.main import cli
 
-# Room for two of the 100 MiB models (each ~130 MiB with its runtime), never for "huge".
+# Room for two of the 100 MiB models (each ~160 MiB with its runtime), never for "huge".
 SLOW = {"memory_mib": 100, "tokens_per_second": 40}
+BUDGET = 400
 CONFIG: dict[str, Any] = {
-    "memory": {"budget_mib": 300, "max_wait": 30, "load_timeout": 0.5},
+    "memory": {"budget_mib": BUDGET, "max_wait": 30, "load_timeout": 0.5},
     "models": [
         {"id": "a", "engine": "mock", "options": SLOW},
         {"id": "b", "engine": "mock", "options": SLOW, "priority": 2},
@@ -52,7 +53,7 @@ def test_status_shape(gw: Gateway) -> None:
     with gw.client() as http:
         status = http.get("/models/status").json()
     (ram,) = status["devices"]
-    assert ram["name"] == "ram" and ram["budget_mib"] == 300
+    assert ram["name"] == "ram" and ram["budget_mib"] == BUDGET
     assert ram["total_mib"] >= ram["free_mib"] > 0 and ram["used_mib"] > 0
     models = {m["id"]: m for m in status["models"]}
     assert set(models) == {"a", "b", "c", "huge"}
@@ -91,7 +92,7 @@ def test_load_evicts_and_counts(gw: Gateway) -> None:
         assert status["counters"]["evictions"] == before + 1
         states = {m["id"]: m["state"] for m in status["models"]}
         assert states["a"] == "stopped" and states["b"] == states["c"] == "ready"
-        assert status["devices"][0]["models_mib"] <= 300
+        assert status["devices"][0]["models_mib"] <= BUDGET
 
 
 def test_never_fits_is_507(gw: Gateway) -> None:
@@ -99,7 +100,7 @@ def test_never_fits_is_507(gw: Gateway) -> None:
         resp = http.post("/v1/chat/completions", json=chat("huge"))
         assert resp.status_code == 507
         message = resp.json()["error"]["message"]
-        assert "'huge' needs" in message and "budget is 300 MiB" in message
+        assert "'huge' needs" in message and f"budget is {BUDGET} MiB" in message
         dry = http.post("/models/load", json={"model": "huge", "dry_run": True}).json()
         assert dry["fits"] is False and dry["never_fits"] is True
         assert http.post("/models/load", json={"model": "huge"}).status_code == 507
@@ -209,7 +210,7 @@ def test_cli_session(gw: Gateway) -> None:
     row = next(line for line in lines if line.startswith("a "))
     assert "ready" in row and "never" in row
     as_json = runner.invoke(cli, ["models", "status", "--json", *url])
-    assert json.loads(as_json.output)["devices"][0]["budget_mib"] == 300
+    assert json.loads(as_json.output)["devices"][0]["budget_mib"] == BUDGET
     unload = runner.invoke(cli, ["models", "unload", "a", *url])
     assert unload.exit_code == 0 and unload.output.strip() == "a: stopped"
 

@@ -29,8 +29,8 @@ async def test_fifty_concurrent_first_requests_cause_one_load(tmp_path: Path) ->
 
 async def test_evicts_least_recently_used_then_lower_priority(tmp_path: Path) -> None:
     models = [mock("a", 100), mock("b", 100), mock("c", 100), mock("vip", 100, priority=5)]
-    # room for two: each is ~140 MiB with its runtime
-    async with running(tmp_path, models, budget_mib=320) as (orchestrator, events):
+    # room for two: each is ~160 MiB with its runtime
+    async with running(tmp_path, models, budget_mib=360) as (orchestrator, events):
         await request(orchestrator, "a")
         await request(orchestrator, "b")
         await request(orchestrator, "a")  # b is now the least recently used
@@ -70,7 +70,7 @@ async def test_never_fits_is_507_with_numbers(tmp_path: Path) -> None:
 
 async def test_pinned_model_is_never_evicted(tmp_path: Path) -> None:
     models = [mock("keep", 100, pinned=True), mock("other", 100), mock("third", 100)]
-    async with running(tmp_path, models, budget_mib=300) as (orchestrator, events):
+    async with running(tmp_path, models, budget_mib=400) as (orchestrator, events):
         await request(orchestrator, "keep")
         await request(orchestrator, "other")
         await request(orchestrator, "third")  # evicts other, the only candidate
@@ -171,7 +171,7 @@ async def test_keep_alive_expiry(tmp_path: Path) -> None:
 
 async def test_priority_control_changes_eviction(tmp_path: Path) -> None:
     models = [mock("a", 100), mock("b", 100), mock("c", 100)]
-    async with running(tmp_path, models, budget_mib=320) as (orchestrator, events):
+    async with running(tmp_path, models, budget_mib=360) as (orchestrator, events):
         await request(orchestrator, "a", priority=3)
         await request(orchestrator, "b")
         await request(orchestrator, "c")  # a is least recently used but has a higher priority
@@ -194,7 +194,7 @@ async def test_unload_with_requests_in_flight(tmp_path: Path) -> None:
 async def test_mock_workers_never_exceed_the_budget(tmp_path: Path) -> None:
     """Alternating requests over three models with room for two: every request succeeds and
     the workers' real memory stays within the budget."""
-    budget = 330
+    budget = 360
     models = [mock(name, 100) for name in ("a", "b", "c")]
     async with running(tmp_path, models, budget_mib=budget) as (orchestrator, _):
         peak = 0

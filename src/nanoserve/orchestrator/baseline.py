@@ -44,8 +44,6 @@ async def measure_baseline(engine: str) -> dict[str, int]:
 
 
 def _probe(engine: str) -> dict[str, int]:
-    import psutil
-
     import importlib
 
     import nanoserve.worker.app  # noqa: F401  (what every worker imports)
@@ -55,8 +53,11 @@ def _probe(engine: str) -> dict[str, int]:
     load_engine_class(engine)
     if engine in ENGINE_MODULES:  # engines may import their library only when loading
         importlib.import_module(ENGINE_MODULES[engine])
+    from nanoserve.orchestrator.memory import ram_footprint, reset_peak
+
     gc.collect()
-    return {"ram": psutil.Process().memory_full_info().uss}
+    reset_peak(os.getpid())  # the runtime as it stays, not the peak of importing it
+    return {"ram": ram_footprint(os.getpid()) or 0}
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ Every call here is blocking (``/proc`` reads, NVML calls): the orchestrator runs
 thread. NVML comes from the ``nvidia-ml-py`` package (module ``pynvml``); without the package,
 the library or a GPU, the machine simply has no GPU devices. Tests pass a fake NVML module.
 
-A worker's RAM footprint is its processes' unique memory (USS) plus the part of its large
-mapped files (the model weights) that other processes share, so a model file mapped by two
-workers counts fully in each.
+A worker's RAM footprint is its processes' unique memory (USS) plus the part of its large file
+mappings (model weights, and big libraries such as libtorch) that other processes share too, so
+a file mapped by two workers counts fully in each and a measurement does not depend on what else
+runs on the machine.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from nanoserve.orchestrator.planner import MIB
 log = logging.getLogger("nanoserve.orchestrator")
 
 RAM = "ram"
-MAPPED_FILE_MIN_BYTES = 1 << 20  # smaller file mappings are libraries and data files
-_LIBRARY_SUFFIXES = (".so",)
+MAPPED_FILE_MIN_BYTES = 1 << 20  # smaller shared mappings (libc, ...) are left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ def process_tree(pid: int) -> list[psutil.Process]:
 
 
 def ram_footprint(pid: int) -> int | None:
-    """Unique memory of ``pid`` and its descendants plus the shared part of their mapped files.
+    """Unique memory of ``pid`` and its descendants plus the shared part of their large mapped files.
 
     Each process counts at its peak since ``reset_peak`` (its peak resident size less what it
     shares with others now), so a measurement taken after a burst still sees the burst.
@@ -147,9 +147,7 @@ def ram_footprint(pid: int) -> int | None:
             mem = proc.memory_full_info()
             current = mem.uss
             for region in proc.memory_maps(grouped=True):
-                path = region.path
-                if (path.startswith("/") and not path.endswith(_LIBRARY_SUFFIXES) and ".so." not in path
-                        and region.rss >= MAPPED_FILE_MIN_BYTES):
+                if region.path.startswith("/") and region.rss >= MAPPED_FILE_MIN_BYTES:
                     current += region.shared_clean + region.shared_dirty
         except psutil.Error:  # exited meanwhile
             continue
