@@ -28,8 +28,12 @@ def test_real_model_facts(smollm2: Path) -> None:
     assert (info.block_count, info.embedding_length, info.head_count, info.head_count_kv) == (30, 576, 9, 3)
     assert (info.key_length, info.value_length, info.vocab_size) == (64, 64, 49152)
     assert info.chat_template is not None and "<|im_start|>" in info.chat_template
-    assert info.summary() == {"format": "gguf", "family": "llama", "parameter_size": "135M",
-                              "quantization_level": "Q4_1"}
+    assert info.summary() == {
+        "format": "gguf",
+        "family": "llama",
+        "parameter_size": "135M",
+        "quantization_level": "Q4_1",
+    }
     assert info.metadata["tokenizer.ggml.tokens"] == GGUFArray("string", 49152)
 
 
@@ -66,8 +70,9 @@ def test_requantized_weights(smollm2: Path) -> None:
     assert info.weights_bytes_as("q4_0") < info.weights_bytes < q8
 
 
-@pytest.mark.parametrize(("quant", "per_weight"), [("q8_0", 1.0625), ("q4_1", 0.625), ("q4_0", 0.5625),
-                                                   ("f16", 2.0), ("f32", 4.0)])
+@pytest.mark.parametrize(
+    ("quant", "per_weight"), [("q8_0", 1.0625), ("q4_1", 0.625), ("q4_0", 0.5625), ("f16", 2.0), ("f32", 4.0)]
+)
 def test_bytes_per_weight(quant: str, per_weight: float) -> None:
     assert bytes_per_weight(quant) == per_weight
     assert quantized_bytes(32 * 1000, gguf.GGMLQuantizationType[quant.upper()]) == 32 * 1000 * per_weight

@@ -23,7 +23,7 @@ class _Memory:
 @dataclass
 class _Process:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815  (NVML's name)
+    usedGpuMemory: int | None
 
 
 @dataclass
@@ -45,26 +45,26 @@ class FakeNvml:
         self.initialised = False
         self.shutdowns = 0
 
-    def nvmlInit(self) -> None:  # noqa: N802
+    def nvmlInit(self) -> None:
         if not self.library:
             raise NVMLErrorLibraryNotFound("NVML Shared Library Not Found")
         self.initialised = True
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         self.shutdowns += 1
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
         return self.gpus[index]
 
-    def nvmlDeviceGetName(self, handle: FakeGpu) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, handle: FakeGpu) -> str:
         return handle.name
 
-    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> _Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> _Memory:
         used = handle.other_used + sum(handle.processes.values())
         return _Memory(handle.total, used, handle.total - used)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[_Process]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[_Process]:
         return [_Process(pid, size) for pid, size in handle.processes.items()]

@@ -46,8 +46,9 @@ class Events:
 async def running(
     tmp_path: Path, models: list[ModelConfig], **memory: Any
 ) -> AsyncIterator[tuple[Orchestrator, Events]]:
-    settings = Settings(data_dir=tmp_path, models=models, worker_start_timeout=60,
-                        memory=MemorySettings(**memory))
+    settings = Settings(
+        data_dir=tmp_path, models=models, worker_start_timeout=60, memory=MemorySettings(**memory)
+    )
     orchestrator = Orchestrator(settings, nvml=None, baseline_probe=fake_probe)
     events = Events()
     orchestrator.add_listener(events)
@@ -60,8 +61,11 @@ async def running(
 async def chat(lease: Lease, max_tokens: int = 2) -> None:
     """One request on a lease's worker; releases the lease."""
     try:
-        body = {"model": lease.instance.id, "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": max_tokens}
+        body = {
+            "model": lease.instance.id,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens,
+        }
         response = await lease.worker.client.post("/v1/chat/completions", json.dumps(body).encode())
         try:
             text = await response.read()

@@ -30,7 +30,12 @@ CONFIG: dict[str, Any] = {
 
 
 def chat(model: str, max_tokens: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, **extra}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +62,19 @@ def test_status_shape(gw: Gateway) -> None:
     assert ram["total_mib"] >= ram["free_mib"] > 0 and ram["used_mib"] > 0
     models = {m["id"]: m for m in status["models"]}
     assert set(models) == {"a", "b", "c", "huge"}
-    for key in ("id", "state", "estimated_mib", "measured_mib", "loaded_at", "last_used", "expires_at",
-                "in_flight", "queued", "priority", "pinned"):
+    for key in (
+        "id",
+        "state",
+        "estimated_mib",
+        "measured_mib",
+        "loaded_at",
+        "last_used",
+        "expires_at",
+        "in_flight",
+        "queued",
+        "priority",
+        "pinned",
+    ):
         assert key in models["a"]
     assert models["huge"]["estimated_mib"] > 1000 and models["b"]["priority"] == 2
 
@@ -107,12 +123,15 @@ def test_never_fits_is_507(gw: Gateway) -> None:
 
 
 def _stream(gw: Gateway, model: str, max_tokens: int, events: list[str], started: threading.Event) -> None:
-    with httpx.Client(base_url=gw.url, timeout=60) as http:
-        with http.stream("POST", "/v1/chat/completions", json=chat(model, max_tokens, stream=True)) as resp:
-            for line in resp.iter_lines():
-                if line.startswith("data: "):
-                    events.append(line[6:])
-                    started.set()
+    body = chat(model, max_tokens, stream=True)
+    with (
+        httpx.Client(base_url=gw.url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as resp,
+    ):
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+                started.set()
 
 
 def test_unload_with_a_stream_in_flight_409_then_force_ends_it_with_an_error(gw: Gateway) -> None:
@@ -162,15 +181,18 @@ def test_queue_full_is_429_with_retry_after(gw: Gateway) -> None:
     with gw.client() as http:
         unload_all(http)
         http.post("/models/load", json={"model": "c"}).raise_for_status()
-    with httpx.Client(base_url=gw.url, timeout=60) as http:
-        with http.stream("POST", "/v1/chat/completions", json=chat("c", 40, stream=True)) as first:
-            assert first.status_code == 200
-            resp = http.post("/v1/chat/completions", json=chat("c"))
-            assert resp.status_code == 429
-            assert int(resp.headers["retry-after"]) >= 1
-            assert "model 'c' is at its limit" in resp.json()["error"]["message"]
-            for _ in first.iter_lines():
-                pass
+    slow = chat("c", 40, stream=True)
+    with (
+        httpx.Client(base_url=gw.url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json=slow) as first,
+    ):
+        assert first.status_code == 200
+        resp = http.post("/v1/chat/completions", json=chat("c"))
+        assert resp.status_code == 429
+        assert int(resp.headers["retry-after"]) >= 1
+        assert "model 'c' is at its limit" in resp.json()["error"]["message"]
+        for _ in first.iter_lines():
+            pass
 
 
 def test_bad_admin_requests(gw: Gateway) -> None:
@@ -186,8 +208,15 @@ def test_bad_admin_requests(gw: Gateway) -> None:
 # -- the CLI -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["models", "--help"], ["models", "status", "--help"],
-                                  ["models", "load", "--help"], ["models", "unload", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "--help"],
+        ["models", "status", "--help"],
+        ["models", "load", "--help"],
+        ["models", "unload", "--help"],
+    ],
+)
 def test_cli_help(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0 and "Usage:" in result.output

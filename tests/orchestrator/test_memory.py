@@ -49,8 +49,9 @@ for line in sys.stdin:
 
 class Allocator:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", ALLOCATOR], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ALLOCATOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
 
     def send(self, line: str) -> None:
         assert self.proc.stdin and self.proc.stdout
@@ -95,7 +96,11 @@ def test_ram_footprint_of_a_gone_process() -> None:
 
 def test_process_tree_and_group_kill() -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); time.sleep(60)",
+        ],
         start_new_session=True,
     )
     try:
@@ -123,8 +128,12 @@ def test_budgets_default_to_total_minus_margin() -> None:
 
 
 def test_nvml_devices_and_process_memory() -> None:
-    fake = FakeNvml([FakeGpu("Fake A100", 40 * GIB, {111: 3 * GIB, 222: 1 * GIB}, other_used=GIB),
-                     FakeGpu("Fake T4", 16 * GIB, {111: 2 * GIB})])
+    fake = FakeNvml(
+        [
+            FakeGpu("Fake A100", 40 * GIB, {111: 3 * GIB, 222: 1 * GIB}, other_used=GIB),
+            FakeGpu("Fake T4", 16 * GIB, {111: 2 * GIB}),
+        ]
+    )
     nvml = Nvml(fake)
     assert nvml.available and fake.initialised
     assert nvml.devices() == [
@@ -161,8 +170,15 @@ async def test_status_lists_fake_gpus_with_budgets(tmp_path: Path) -> None:
     status = await orchestrator.status()
     ram, gpu = status["devices"]
     assert ram["name"] == "ram" and ram["budget_mib"] == ram["total_mib"] - 2048
-    assert gpu == {"name": "gpu0", "label": "Fake L4", "total_mib": 24 * 1024, "used_mib": 1024,
-                   "free_mib": 23 * 1024, "budget_mib": 23 * 1024, "models_mib": 0}
+    assert gpu == {
+        "name": "gpu0",
+        "label": "Fake L4",
+        "total_mib": 24 * 1024,
+        "used_mib": 1024,
+        "free_mib": 23 * 1024,
+        "budget_mib": 23 * 1024,
+        "models_mib": 0,
+    }
     await orchestrator.shutdown()
     assert fake.shutdowns == 1
 

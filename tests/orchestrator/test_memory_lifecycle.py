@@ -52,7 +52,10 @@ async def test_measured_footprint_replaces_the_estimate(tmp_path: Path) -> None:
         assert instance.measured is not None and instance.measured["ram"] >= 200 * MIB
         assert instance.footprint() == instance.measured
         view = instance.view()
-        assert view.estimated_bytes == (RUNTIME_MIB + 200) * MIB and view.measured_bytes == instance.measured["ram"]
+        assert (
+            view.estimated_bytes == (RUNTIME_MIB + 200) * MIB
+            and view.measured_bytes == instance.measured["ram"]
+        )
         worker = instance.worker
         assert worker is not None
         live = ram_footprint(worker.pid)
@@ -108,7 +111,10 @@ async def test_waiting_model_is_served_after_max_wait_without_thrashing(tmp_path
     """A loaded, busy model keeps taking requests while another waits, until max_wait; then it
     drains and the waiting model loads. Every request succeeds; nothing is cut off."""
     models = [mock("a", 100), mock("b", 100)]
-    async with running(tmp_path, models, budget_mib=200, max_wait=0.5, load_timeout=60) as (orchestrator, events):
+    async with running(tmp_path, models, budget_mib=200, max_wait=0.5, load_timeout=60) as (
+        orchestrator,
+        events,
+    ):
         first = await orchestrator.acquire("a")
         waiting_b = asyncio.create_task(request(orchestrator, "b"))
         assert await eventually(lambda: orchestrator.instance("b").waiting == 1)

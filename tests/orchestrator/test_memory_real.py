@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Iterator
+from typing import Self
 
 import psutil
 import pytest
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.skipif(
     reason="the llama.cpp engine (nanoserve.engines.llamacpp) is not installed",
 )
 
-CHAT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4,
-        "temperature": 0}
+CHAT = {
+    "model": "smollm2:135m",
+    "messages": [{"role": "user", "content": "Say hi."}],
+    "max_tokens": 4,
+    "temperature": 0,
+}
 EMBED = {"model": "all-minilm:l6-v2", "input": ["a sentence to embed", "another one"]}
 
 
@@ -64,7 +69,7 @@ class WorkerSampler:
             self.peak = max(self.peak, total)
             self.samples += 1
 
-    def __enter__(self) -> WorkerSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

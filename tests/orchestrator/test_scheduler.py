@@ -21,7 +21,9 @@ from nanoserve.orchestrator.scheduler import QueueState, Step, admit, next_step
         (0, 10, 2, 8, False, 8),
     ],
 )
-def test_admit(waiting: int, in_flight: int, parallel: int, max_queue: int, admitted: bool, queued: int) -> None:
+def test_admit(
+    waiting: int, in_flight: int, parallel: int, max_queue: int, admitted: bool, queued: int
+) -> None:
     state = QueueState(waiting, in_flight, parallel, max_queue)
     assert admit(state) is admitted
     assert state.queued == queued
@@ -48,8 +50,14 @@ NEVER = Plan("m", {}, fits=False, never=True)
         (BLOCKED, 60, {"a": 100}, Step.BUSY, (), None),  # load_timeout: 503
     ],
 )
-def test_next_step(plan: Plan, waited: float, ready_for: dict[str, float], step: Step,
-                   drain: tuple[str, ...], wake_in: float | None) -> None:
+def test_next_step(
+    plan: Plan,
+    waited: float,
+    ready_for: dict[str, float],
+    step: Step,
+    drain: tuple[str, ...],
+    wake_in: float | None,
+) -> None:
     decision = next_step(plan, waited=waited, ready_for=ready_for, max_wait=10, load_timeout=60)
     assert decision.step is step
     assert decision.drain == drain

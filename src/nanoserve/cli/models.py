@@ -46,13 +46,21 @@ def _mib(value: int | None) -> str:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def format_status(status: dict[str, Any]) -> str:
     devices = [["DEVICE", "TOTAL", "USED", "FREE", "BUDGET", "MODELS"]] + [
-        [d["name"], _mib(d["total_mib"]), _mib(d["used_mib"]), _mib(d["free_mib"]), _mib(d["budget_mib"]),
-         _mib(d.get("models_mib"))]
+        [
+            d["name"],
+            _mib(d["total_mib"]),
+            _mib(d["used_mib"]),
+            _mib(d["free_mib"]),
+            _mib(d["budget_mib"]),
+            _mib(d.get("models_mib")),
+        ]
         for d in status["devices"]
     ]
     models = [["MODEL", "STATE", "ESTIMATED", "MEASURED", "IN FLIGHT", "QUEUED", "PRIORITY", "EXPIRES"]] + [
@@ -96,8 +104,15 @@ def status(url: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what loading would evict and leave free.")
 @url_option
 @json_option
-def load(model: str, priority: int | None, keep_alive: str | None, pinned: bool | None, dry_run: bool,
-         url: str, as_json: bool) -> None:
+def load(
+    model: str,
+    priority: int | None,
+    keep_alive: str | None,
+    pinned: bool | None,
+    dry_run: bool,
+    url: str,
+    as_json: bool,
+) -> None:
     """Load MODEL (evicting others if the memory budget needs it)."""
     body: dict[str, Any] = {"model": model, "dry_run": dry_run}
     if priority is not None:
@@ -116,11 +131,15 @@ def load(model: str, priority: int | None, keep_alive: str | None, pinned: bool 
         elif result["never_fits"]:
             click.echo(f"{model}: can never fit the budget (needs {result['needed_mib']} MiB)")
         else:
-            click.echo(f"{model}: no room now; would evict {evict}, and must wait for "
-                       f"{', '.join(result['blocked_by'])}")
+            click.echo(
+                f"{model}: no room now; would evict {evict}, and must wait for "
+                f"{', '.join(result['blocked_by'])}"
+            )
     else:
-        click.echo(f"{result['id']}: {result['state']} (estimated {_mib(result['estimated_mib'])}, "
-                   f"measured {_mib(result['measured_mib'])})")
+        click.echo(
+            f"{result['id']}: {result['state']} (estimated {_mib(result['estimated_mib'])}, "
+            f"measured {_mib(result['measured_mib'])})"
+        )
 
 
 @models.command()

@@ -37,7 +37,7 @@ def mib(size: int) -> int:
 class MemoryStats:
     evictions: int = 0
     drains: int = 0  # busy models stopped from taking requests so a waiting model could load
-    rejections: Counter[str] = field(default_factory=Counter)  # never_fits, no_room, queue_full
+    rejections: Counter[str] = field(default_factory=Counter)  # requests: never_fits, no_room, queue_full
 
 
 class MemoryArbiter:
@@ -113,8 +113,13 @@ class MemoryArbiter:
                     snapshot = self.snapshot()
                     plan = plan_load(snapshot, instance.id, need)
                     waited = time.monotonic() - started
-                    decision = next_step(plan, waited=waited, ready_for=self._ready_for(),
-                                         max_wait=settings.max_wait, load_timeout=settings.load_timeout)
+                    decision = next_step(
+                        plan,
+                        waited=waited,
+                        ready_for=self._ready_for(),
+                        max_wait=settings.max_wait,
+                        load_timeout=settings.load_timeout,
+                    )
                     step = decision.step
                     if step in (Step.LOAD, Step.DRAIN) and self._earlier_fits(snapshot, ticket):
                         step = Step.WAIT  # an earlier waiting load goes first: no A-B-A-B
@@ -126,11 +131,11 @@ class MemoryArbiter:
                             await self._evict(victim, instance.id)
                         continue  # plan again with the memory given back
                     if step is Step.NEVER:
-                        self.stats.rejections["never_fits"] += 1
                         raise InsufficientMemory(self.never_message(plan))
                     if step is Step.BUSY:
-                        self.stats.rejections["no_room"] += 1
-                        raise Unavailable(self.busy_message(plan), retry_after=busy_retry_after(settings.max_wait))
+                        raise Unavailable(
+                            self.busy_message(plan), retry_after=busy_retry_after(settings.max_wait)
+                        )
                     if step is Step.DRAIN:
                         for blocker in decision.drain:
                             self._drain(blocker, instance.id)
@@ -175,7 +180,7 @@ class MemoryArbiter:
         need, budget = mib(plan.need.get(device, 0)), mib(plan.budgets.get(device, 0))
         message = f"model '{plan.model}' needs {need} MiB of {device} but the memory budget is {budget} MiB"
         if plan.pinned:
-            held = sum(self._instances[p].footprint().get(device, 0) for p in plan.pinned)  # type: ignore[union-attr]
+            held = sum((self._instances[p].footprint() or {}).get(device, 0) for p in plan.pinned)
             names = ", ".join(f"'{p}'" for p in plan.pinned)
             return f"{message}, of which {mib(held)} MiB is held by pinned model(s) {names}; unpin them to load it"
         if budget == 0 and device != "ram":

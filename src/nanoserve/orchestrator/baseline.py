@@ -26,8 +26,13 @@ async def measure_baseline(engine: str) -> dict[str, int]:
     """Run the probe in a subprocess and return its footprint per device."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nanoserve.orchestrator.baseline", engine,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "nanoserve.orchestrator.baseline",
+        engine,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=env,
     )
     try:
@@ -35,7 +40,9 @@ async def measure_baseline(engine: str) -> dict[str, int]:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise EngineError(f"measuring the runtime of engine '{engine}' took over {PROBE_TIMEOUT:.0f}s") from None
+        raise EngineError(
+            f"measuring the runtime of engine '{engine}' took over {PROBE_TIMEOUT:.0f}s"
+        ) from None
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip()[-1000:]
         raise EngineError(f"measuring the runtime of engine '{engine}' failed: {tail}")

@@ -73,8 +73,13 @@ def _engine_options(config: ModelConfig) -> dict[str, Any]:
     try:
         from nanoserve.engines.llamacpp.options import LlamaCppOptions
     except ImportError:
-        return {"quantize": DEFAULT_QUANTIZE, "n_batch": DEFAULT_N_BATCH, "flash_attn": "auto",
-                "kv_unified": False, **config.options}
+        return {
+            "quantize": DEFAULT_QUANTIZE,
+            "n_batch": DEFAULT_N_BATCH,
+            "flash_attn": "auto",
+            "kv_unified": False,
+            **config.options,
+        }
     return LlamaCppOptions.model_validate(config.options).model_dump()
 
 
@@ -90,7 +95,9 @@ def served_gguf(source: Path, quantize: str, data_dir: Path) -> tuple[Path, str 
     return source, quantize
 
 
-def llamacpp_parts(info: GGUFInfo, config: ModelConfig, options: dict[str, Any], quantize: str | None) -> ModelParts:
+def llamacpp_parts(
+    info: GGUFInfo, config: ModelConfig, options: dict[str, Any], quantize: str | None
+) -> ModelParts:
     """Weights, KV cache, compute and output buffers of a llama.cpp context for ``config``."""
     cells = config.parallel * config.context_length
     n_ubatch = max(int(options.get("n_batch", DEFAULT_N_BATCH)), config.parallel)
@@ -192,7 +199,9 @@ class Estimator:
         key = footprint_key(config)
         task = self._estimates.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = self._estimates[key] = asyncio.create_task(self._compute(config), name=f"estimate:{config.id}")
+            task = self._estimates[key] = asyncio.create_task(
+                self._compute(config), name=f"estimate:{config.id}"
+            )
         return await asyncio.shield(task)
 
     async def _compute(self, config: ModelConfig) -> Estimate:
@@ -207,7 +216,9 @@ class Estimator:
     async def baseline(self, engine: str) -> dict[str, int]:
         task = self._baselines.get(engine)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = self._baselines[engine] = asyncio.create_task(self._baseline(engine), name=f"baseline:{engine}")
+            task = self._baselines[engine] = asyncio.create_task(
+                self._baseline(engine), name=f"baseline:{engine}"
+            )
         return await asyncio.shield(task)
 
     async def _baseline(self, engine: str) -> dict[str, int]:
@@ -217,8 +228,12 @@ class Estimator:
         try:
             measured = await self._probe(engine)
         except NanoserveError as exc:  # e.g. the engine is not installed: the load will say so
-            log.warning("cannot measure the runtime of engine %s (assuming %d MiB): %s",
-                        engine, FALLBACK_RUNTIME // MIB, exc.message)
+            log.warning(
+                "cannot measure the runtime of engine %s (assuming %d MiB): %s",
+                engine,
+                FALLBACK_RUNTIME // MIB,
+                exc.message,
+            )
             return {RAM: FALLBACK_RUNTIME}
         log.info("runtime of engine %s: %d MiB", engine, sum(measured.values()) // MIB)
         await asyncio.to_thread(self._store.record_baseline, engine, measured)

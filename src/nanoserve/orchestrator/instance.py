@@ -72,7 +72,9 @@ class Host(Protocol):
 
     async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None: ...
 
-    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None: ...
+    async def confirm_released(
+        self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]
+    ) -> None: ...
 
     def event(self, event: str, instance: ModelInstance, details: dict[str, object]) -> None: ...
 
@@ -174,7 +176,13 @@ class ModelInstance:
         return self.measured or self.estimated
 
     def expires_at(self) -> float | None:
-        if self.state is not State.READY or self.in_flight or self.waiting or self.pinned or self.keep_alive < 0:
+        if (
+            self.state is not State.READY
+            or self.in_flight
+            or self.waiting
+            or self.pinned
+            or self.keep_alive < 0
+        ):
             return None
         return self.last_used + self.keep_alive
 
@@ -341,13 +349,16 @@ class ModelInstance:
         worker: WorkerProcess | None = None
         try:
             await self._host.reserve(self, lambda: self._set_state(State.STARTING))
-        except Exception as exc:  # no memory: the model itself is fine, its state stays
-            _fail(future, exc if isinstance(exc, NanoserveError) else EngineError(f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001  (no memory, or a bug: the waiting callers must hear of it)
+            _fail(
+                future,
+                exc if isinstance(exc, NanoserveError) else EngineError(f"{type(exc).__name__}: {exc}"),
+            )
             return
         try:
             worker = await self._host.launch(self.config)
             await worker.wait_healthy(self._start_timeout)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any load failure is the model's FAILED state)
             if worker is not None:
                 await worker.stop(timeout=2.0)
             self.error = str(exc)
@@ -363,8 +374,9 @@ class ModelInstance:
         asyncio.create_task(self._watch(worker), name=f"watch:{self.id}:{worker.pid}")
         self._set_state(State.READY, load_seconds=self.stats.load_seconds, pid=worker.pid)
         self._host.event("loaded", self, {"seconds": self.stats.load_seconds, "pid": worker.pid})
-        self._measuring = asyncio.create_task(self._host.measure(self, worker, after_load=True),
-                                              name=f"measure:{self.id}")
+        self._measuring = asyncio.create_task(
+            self._host.measure(self, worker, after_load=True), name=f"measure:{self.id}"
+        )
         if not future.done():
             future.set_result(worker)
 

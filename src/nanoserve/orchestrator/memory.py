@@ -118,10 +118,17 @@ def budgets(devices: Iterable[DeviceMemory], settings: MemorySettings) -> dict[s
     result: dict[str, int] = {}
     for device in devices:
         if device.name == RAM:
-            mib = settings.budget_mib if settings.budget_mib is not None else device.total // MIB - settings.margin_mib
+            mib = (
+                settings.budget_mib
+                if settings.budget_mib is not None
+                else device.total // MIB - settings.margin_mib
+            )
         else:
-            mib = (settings.gpu_budget_mib if settings.gpu_budget_mib is not None
-                   else device.total // MIB - settings.gpu_margin_mib)
+            mib = (
+                settings.gpu_budget_mib
+                if settings.gpu_budget_mib is not None
+                else device.total // MIB - settings.gpu_margin_mib
+            )
         result[device.name] = max(0, mib) * MIB
     return result
 

@@ -85,9 +85,13 @@ class Meter:
             self._store.record_footprint, footprint_key(instance.config), instance.id, measured
         )
         instance.measured = recorded
-        log.info("%s: measured %d MiB (recorded %d MiB, estimated %s MiB)", instance.id,
-                 sum(measured.values()) // MIB, sum(recorded.values()) // MIB,
-                 sum(instance.estimated.values()) // MIB if instance.estimated else "?")
+        log.info(
+            "%s: measured %d MiB (recorded %d MiB, estimated %s MiB)",
+            instance.id,
+            sum(measured.values()) // MIB,
+            sum(recorded.values()) // MIB,
+            sum(instance.estimated.values()) // MIB if instance.estimated else "?",
+        )
         return measured
 
     async def _warm_up(self, instance: ModelInstance, worker: WorkerProcess) -> None:
@@ -115,8 +119,11 @@ class Meter:
         process group if they linger."""
         if await self._released(pids, RELEASE_TIMEOUT):
             return
-        log.warning("%s: worker (pid %d) still holds memory after stopping; killing its process group",
-                    instance.id, worker.pid)
+        log.warning(
+            "%s: worker (pid %d) still holds memory after stopping; killing its process group",
+            instance.id,
+            worker.pid,
+        )
         kill_group(worker.pid)
         for pid in await asyncio.to_thread(alive, pids):  # a descendant that left the group
             kill_process(pid)

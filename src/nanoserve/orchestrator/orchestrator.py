@@ -54,7 +54,9 @@ class Orchestrator:
         self._listeners: list[EventListener] = []
         self.gpu = Nvml(load_nvml() if nvml is _SYSTEM_NVML else nvml)
         self.store = FootprintStore(settings.data_dir)
-        self.estimator = Estimator(settings.data_dir, self.store, baseline_probe, gpus=len(self.gpu.devices()))
+        self.estimator = Estimator(
+            settings.data_dir, self.store, baseline_probe, gpus=len(self.gpu.devices())
+        )
         self.meter = Meter(self.store, self.gpu)
         self.instances: dict[str, ModelInstance] = {
             model.id: ModelInstance(model, self, start_timeout=settings.worker_start_timeout)
@@ -111,7 +113,9 @@ class Orchestrator:
     def instance(self, name: str) -> ModelInstance:
         return self.instances[self.registry.get(name).id]
 
-    async def acquire(self, name: str, *, keep_alive: float | None = None, priority: int | None = None) -> Lease:
+    async def acquire(
+        self, name: str, *, keep_alive: float | None = None, priority: int | None = None
+    ) -> Lease:
         """A lease on a ready worker for model ``name`` (loads it if needed).
 
         ``keep_alive`` (seconds, -1 forever, 0 unload after this request; None: the model's
@@ -144,8 +148,7 @@ class Orchestrator:
         return Lease(instance, worker)
 
     def _rejected(self, instance: ModelInstance, kind: str) -> None:
-        if kind == "queue_full":
-            self.memory.stats.rejections[kind] += 1
+        self.memory.stats.rejections[kind] += 1
         self._emit("rejected", instance, {"kind": kind})
 
     async def load(
@@ -186,15 +189,18 @@ class Orchestrator:
     async def status(self) -> dict[str, Any]:
         """``GET /models/status``: devices and models, sizes in MiB."""
         devices = await asyncio.to_thread(self.devices)
-        results = await asyncio.gather(*(self.memory.need(i) for i in self.instances.values()),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.memory.need(i) for i in self.instances.values()), return_exceptions=True
+        )
         for instance, result in zip(self.instances.values(), results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s: no memory estimate: %s", instance.id, result)
         held = self.memory.snapshot().used()
         stats = self.memory.stats
         return {
-            "devices": [device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices],
+            "devices": [
+                device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
+            ],
             "models": [model_status(i.view(), i.stats) for i in self.instances.values()],
             "counters": counters(stats.evictions, stats.drains, stats.rejections),
         }

@@ -90,8 +90,16 @@ def plan_load(snapshot: Snapshot, model: str, need: Mapping[str, int], *, force:
     for device, size in need.items():
         if size > 0 and size > budgets.get(device, 0) - pinned_used.get(device, 0):
             pinned = tuple(r.id for r in others if r.pinned and r.footprint.get(device, 0) > 0)
-            return Plan(model, need, False, never=True, device=device, budgets=budgets,
-                        free_after=_free(budgets, snapshot.used(), need), pinned=pinned)
+            return Plan(
+                model,
+                need,
+                False,
+                never=True,
+                device=device,
+                budgets=budgets,
+                free_after=_free(budgets, snapshot.used(), need),
+                pinned=pinned,
+            )
 
     used = snapshot.used()
     evict: list[str] = []
@@ -121,8 +129,16 @@ def plan_load(snapshot: Snapshot, model: str, need: Mapping[str, int], *, force:
         waiting_for.append(resident.id)
         for device, size in resident.footprint.items():
             used[device] = used.get(device, 0) - size
-    return Plan(model, need, False, tuple(evict), tuple(waiting_for), device=short[0], budgets=budgets,
-                free_after=_free(budgets, used, need))
+    return Plan(
+        model,
+        need,
+        False,
+        tuple(evict),
+        tuple(waiting_for),
+        device=short[0],
+        budgets=budgets,
+        free_after=_free(budgets, used, need),
+    )
 
 
 def _free(budgets: Mapping[str, int], used: Mapping[str, int], need: Mapping[str, int]) -> dict[str, int]:

@@ -73,8 +73,11 @@ def plan_status(plan: Plan) -> dict[str, Any]:
         "free_after_mib": _signed_mib(plan.free_after.get("ram", 0)),
         "needed_mib": mib(sum(plan.need.values())),
         "devices": {
-            d: {"needed_mib": mib(plan.need.get(d, 0)), "budget_mib": b // MIB,
-                "free_after_mib": _signed_mib(plan.free_after.get(d, 0))}
+            d: {
+                "needed_mib": mib(plan.need.get(d, 0)),
+                "budget_mib": b // MIB,
+                "free_after_mib": _signed_mib(plan.free_after.get(d, 0)),
+            }
             for d, b in plan.budgets.items()
         },
         "blocked_by": list(plan.blocked_by),
