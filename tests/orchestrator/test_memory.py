@@ -7,11 +7,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fake_nvml import FakeGpu, FakeNvml
 
 from nanoserve.config import MemorySettings, Settings
+from nanoserve.orchestrator.footprints import FootprintStore
 from nanoserve.orchestrator.memory import (
     RAM,
     DeviceMemory,
@@ -23,7 +25,7 @@ from nanoserve.orchestrator.memory import (
     ram_footprint,
     reset_peak,
 )
-from nanoserve.orchestrator.meter import measure_worker
+from nanoserve.orchestrator.meter import Meter, measure_worker
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.orchestrator.planner import MIB
 
@@ -187,3 +189,62 @@ def test_without_nvml_only_ram(tmp_path: Path) -> None:
     orchestrator = Orchestrator(Settings(data_dir=tmp_path, models=[]), nvml=None)
     assert [d.name for d in orchestrator.devices()] == [RAM]
     assert orchestrator.memory.budgets.keys() == {RAM}
+
+
+def _release_meter(gpu: Nvml) -> Meter:
+    return Meter(FootprintStore(Path("/nonexistent")), gpu, release_timeout=0.5)
+
+
+def _exited_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+ESCAPING_CHILD = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'], start_new_session=True)\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _spawn_escaping_tree() -> tuple[subprocess.Popen[str], int]:
+    """A process whose child left its process group and ignores SIGTERM."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ESCAPING_CHILD], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert parent.stdout is not None
+    return parent, int(parent.stdout.readline())
+
+
+async def test_release_confirmed_when_the_worker_is_gone() -> None:
+    pid = _exited_pid()
+    meter = _release_meter(Nvml(None))
+    assert await meter.confirm_released(SimpleNamespace(id="m"), SimpleNamespace(pid=pid), [pid])  # type: ignore[arg-type]
+
+
+async def test_lingering_processes_are_killed() -> None:
+    parent, child = _spawn_escaping_tree()
+    try:
+        pids = [parent.pid, child]
+        meter = _release_meter(Nvml(None))
+        released = await meter.confirm_released(
+            SimpleNamespace(id="m"), SimpleNamespace(pid=parent.pid), pids
+        )  # type: ignore[arg-type]
+        assert released and alive(pids) == []
+    finally:
+        kill_group(parent.pid)
+        kill_group(child)
+        parent.communicate()
+
+
+async def test_release_waits_for_gpu_memory() -> None:
+    pid = _exited_pid()
+    gpu = FakeGpu("Fake", 8 * GIB, {pid: GIB})
+    meter = _release_meter(Nvml(FakeNvml([gpu])))
+    worker = SimpleNamespace(pid=pid)
+    assert not await meter.confirm_released(SimpleNamespace(id="m"), worker, [pid])  # type: ignore[arg-type]
+    gpu.processes.clear()  # NVML no longer lists it
+    assert await meter.confirm_released(SimpleNamespace(id="m"), worker, [pid])  # type: ignore[arg-type]

@@ -214,12 +214,14 @@ class ModelInstance:
     ) -> None:
         """A request's lifecycle controls. The keep-alive is each request's own (None: the
         model's default), as in Ollama; priority and pin stay until changed or unloaded."""
+        before = (self.keep_alive, self.pinned)
         self.keep_alive = self.config.keep_alive if keep_alive is None else keep_alive
         if priority is not None:
             self.priority = priority
         if pinned is not None:
             self.pinned = pinned
-        self._wake()
+        if (self.keep_alive, self.pinned) != before:
+            self._wake()  # the expiry moved
 
     async def acquire(self) -> WorkerProcess:
         """A ready worker with the caller counted in flight; loads the model if needed.

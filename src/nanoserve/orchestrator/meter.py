@@ -61,9 +61,10 @@ def _warm_up_request(instance: ModelInstance) -> tuple[str, bytes]:
 
 
 class Meter:
-    def __init__(self, store: FootprintStore, gpu: Nvml):
+    def __init__(self, store: FootprintStore, gpu: Nvml, *, release_timeout: float = RELEASE_TIMEOUT):
         self._store = store
         self._gpu = gpu
+        self._release_timeout = release_timeout
 
     async def measure(
         self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool, warm_up: bool = True
@@ -114,11 +115,11 @@ class Meter:
             for _ in range(instance.config.parallel):
                 group.create_task(one())
 
-    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
+    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> bool:
         """Wait until the stopped worker's processes (and their GPU memory) are gone; kill its
-        process group if they linger."""
-        if await self._released(pids, RELEASE_TIMEOUT):
-            return
+        process group if they linger. False if even that did not free them."""
+        if await self._released(pids, self._release_timeout):
+            return True
         log.warning(
             "%s: worker (pid %d) still holds memory after stopping; killing its process group",
             instance.id,
@@ -127,8 +128,10 @@ class Meter:
         kill_group(worker.pid)
         for pid in await asyncio.to_thread(alive, pids):  # a descendant that left the group
             kill_process(pid)
-        if not await self._released(pids, RELEASE_TIMEOUT):
-            log.error("%s: processes %s of the stopped worker did not go away", instance.id, alive(pids))
+        if await self._released(pids, self._release_timeout):
+            return True
+        log.error("%s: processes %s of the stopped worker did not go away", instance.id, alive(pids))
+        return False
 
     async def _released(self, pids: list[int], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
