@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nanoserve.errors import ConfigError
+from nanoserve.rag.config import RagConfig
 
 ModelKind = Literal["chat", "embedding"]
 
@@ -145,6 +146,7 @@ class Settings(_Strict):
     log_format: Literal["text", "json"] = "text"
     memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -20,6 +20,7 @@ from nanoserve.api.ollama.router import create_ollama_router
 from nanoserve.api.ollama.serving import OllamaServing
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
+from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.observability.middleware import RequestMiddleware
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
             yield
         finally:
             await telemetry.stop()  # no heartbeats or restarts while the workers stop
+            await rag.aclose()
             await orchestrator.shutdown()
             telemetry.close()
 
@@ -99,4 +101,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.include_router(create_openai_router())
     app.include_router(create_admin_router())
     app.include_router(create_ollama_router())
+    rag = app.state.rag = create_rag_service(settings)
+    telemetry.metrics.registry.register(rag.prometheus_collector())
+    app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     return app
