@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
 from nanoserve.api.ollama.router import create_ollama_router
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_admin_router())
     app.include_router(create_ollama_router())
     rag = app.state.rag = create_rag_service(settings)
     telemetry.metrics.registry.register(rag.prometheus_collector())

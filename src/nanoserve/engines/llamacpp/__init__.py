@@ -1,0 +1,22 @@
+"""The llama.cpp engine (GGUF chat models, continuous batching) over llama-cpp-python's low-level API.
+
+``LlamaCppEngine`` is imported lazily so that the pure helpers (``weights``, ``options``, ``chat``,
+``slots``) can be used, e.g. by the gateway, without loading llama.cpp.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nanoserve.engines.llamacpp.engine import LlamaCppEngine
+
+__all__ = ["LlamaCppEngine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LlamaCppEngine":
+        from nanoserve.engines.llamacpp.engine import LlamaCppEngine
+
+        return LlamaCppEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

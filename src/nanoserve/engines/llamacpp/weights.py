@@ -1,0 +1,56 @@
+"""Which GGUF file is served: a pure decision the gateway can make without importing llama_cpp.
+
+With ``quantize: keep`` the source file is served as is. Otherwise the source is converted once
+to a quantization whose CPU kernels are fast (Q8_0 or Q4_0) and cached as
+``<data_dir>/weights/<sha256 prefix of the source>-<quant>.gguf``; a source already of that
+type is served as is. The conversion itself lives in ``convert.py`` (it needs llama_cpp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from nanoserve.engines.llamacpp.options import Quantization
+
+# llama.cpp's ``enum llama_ftype`` (LLAMA_FTYPE_MOSTLY_*), as stored in general.file_type.
+FTYPES: dict[str, int] = {"q4_0": 2, "q4_1": 3, "q8_0": 7}
+_FTYPE_NAMES = {v: k for k, v in FTYPES.items()} | {0: "f32", 1: "f16", 8: "q5_0", 9: "q5_1"}
+DIGEST_CHARS = 16
+_CHUNK = 1 << 20
+
+
+def source_digest(path: Path) -> str:
+    """Hex SHA-256 of a file (streamed)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gguf_file_type(path: Path) -> int | None:
+    """``general.file_type`` of a GGUF file, or None when absent or unreadable."""
+    from gguf import GGUFReader  # local: the reader pulls in numpy memmaps
+
+    try:
+        field = GGUFReader(path).fields.get("general.file_type")
+    except (ValueError, OSError):
+        return None
+    if field is None:
+        return None
+    value = field.contents()
+    return int(value) if isinstance(value, int) else None
+
+
+def file_type_name(ftype: int | None) -> str:
+    if ftype is None:
+        return "unknown"
+    return _FTYPE_NAMES.get(ftype, f"ftype-{ftype}")
+
+
+def served_weights_path(source: Path, quantize: Quantization, data_dir: Path) -> Path:
+    """The GGUF file the engine serves for ``source`` under the ``quantize`` option."""
+    if quantize == "keep" or gguf_file_type(source) == FTYPES[quantize]:
+        return source
+    return data_dir / "weights" / f"{source_digest(source)[:DIGEST_CHARS]}-{quantize}.gguf"
