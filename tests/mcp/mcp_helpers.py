@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from gateway import Gateway
 from mcp import Client
 from mcp.shared.dispatcher import ProgressFnT
@@ -63,7 +62,3 @@ async def call_error(client: Client, tool: str, arguments: dict[str, Any] | None
     assert result.is_error, f"{tool} {arguments} should have failed: {result.structured_content}"
     assert result.structured_content is None
     return " ".join(getattr(c, "text", "") for c in result.content)
-
-
-def has_admin_api(gateway: Gateway) -> bool:
-    return httpx.get(gateway.url + "/models/status", timeout=10).status_code == 200

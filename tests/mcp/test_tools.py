@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gateway import Gateway
 from mcp.shared.exceptions import MCPError
-from mcp_helpers import MANUALS, TOOLS, call, call_error, has_admin_api, in_memory, new_collection, read_json
+from mcp_helpers import MANUALS, TOOLS, call, call_error, in_memory, new_collection, read_json
 
 QUALITY = {"overall", "relevance", "grounding", "citation_validity", "coverage", "retrieval"}
 
@@ -256,28 +256,31 @@ async def test_path_ingestion_is_refused_when_not_allowed(mcp_gateway: Gateway, 
     assert "'path' is not available over HTTP" in error
 
 
-async def test_models_status_load_and_unload(mcp_gateway: Gateway) -> None:
-    if not has_admin_api(mcp_gateway):
-        pytest.skip("this gateway has no /models API yet (branch orch)")
+async def test_models_status_unload_and_load(mcp_gateway: Gateway) -> None:
     async with in_memory(mcp_gateway) as client:
+        await call(client, "load_model", {"model": "smollm2:135m"})  # loaded, whatever ran before
         status = await call(client, "models_status")
         models = {m["id"]: m for m in status["models"]}
         assert {"smollm2:135m", "all-minilm:l6-v2"} <= set(models) and status["devices"][0]["name"] == "ram"
-
-        plan = await call(client, "load_model", {"model": "smollm2:135m", "dry_run": True})
-        assert plan["dry_run"] is True and plan["model"] is None and plan["plan"]["fits"] is True
-        loaded = await call(client, "load_model", {"model": "smollm2", "keep_alive": "10m", "priority": 1})
-        assert loaded["model"]["id"] == "smollm2:135m" and loaded["model"]["state"] == "ready"
-        assert (
-            loaded["model"]["measured_mib"] > 0
-            and loaded["model"]["expires_at"]
-            and loaded["model"]["priority"] == 1
-        )
+        assert models["smollm2:135m"]["state"] == "ready" and models["smollm2:135m"]["loaded_at"]
 
         unloaded = await call(client, "unload_model", {"model": "smollm2:135m"})
-        assert unloaded["state"] == "stopped" and unloaded["in_flight"] == 0
+        assert (unloaded["id"], unloaded["state"], unloaded["in_flight"]) == ("smollm2:135m", "stopped", 0)
         after = {m["id"]: m for m in (await call(client, "models_status"))["models"]}
         assert after["smollm2:135m"]["state"] == "stopped" and after["smollm2:135m"]["loaded_at"] is None
+
+        plan = await call(client, "load_model", {"model": "smollm2:135m", "dry_run": True})
+        assert plan["dry_run"] is True and plan["model"] is None
+        assert plan["plan"]["fits"] is True and plan["plan"]["would_evict"] == []
+        still = {m["id"]: m["state"] for m in (await call(client, "models_status"))["models"]}
+        assert still["smollm2:135m"] == "stopped"  # a dry run loads nothing
+
+        # loaded again (by its alias), so the tests after this one find it ready
+        loaded = (await call(client, "load_model", {"model": "smollm2", "keep_alive": "10m", "priority": 1}))[
+            "model"
+        ]
+        assert (loaded["id"], loaded["state"], loaded["priority"]) == ("smollm2:135m", "ready", 1)
+        assert loaded["measured_mib"] > 0 and loaded["expires_at"] and loaded["loaded_at"]
 
         assert "does not exist" in await call_error(client, "load_model", {"model": "no-such-model"})
         assert "does not exist" in await call_error(client, "unload_model", {"model": "no-such-model"})
