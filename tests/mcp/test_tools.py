@@ -148,30 +148,31 @@ async def test_feedback_shows_in_document_values(
     assert "already has feedback" in twice
 
 
-async def test_seed_000_aliases(mcp_gateway: Gateway, manuals: str) -> None:
+async def test_seed_000_aliases(mcp_gateway: Gateway, manuals: str, vinegar_answer: dict[str, Any]) -> None:
+    """nano_llm_query answering (with citations) is tested over HTTP, as the seed's callers use it;
+    here: a refusal in the seed's shape, and the seed's observability over the same figures."""
     async with in_memory(mcp_gateway) as client:
-        out = await call(client, "nano_llm_query", {"query": "How often should I water succulents?",
-                                                     "userExpertise": "intermediate", "collection": manuals})  # fmt: skip
-        trace = await read_json(client, f"trace://{out['traceId']}")
         refused = await call(client, "nano_llm_query", {"query": "Who won the football world cup in 2018?",
-                                                         "collection": manuals})  # fmt: skip
+                                                         "userExpertise": "expert", "collection": manuals})  # fmt: skip
+        trace = await read_json(client, f"trace://{refused['traceId']}")
         observability = await call(client, "nano_llm_observability")
         full = await call(client, "observability")
-    assert "houseplants.txt" in {r["document"] for r in out["results"]}
-    assert [r["citation"] for r in out["results"]] == list(range(1, len(out["results"]) + 1))
-    assert out["qualityScore"] == trace["quality"]["overall"] and 0 < out["qualityScore"] <= 1
-    assert out["executionTimeMs"] == pytest.approx(trace["total_ms"], abs=1)
-    assert out["answer"] == trace["answer"] and out["message"].startswith("Pipeline complete: ")
     assert (refused["results"], refused["message"]) == (
         [],
         "No answer: the documents do not cover this question.",
     )
+    assert (trace["status"], trace["answer"]) == ("refused", refused["answer"])
+    assert refused["qualityScore"] == trace["quality"]["overall"]
+    assert refused["executionTimeMs"] == pytest.approx(trace["total_ms"], abs=1)
 
     assert observability["status"] == "operational"
     metrics = observability["metrics"]
     assert metrics["totalQueries"] == sum(c["queries"] for c in full["pipeline"]) >= 2
     assert metrics["successfulQueries"] == sum(c["queries"] - c["errors"] for c in full["pipeline"])
     assert metrics["averageExecutionTime"] > 0 and 0 < metrics["averageQualityScore"] <= 1
+    assert {c["collection"] for c in observability["collections"]} == {
+        c["collection"] for c in full["pipeline"]
+    }
 
 
 async def test_observability_reports_pipeline_and_serving(mcp_gateway: Gateway, manuals: str) -> None:

@@ -3,11 +3,13 @@ streamable HTTP (the gateway's own ``/mcp`` on 127.0.0.1), through the official 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 from gateway import Gateway, free_port
 from mcp import Client, StdioServerParameters
@@ -67,10 +69,16 @@ async def test_streamable_http(mcp_gateway: Gateway, manuals: str) -> None:
             client, "ingest", {"collection": collection, "text": text, "name": "printer.md"}
         )
         assert ingested["created"] == 1
-        answer = await call(
-            client, "query", {"collection": collection, "query": "How do I clear a paper jam?", "top_k": 1}
-        )
-        assert answer["citations"] and answer["citations"][0]["document"] == "printer.md"
+        # seed 000's tool, as its callers use it: over HTTP
+        out = await call(client, "nano_llm_query", {"query": "How do I clear a paper jam?",
+                                                     "userExpertise": "intermediate", "collection": collection})  # fmt: skip
+        trace = json.loads((await client.read_resource(f"trace://{out['traceId']}")).contents[0].text)  # type: ignore[union-attr]
+        assert out["results"] and {r["document"] for r in out["results"]} == {"printer.md"}
+        assert [r["citation"] for r in out["results"]] == list(range(1, len(out["results"]) + 1))
+        assert "rear door" in out["results"][0]["text"] and "[1]" in out["answer"]
+        assert out["message"].startswith("Pipeline complete: ") and 0 < out["qualityScore"] <= 1
+        assert (out["answer"], out["qualityScore"]) == (trace["answer"], trace["quality"]["overall"])
+        assert out["executionTimeMs"] == pytest.approx(trace["total_ms"], abs=1)
         assert "'path' is not available over HTTP" in await call_error(
             client, "ingest", {"path": "/etc/hostname"}
         )
