@@ -97,6 +97,18 @@ async def test_ingest_text_file_and_folder(mcp_gateway: Gateway) -> None:
         assert sources["houseplants.txt"] == str(MANUALS / "houseplants.txt")
 
 
+async def test_folder_ingestion_reports_the_files_that_failed(mcp_gateway: Gateway, tmp_path: Path) -> None:
+    (tmp_path / "good.md").write_text("# Lamp\n\nThe desk lamp takes an E14 bulb of at most 25 watts.")
+    (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")  # not a document type: not even tried
+    collection = new_collection()
+    async with in_memory(mcp_gateway) as client:
+        result = await call(client, "ingest", {"collection": collection, "path": str(tmp_path)})
+    assert [(d["document"], d["status"]) for d in result["documents"]] == [("good.md", "created")]
+    (failure,) = result["failed"]
+    assert failure["document"] == "blob.txt" and "binary" in failure["error"]
+
+
 async def test_query_answers_with_citations_and_a_trace(
     mcp_gateway: Gateway, vinegar_answer: dict[str, Any]
 ) -> None:
@@ -229,6 +241,7 @@ async def test_resources_browse_collections_and_traces(mcp_gateway: Gateway, man
         ("ingest", {"collection": "c"}, "give either 'text' or 'path'"),
         ("ingest", {"text": "a", "path": "/tmp"}, "give either 'text' or 'path'"),
         ("ingest", {"path": "/no/such/folder"}, "no such file or folder: /no/such/folder"),
+        ("ingest", {"path": str(MANUALS), "name": "one.md"}, "'name' is one document's"),
         ("ingest", {"text": "hello", "collection": "bad name"}, "invalid collection name 'bad name'"),
         ("ingest", {"text": "# Only a heading", "format": "markdown"}, "no text"),
         ("feedback", {"trace_id": "tr_missing", "rating": 1}, "trace 'tr_missing' does not exist"),

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from nanoserve.errors import BadRequest, NanoserveError
+from nanoserve.errors import BadRequest, NanoserveError, Unavailable
 from nanoserve.mcp.client import GatewayClient
 from nanoserve.mcp.metrics import summarize
 from nanoserve.mcp.protocol import (
@@ -151,8 +151,9 @@ class NanoserveTools:
                 param="path",
             )
         files = await asyncio.to_thread(_files_to_ingest, Path(path).expanduser())
-        if name is not None and len(files) != 1:
-            raise BadRequest("'name' names one document; it cannot be used for a folder", param="name")
+        for field, value in (("name", name), ("title", title)):
+            if value is not None and len(files) != 1:
+                raise BadRequest(f"'{field}' is one document's; it cannot be used for a folder", param=field)
         done: list[dict[str, Any]] = []
         failed: list[IngestFailure] = []
         for i, (file, doc) in enumerate(files):
@@ -167,8 +168,8 @@ class NanoserveTools:
             except OSError as exc:
                 failed.append(IngestFailure(document=doc, error=f"cannot read {file}: {exc.strerror or exc}"))
             except NanoserveError as exc:
-                if len(files) == 1:
-                    raise
+                if len(files) == 1 or isinstance(exc, Unavailable):
+                    raise  # one document, or no gateway to send the others to
                 failed.append(IngestFailure(document=doc, error=exc.message))
             else:
                 done.append(body)
