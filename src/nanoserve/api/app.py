@@ -13,12 +13,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
 from nanoserve.api.ollama.router import create_ollama_router
 from nanoserve.api.ollama.serving import OllamaServing
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
+from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.observability.middleware import RequestMiddleware
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
             yield
         finally:
             await telemetry.stop()  # no heartbeats or restarts while the workers stop
+            await rag.aclose()
             await orchestrator.shutdown()
             telemetry.close()
 
@@ -96,5 +99,9 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_admin_router())
     app.include_router(create_ollama_router())
+    rag = app.state.rag = create_rag_service(settings)
+    telemetry.metrics.registry.register(rag.prometheus_collector())
+    app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     return app

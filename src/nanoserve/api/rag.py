@@ -1,0 +1,209 @@
+"""``/v1/rag``: collections, ingestion, queries, traces, feedback, values and metrics.
+
+``create_rag_router(get_service)`` returns an ``APIRouter`` that ``create_app`` mounts at
+``/v1/rag``; ``get_service(request)`` returns the app's ``RagService``. Routes only parse, call the
+service and shape JSON. The router's route class renders errors in OpenAI's body (through
+``api.errors``), so the surface behaves the same whatever app mounts it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse, Response
+
+from nanoserve.api.errors import openai_error_response
+from nanoserve.config import Settings
+from nanoserve.errors import BadRequest
+from nanoserve.rag.client import InferenceClient
+from nanoserve.rag.documents import FORMATS, Format, detect_format
+from nanoserve.rag.ingest import IngestResult
+from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
+from nanoserve.rag.service import RagService
+from nanoserve.rag.store.base import CollectionInfo, DocumentInfo
+
+GetService = Callable[[Request], RagService]
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    if isinstance(exc, RequestValidationError):  # a query parameter of the wrong type
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = str(err["loc"][-1]) if err.get("loc") else None
+        exc = BadRequest(f"Invalid value for '{param}': {err.get('msg', 'invalid')}", param=param)
+    return openai_error_response(exc)
+
+
+class _RagRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every error is rendered once, here
+                return error_response(exc)
+
+        return handle
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def collection_json(info: CollectionInfo) -> dict[str, Any]:
+    return {"object": "collection", **asdict(info)}
+
+
+def document_json(doc: DocumentInfo) -> dict[str, Any]:
+    out = asdict(doc)
+    out.pop("collection")
+    return {"object": "document", **out}
+
+
+def ingest_json(result: IngestResult) -> dict[str, Any]:
+    out = asdict(result)
+    out["total_ms"] = round(result.total_ms, 1)
+    out["chunks_per_second"] = round(result.chunks / (result.total_ms / 1e3), 1) if result.total_ms else None
+    return out
+
+
+def gateway_url(settings: Settings) -> str:
+    """The gateway's own URL on loopback: the pipeline calls the models through it."""
+    host = settings.host
+    if host in ("0.0.0.0", "", "*"):
+        host = "127.0.0.1"
+    elif host in ("::", "[::]"):
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def create_rag_service(settings: Settings) -> RagService:
+    return RagService(settings.data_dir, InferenceClient(gateway_url(settings)), settings.rag)
+
+
+def create_rag_router(get_service: GetService) -> APIRouter:
+    router = APIRouter(route_class=_RagRoute, tags=["rag"])
+
+    @router.get("/collections")
+    async def list_collections(request: Request) -> dict[str, Any]:
+        collections = await get_service(request).list_collections()
+        return {"object": "list", "data": [collection_json(c) for c in collections]}
+
+    @router.get("/collections/{name}")
+    async def get_collection(request: Request, name: str) -> dict[str, Any]:
+        info, documents = await get_service(request).get_collection(name)
+        return {**collection_json(info), "documents_list": [document_json(d) for d in documents]}
+
+    @router.delete("/collections/{name}")
+    async def delete_collection(request: Request, name: str) -> dict[str, Any]:
+        await get_service(request).delete_collection(name)
+        return {"object": "collection", "name": name, "deleted": True}
+
+    @router.post("/collections/{name}/documents")
+    async def add_document(request: Request, name: str) -> JSONResponse:
+        service = get_service(request)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise BadRequest("a multipart upload needs a 'file' field", param="file")
+            doc_name = str(form.get("name") or upload.filename or "")
+            fmt_field = form.get("format")
+            if fmt_field and fmt_field not in FORMATS:
+                raise BadRequest(f"format must be one of {', '.join(FORMATS)}", param="format")
+            fmt = cast(Format, fmt_field) if fmt_field else detect_format(doc_name, upload.content_type)
+            data: bytes | str = await upload.read()
+            source = str(form.get("source") or upload.filename or doc_name)
+            title = str(form["title"]) if form.get("title") else None
+        else:
+            body = parse(DocumentIn, await _json(request))
+            doc_name, data, source, title = body.name, body.text, body.source, body.title
+            fmt = body.format or detect_format(body.name)
+            if fmt == "pdf":
+                raise BadRequest("a PDF must be uploaded as a file (multipart), not sent as text", param="format")
+        if not doc_name:
+            raise BadRequest("the document needs a name (the 'name' field or the file name)", param="name")
+        result = await service.ingest(name, doc_name, data, fmt, source=source, title=title)
+        return JSONResponse(ingest_json(result), status_code=201 if result.status == "created" else 200)
+
+    @router.delete("/collections/{name}/documents/{document:path}")
+    async def delete_document(request: Request, name: str, document: str) -> dict[str, Any]:
+        await get_service(request).delete_document(name, document)
+        return {"object": "document", "name": document, "deleted": True}
+
+    @router.post("/query")
+    async def query(request: Request) -> dict[str, Any]:
+        body = parse(QueryIn, await _json(request))
+        outcome = await get_service(request).query(body.collection, body.query, top_k=body.top_k, strategy=body.strategy)
+        trace = outcome.trace
+        return {
+            "answer": trace.answer,
+            "answer_mode": trace.answer_mode or "refused",
+            "citations": outcome.citations,
+            "intent": (trace.intent or {}).get("name"),
+            "intent_confidence": (trace.intent or {}).get("confidence"),
+            "strategy": trace.strategy,
+            "quality": trace.quality,
+            "trace_id": trace.id,
+            "timings_ms": {**outcome.timings_ms, "total": trace.total_ms},
+        }
+
+    @router.post("/search")
+    async def search(request: Request) -> dict[str, Any]:
+        body = parse(SearchIn, await _json(request))
+        retrieval, intent = await get_service(request).search(
+            body.collection, body.query, top_k=body.top_k or 10, strategy=body.strategy
+        )
+        return {
+            "strategy": retrieval.strategy,
+            "intent": intent or None,
+            "best_similarity": round(retrieval.best_similarity, 4),
+            "results": [
+                {
+                    "rank": r.rank, "chunk_id": r.chunk.id, "document": r.chunk.document,
+                    "source": r.chunk.source, "section": r.chunk.section, "text": r.chunk.text,
+                    "score": r.score, "base_score": r.base_score,
+                }
+                for r in retrieval.chunks
+            ],
+        }  # fmt: skip
+
+    @router.get("/traces/{trace_id}")
+    async def get_trace(request: Request, trace_id: str) -> dict[str, Any]:
+        trace = await get_service(request).trace(trace_id)
+        return {"object": "trace", **trace.as_dict()}
+
+    @router.post("/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        body = parse(FeedbackIn, await _json(request))
+        return await get_service(request).feedback(body.trace_id, body.rating)
+
+    @router.get("/values")
+    async def values(request: Request, collection: str = "default", limit: int = 50) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise BadRequest("limit must be between 1 and 1000", param="limit")
+        rows = await get_service(request).values(collection, limit)
+        return {
+            "collection": collection,
+            "documents": [asdict(r) for r in rows if r.kind == "document"],
+            "chunks": [asdict(r) for r in rows if r.kind == "chunk"],
+        }
+
+    @router.get("/metrics")
+    async def metrics(request: Request, collection: str | None = None) -> dict[str, Any]:
+        return {"object": "list", "data": await get_service(request).metrics(collection)}
+
+    return router

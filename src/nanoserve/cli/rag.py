@@ -1,0 +1,194 @@
+"""``nanoserve ingest`` and ``nanoserve rag {query,trace,eval}``: clients of a running gateway.
+
+They speak HTTP to ``--url`` (default http://127.0.0.1:8000) so they work against any nanoserve,
+local or not, and import nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+STRATEGY_CHOICES = ["semantic", "keyword", "hybrid"]
+
+
+def _url_option(f: Any) -> Any:
+    return click.option(
+        "--url", default=DEFAULT_URL, show_default=True, envvar="NANOSERVE_URL", help="The gateway's base URL."
+    )(f)
+
+
+def _client(url: str, timeout: float = 600.0) -> httpx.Client:
+    return httpx.Client(base_url=url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0))
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)") from exc
+    if response.status_code >= 400:
+        try:
+            err = response.json()["error"]
+            message = err["message"] if isinstance(err, dict) else str(err)
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:500]
+        raise click.ClickException(f"{response.status_code}: {message}")
+    return response.json()
+
+
+def _supported_suffixes() -> frozenset[str]:
+    from nanoserve.rag.documents import supported_suffixes
+
+    return supported_suffixes()
+
+
+def iter_files(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str]]:
+    """(file, document name): files as given, folders walked for supported suffixes; a document
+    is named by its path relative to the folder given, so re-ingesting a folder replaces."""
+    suffixes = _supported_suffixes()
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes):
+                yield file, file.relative_to(path).as_posix()
+        else:
+            yield path, path.name
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", default="default", show_default=True, help="Collection to add to.")
+@_url_option
+def ingest(paths: tuple[Path, ...], collection: str, url: str) -> None:
+    """Add files and folders (text, Markdown, HTML, PDF) to a collection.
+
+    A file already ingested under the same name is replaced if it changed, skipped otherwise.
+    """
+    files = list(iter_files(paths))
+    if not files:
+        raise click.ClickException("no supported files (.txt .md .html .pdf ...) found")
+    totals = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
+    chunks = 0
+    started = time.perf_counter()
+    with _client(url) as client, click.progressbar(
+        files, label=f"Ingesting into {collection!r}", item_show_func=lambda f: f[1] if f else None, file=sys.stderr
+    ) as bar:
+        for file, name in bar:
+            try:
+                result = _call(
+                    client,
+                    "POST",
+                    f"/v1/rag/collections/{collection}/documents",
+                    files={"file": (file.name, file.read_bytes())},
+                    data={"name": name, "source": str(file)},
+                )
+            except click.ClickException as exc:
+                totals["failed"] += 1
+                click.echo(f"\n{name}: {exc.message}", err=True)
+                continue
+            totals[result["status"]] += 1
+            if result["status"] != "unchanged":
+                chunks += result["chunks"]
+    elapsed = time.perf_counter() - started
+    rate = f", {chunks / elapsed:.1f} chunks/s" if chunks else ""
+    summary = ", ".join(f"{n} {k}" for k, n in totals.items() if n)
+    click.echo(f"{len(files)} files: {summary}; {chunks} chunks in {elapsed:.1f}s{rate}")
+    if totals["failed"]:
+        sys.exit(1)
+
+
+@click.group()
+def rag() -> None:
+    """Ask a collection, read traces, evaluate retrieval."""
+
+
+@rag.command()
+@click.argument("question")
+@click.option("--collection", "-c", default="default", show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 50), default=None, help="Chunks given to the model.")
+@click.option("--strategy", type=click.Choice(STRATEGY_CHOICES), default=None, help="Override the routing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON response.")
+@_url_option
+def query(question: str, collection: str, top_k: int | None, strategy: str | None, as_json: bool, url: str) -> None:
+    """Ask QUESTION; prints the answer, its citations, quality and trace id."""
+    body: dict[str, Any] = {"collection": collection, "query": question}
+    if top_k:
+        body["top_k"] = top_k
+    if strategy:
+        body["strategy"] = strategy
+    with _client(url) as client:
+        result = _call(client, "POST", "/v1/rag/query", json=body)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(result["answer"])
+    for c in result["citations"]:
+        where = f"{c['document']}" + (f" > {c['section']}" if c.get("section") else "")
+        click.echo(f"  [{c['n']}] {where} (chunk {c['chunk_id']})")
+    quality = ", ".join(f"{k} {v:.2f}" for k, v in result["quality"].items())
+    click.echo(f"intent {result['intent']}, strategy {result['strategy']}, {result['answer_mode']}; quality: {quality}")
+    click.echo(f"trace {result['trace_id']} ({result['timings_ms'].get('total', 0):.0f} ms)")
+
+
+@rag.command()
+@click.argument("trace_id")
+@_url_option
+def trace(trace_id: str, url: str) -> None:
+    """Print a query's trace as JSON."""
+    with _client(url) as client:
+        click.echo(json.dumps(_call(client, "GET", f"/v1/rag/traces/{trace_id}"), indent=2))
+
+
+@rag.command(name="eval")
+@click.option("--collection", "-c", default="default", show_default=True)
+@click.option("--questions", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSONL: {"query": ..., "relevant": [document names]} per line.')  # fmt: skip
+@click.option("--strategies", default="semantic,keyword,hybrid", show_default=True, help="Comma-separated.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON.")
+@_url_option
+def evaluate(collection: str, questions: Path, strategies: str, output: Path | None, url: str) -> None:
+    """Retrieval quality: recall@k, MRR and nDCG@10 per strategy, side by side."""
+    from nanoserve.errors import NanoserveError
+    from nanoserve.rag.eval import RECALL_KS, distinct, load_questions, score_run
+
+    chosen = [s.strip() for s in strategies.split(",") if s.strip()]
+    if bad := [s for s in chosen if s not in STRATEGY_CHOICES]:
+        raise click.BadParameter(f"unknown strategy {bad[0]!r}", param_hint="--strategies")
+    try:
+        qs = load_questions(questions)
+    except NanoserveError as exc:
+        raise click.ClickException(exc.message) from exc
+    results: dict[str, Any] = {"collection": collection, "questions_file": str(questions), "strategies": {}}
+    per_question: list[dict[str, Any]] = [{"query": q.query, "relevant": sorted(q.relevant)} for q in qs]
+    with _client(url) as client:
+        for strategy in chosen:
+            rankings = []
+            started = time.perf_counter()
+            with click.progressbar(qs, label=f"{strategy:>8}", file=sys.stderr) as bar:
+                for i, q in enumerate(bar):
+                    found = _call(client, "POST", "/v1/rag/search",
+                                  json={"collection": collection, "query": q.query, "strategy": strategy, "top_k": 50})  # fmt: skip
+                    ranking = distinct(r["document"] for r in found["results"])
+                    rankings.append(ranking)
+                    per_question[i][strategy] = ranking[:5]
+            scores = score_run(rankings, qs)
+            results["strategies"][strategy] = {
+                **scores.as_dict(),
+                "ms_per_query": round((time.perf_counter() - started) * 1e3 / len(qs), 1),
+            }
+    results["per_question"] = per_question
+    headers = [f"recall@{k}" for k in RECALL_KS] + ["mrr", "ndcg@10", "ms_per_query"]
+    click.echo(f"{'strategy':<10}" + "".join(f"{h:>13}" for h in headers))
+    for strategy, row in results["strategies"].items():
+        click.echo(f"{strategy:<10}" + "".join(f"{row[h]:>13}" for h in headers))
+    click.echo(f"{len(qs)} questions, collection {collection!r}")
+    if output:
+        output.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,102 @@
+"""The pipeline's way to the models: the gateway's own OpenAI API over HTTP.
+
+The gateway passes its loopback URL, so the pipeline goes through the same routing, queues and
+memory management as any client, and works unchanged against any OpenAI-compatible server.
+Errors come back as the exception tree: the model's 4xx/5xx bodies are rebuilt into typed errors,
+a refused connection is ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from nanoserve.errors import (
+    BadRequest,
+    EngineError,
+    ModelNotFound,
+    NanoserveError,
+    QueueFull,
+    Unavailable,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+EMBED_BATCH = 64
+
+
+class InferenceClient:
+    """``embed`` and ``chat`` against an OpenAI-compatible base URL (``.../v1`` is added)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + "/v1", timeout=timeout, transport=transport, headers=headers
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order (sent in batches of ``EMBED_BATCH``)."""
+        vectors: list[list[float]] = []
+        for i in range(0, len(texts), EMBED_BATCH):
+            batch = list(texts[i : i + EMBED_BATCH])
+            body = await self._post("/embeddings", {"model": model, "input": batch}, model)
+            data = sorted(body.get("data", []), key=lambda d: d.get("index", 0))
+            if len(data) != len(batch):
+                raise EngineError(f"model {model!r} returned {len(data)} embeddings for {len(batch)} texts")
+            vectors.extend([float(x) for x in d["embedding"]] for d in data)
+        return vectors
+
+    async def chat(self, model: str, messages: Sequence[dict[str, Any]], **sampling: Any) -> str:
+        """The assistant message text of a non-streamed chat completion."""
+        payload = {"model": model, "messages": list(messages), "stream": False, **sampling}
+        body = await self._post("/chat/completions", payload, model)
+        try:
+            return body["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError) as exc:
+            raise EngineError(f"model {model!r} returned an unexpected chat response") from exc
+
+    async def _post(self, path: str, payload: dict[str, Any], model: str) -> dict[str, Any]:
+        try:
+            response = await self._http.post(path, json=payload)
+        except httpx.TimeoutException as exc:
+            raise Unavailable(f"model {model!r} did not answer in time ({path})", retry_after=5) from exc
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the model server at {self.base_url}: {exc}", retry_after=5) from exc
+        if response.status_code >= 400:
+            raise _error_from_response(response, model)
+        try:
+            return response.json()  # type: ignore[no-any-return]
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"model {model!r} returned invalid JSON") from exc
+
+
+def _error_from_response(response: httpx.Response, model: str) -> NanoserveError:
+    try:
+        err = response.json()["error"]
+        message = err["message"] if isinstance(err, dict) else str(err)
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:300] or f"HTTP {response.status_code}"
+    retry = response.headers.get("retry-after")
+    retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+    status = response.status_code
+    if status == 404:
+        return ModelNotFound(model)
+    if status == 429:
+        return QueueFull(f"model {model!r}: {message}", retry_after=retry_after)
+    if status in (502, 503, 504):
+        return Unavailable(f"model {model!r}: {message}", retry_after=retry_after)
+    if 400 <= status < 500:
+        return BadRequest(f"model {model!r}: {message}")
+    return EngineError(f"model {model!r}: {message}")

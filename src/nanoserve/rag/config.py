@@ -1,0 +1,56 @@
+"""Settings of the ask-your-documents pipeline (the ``rag:`` section of the config file)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nanoserve.rag.intent import DEFAULT_INTENTS, STRATEGIES, IntentSpec, Strategy
+
+
+class IntentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    strategy: Strategy = "hybrid"
+    examples: list[str] = Field(min_length=1, description="prototype questions of this intent")
+
+
+class RagConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    generation_model: str = "smollm2:135m"
+    embedding_model: str = "all-minilm:l6-v2"
+    store: Literal["sqlite", "pgvector"] = "sqlite"
+    postgres_dsn: str | None = Field(default=None, description="libpq connection string for store: pgvector")
+    top_k: int = Field(default=3, ge=1, le=50, description="chunks given to the generation model")
+    candidates: int = Field(default=30, ge=1, le=500, description="chunks each search strategy returns")
+    # Calibrated on benchmarks/rag (docs/rag.md): best query-chunk cosine below this = not answerable.
+    min_similarity: float = Field(default=0.35, ge=-1, le=1)
+    # An out-of-scope intent needs a closer match than that to be answered anyway.
+    out_of_scope_similarity: float = Field(default=0.45, ge=-1, le=1)
+    value_strength: float = Field(default=0.15, ge=0, lt=1, description="max relative score change by value")
+    learning_rate: float = Field(default=0.3, gt=0, le=1)
+    max_tokens: int = Field(default=96, ge=1, le=4096)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    context_chars: int = Field(default=1800, ge=200, description="context budget of the prompt")
+    chunk_max_chars: int = Field(default=800, ge=100, le=20_000)
+    max_document_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    intents: list[IntentConfig] | None = Field(default=None, description="replaces the built-in intents")
+
+    @model_validator(mode="after")
+    def _check(self) -> RagConfig:
+        if self.store == "pgvector" and not self.postgres_dsn:
+            raise ValueError("store: pgvector needs postgres_dsn")
+        if self.intents is not None and len({i.name for i in self.intents}) != len(self.intents):
+            raise ValueError("intents: names must be unique")
+        return self
+
+    def intent_specs(self) -> tuple[IntentSpec, ...]:
+        if self.intents is None:
+            return DEFAULT_INTENTS
+        return tuple(IntentSpec(i.name, i.strategy, tuple(i.examples)) for i in self.intents)
+
+
+__all__ = ["STRATEGIES", "IntentConfig", "RagConfig"]

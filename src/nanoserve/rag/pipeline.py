@@ -1,0 +1,286 @@
+"""The query pipeline: each phase timed, every query traced.
+
+    embed      the question, with the collection's embedding model
+    intent     nearest intent prototypes (embedding model), then a route to a strategy
+    retrieve   semantic (vectors), keyword (full text) or hybrid (reciprocal-rank fusion of both),
+               re-ranked by the learned values (bounded)
+    generate   a grounded answer from the numbered context chunks (generation model); skipped when
+               the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
+    cite       answer sentences matched to the chunks that support them (embedding model)
+    quality    the named quality dimensions (quality.py)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nanoserve.rag import extractive
+from nanoserve.rag.citations import ASSIGN_SUPPORT, CitedAnswer, attach_citations, split_answer
+from nanoserve.rag.client import InferenceClient
+from nanoserve.rag.config import RagConfig
+from nanoserve.rag.extractive import MIN_GROUNDING
+from nanoserve.rag.intent import OUT_OF_SCOPE, EmbedFn, IntentClassifier, IntentResult, Strategy, route
+from nanoserve.rag.quality import QualityInput, score
+from nanoserve.rag.ranking import Ranked, apply_values, reciprocal_rank_fusion
+from nanoserve.rag.store.base import StoredChunk, VectorStore
+from nanoserve.rag.text import keyword_query_terms, strip_citations
+from nanoserve.rag.traces import Trace, TraceChunk, TraceStore
+
+log = logging.getLogger("nanoserve.rag")
+
+NOT_IN_DOCUMENTS = "I could not find this in the documents."
+SYSTEM_PROMPT = (
+    "Answer the question using only the numbered passages. Be brief and factual: one or two "
+    "sentences. Cite the passage you used like [1]."
+)
+
+
+@dataclass(slots=True)
+class PhaseTimer:
+    phases: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases.append({"name": name, "ms": round((time.perf_counter() - start) * 1e3, 2)})
+
+    def as_dict(self) -> dict[str, float]:
+        return {p["name"]: p["ms"] for p in self.phases}
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievedChunk:
+    chunk: StoredChunk
+    rank: int
+    score: float
+    base_score: float
+
+
+@dataclass(slots=True)
+class Retrieval:
+    strategy: Strategy
+    chunks: list[RetrievedChunk]
+    best_similarity: float  # best cosine between the query and any chunk of the collection
+
+
+@dataclass(slots=True)
+class QueryOutcome:
+    trace: Trace
+    citations: list[dict[str, Any]]
+    timings_ms: dict[str, float]
+
+
+def answerable(intent: str, best_similarity: float, config: RagConfig) -> bool:
+    """The calibrated gate: is anything in the collection close enough to answer from?"""
+    if best_similarity < config.min_similarity:
+        return False
+    return not (intent == OUT_OF_SCOPE and best_similarity < config.out_of_scope_similarity)
+
+
+def build_messages(query: str, contexts: Sequence[StoredChunk], budget_chars: int) -> list[dict[str, str]]:
+    """Numbered passages within ``budget_chars`` (each passage gets an equal share at most)."""
+    share = max(200, budget_chars // max(1, len(contexts)))
+    passages = []
+    for n, chunk in enumerate(contexts, start=1):
+        header = chunk.title + (f" > {chunk.section}" if chunk.section else "")
+        text = chunk.text if len(chunk.text) <= share else chunk.text[:share].rsplit(" ", 1)[0] + " ..."
+        passages.append(f"[{n}] ({header}) {text}")
+    user = "Passages:\n" + "\n".join(passages) + f"\n\nQuestion: {query}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def citation_records(cited: CitedAnswer, retrieved: Sequence[RetrievedChunk]) -> list[dict[str, Any]]:
+    """The answer's citations as the API returns them, by number."""
+    out = []
+    for c in sorted(cited.citations, key=lambda c: c.n):
+        r = retrieved[c.context_index]
+        out.append({
+            "n": c.n, "document": r.chunk.document, "source": r.chunk.source, "chunk_id": r.chunk.id,
+            "section": r.chunk.section, "text": r.chunk.text, "score": r.score, "support": c.support,
+        })  # fmt: skip
+    return out
+
+
+class QueryPipeline:
+    def __init__(
+        self,
+        store: VectorStore,
+        traces: TraceStore,
+        client: InferenceClient,
+        config: RagConfig,
+        classifier: IntentClassifier,
+    ):
+        self.store = store
+        self.traces = traces
+        self.client = client
+        self.config = config
+        self.classifier = classifier
+
+    async def retrieve(
+        self, collection: str, query: str, query_vec: Sequence[float], strategy: Strategy, top_k: int
+    ) -> Retrieval:
+        n = max(self.config.candidates, top_k)
+        dense = await asyncio.to_thread(self.store.dense_search, collection, query_vec, n)
+        best = dense[0].score if dense else 0.0
+        if strategy == "semantic":
+            hits = [(h.chunk_id, h.document_id, h.score) for h in dense]
+        else:
+            terms = keyword_query_terms(query)
+            keyword = await asyncio.to_thread(self.store.keyword_search, collection, terms, n)
+            if strategy == "keyword":
+                hits = [(h.chunk_id, h.document_id, h.score) for h in keyword]
+            else:
+                docs = {h.chunk_id: h.document_id for h in (*dense, *keyword)}
+                fused = reciprocal_rank_fusion([[h.chunk_id for h in dense], [h.chunk_id for h in keyword]])
+                hits = [(cid, docs[cid], s) for cid, s in fused]
+        chunks = await asyncio.to_thread(self.store.get_chunks, [h[0] for h in hits])
+        hits = [h for h in hits if h[0] in chunks]
+        ranked: list[Ranked] = apply_values(
+            [(c, d, max(0.0, s)) for c, d, s in hits],
+            {cid: c.value for cid, c in chunks.items()},
+            {c.document_id: c.document_value for c in chunks.values()},
+            strength=self.config.value_strength,
+        )
+        top = [
+            RetrievedChunk(chunks[r.chunk_id], rank, round(r.score, 6), round(r.base_score, 6))
+            for rank, r in enumerate(ranked[:top_k], start=1)
+        ]
+        return Retrieval(strategy, top, best)
+
+    async def run(
+        self, collection: str, query: str, *, top_k: int | None = None, strategy: Strategy | None = None
+    ) -> QueryOutcome:
+        top_k = top_k or self.config.top_k
+        info = await asyncio.to_thread(self.store.get_collection, collection)  # NotFound: no trace
+        model = info.embedding_model
+        started = time.perf_counter()
+        timer = PhaseTimer()
+        trace = Trace(id="tr_" + uuid.uuid4().hex, collection=collection, query=query)
+        citations: list[dict[str, Any]] = []
+        cache: dict[str, list[float]] = {}
+
+        async def embed(texts: Sequence[str]) -> list[list[float]]:
+            """Embeddings, each distinct text embedded once per query."""
+            missing = [t for t in dict.fromkeys(texts) if t not in cache]
+            if missing:
+                cache.update(zip(missing, await self.client.embed(model, missing)))
+            return [cache[t] for t in texts]
+
+        try:
+            with timer.phase("embed"):
+                (query_vec,) = await embed([query])
+            with timer.phase("intent"):
+                intent: IntentResult = await self.classifier.classify(model, query_vec, self.embedder(model))
+                chosen = route(query, intent.name, self.classifier.strategies, strategy)
+            trace.intent = {"name": intent.name, "confidence": intent.confidence, "scores": intent.scores}
+            trace.strategy, trace.route = chosen.strategy, chosen.reason
+            with timer.phase("retrieve"):
+                retrieval = await self.retrieve(collection, query, query_vec, chosen.strategy, top_k)
+            trace.retrieved = [
+                TraceChunk(r.rank, r.chunk.id, r.chunk.document_id, r.chunk.document, r.chunk.section,
+                           r.score, r.base_score, None, r.chunk.text)
+                for r in retrieval.chunks
+            ]  # fmt: skip
+            trace.answerable = bool(retrieval.chunks) and answerable(
+                intent.name, retrieval.best_similarity, self.config
+            )
+            contexts = [r.chunk for r in retrieval.chunks]
+            context_texts = [c.text for c in contexts]
+            answer, cited = NOT_IN_DOCUMENTS, None
+            if trace.answerable:
+                with timer.phase("generate"):
+                    trace.generated = await self.client.chat(
+                        self.config.generation_model,
+                        build_messages(query, contexts, self.config.context_chars),
+                        max_tokens=self.config.max_tokens,
+                        temperature=self.config.temperature,
+                    )
+                with timer.phase("cite"):
+                    cited = await self._cite(query, trace.generated, context_texts, embed)
+                    if cited is not None:
+                        trace.answer_mode = "generated"
+                    else:
+                        cited = await self._extract(query, query_vec, context_texts, embed)
+                        trace.answer_mode = "extractive" if cited is not None else "refused"
+                if cited is not None:
+                    answer = cited.text
+                    citations = citation_records(cited, retrieval.chunks)
+                    for c in cited.citations:
+                        trace.retrieved[c.context_index].citation = c.n
+            trace.answer_mode = trace.answer_mode or "refused"
+            with timer.phase("quality"):
+                sentences = [strip_citations(s) for s in split_answer(answer)]
+                vecs = await embed([answer, *sentences, *context_texts])
+                trace.quality = score(
+                    QualityInput(
+                        query, answer, context_texts, query_vec, vecs[0],
+                        vecs[1 : 1 + len(sentences)], vecs[1 + len(sentences) :],
+                    )
+                )  # fmt: skip
+            trace.answer = answer
+            trace.status = "ok" if cited is not None else "refused"
+        except BaseException as exc:
+            trace.status = "error"
+            trace.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+            raise
+        finally:
+            trace.phases = timer.phases
+            trace.total_ms = round((time.perf_counter() - started) * 1e3, 2)
+            await self._save(trace)
+        return QueryOutcome(trace, citations, timer.as_dict())
+
+    @staticmethod
+    async def _cite(query: str, generated: str, contexts: Sequence[str], embed: EmbedFn) -> CitedAnswer | None:
+        """The generated answer with citations, or None when it is not grounded enough."""
+        sentences = [strip_citations(s) for s in split_answer(generated)]
+        if not any(sentences):
+            return None
+        vecs = await embed([*sentences, *contexts])
+        cited = attach_citations(
+            generated, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+        )
+        supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
+        if not cited.sentence_support or supported / len(cited.sentence_support) < MIN_GROUNDING:
+            return None
+        return cited
+
+    @staticmethod
+    async def _extract(
+        query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
+    ) -> CitedAnswer | None:
+        """The extractive fallback: the context sentences that best answer the question."""
+        cands = extractive.candidates(contexts)
+        if not cands:
+            return None
+        picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
+        if not picked:
+            return None
+        text = extractive.compose(picked)
+        sentences = [strip_citations(s) for s in split_answer(text)]
+        vecs = await embed([*sentences, *contexts])
+        return attach_citations(
+            text, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+        )
+
+    def embedder(self, model: str) -> Any:
+        async def embed(texts: Sequence[str]) -> list[list[float]]:
+            return await self.client.embed(model, texts)
+
+        return embed
+
+    async def _save(self, trace: Trace) -> None:
+        try:
+            await asyncio.to_thread(self.traces.save, trace)
+        except Exception:  # a failing trace store must not fail the query itself
+            log.exception("cannot save trace %s", trace.id)
+

@@ -1,0 +1,52 @@
+"""Test-only fakes: an OpenAI-compatible model server as an httpx MockTransport."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+
+from nanoserve.rag.client import InferenceClient
+
+DIMS = 16
+
+
+def hash_vector(text: str) -> list[float]:
+    """A deterministic unit vector per text: bag of hashed words, so shared words mean similarity."""
+    v = np.zeros(DIMS)
+    for word in text.lower().split():
+        v[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIMS] += 1.0
+    n = np.linalg.norm(v)
+    return list(v / n) if n else list(np.ones(DIMS) / np.sqrt(DIMS))
+
+
+class FakeModels:
+    """Counts calls; ``fail_embed_call`` makes that (1-based) embeddings call fail with a 503."""
+
+    def __init__(self, reply: str = "A reply.", fail_embed_call: int | None = None):
+        self.reply = reply
+        self.fail_embed_call = fail_embed_call
+        self.embed_calls = 0
+        self.chat_calls: list[list[dict[str, str]]] = []
+
+    def handler(self) -> Callable[[httpx.Request], httpx.Response]:
+        def handle(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            if request.url.path.endswith("/embeddings"):
+                self.embed_calls += 1
+                if self.embed_calls == self.fail_embed_call:
+                    return httpx.Response(503, json={"error": {"message": "worker died"}}, headers={"Retry-After": "2"})
+                data = [{"index": i, "embedding": hash_vector(t)} for i, t in enumerate(body["input"])]
+                return httpx.Response(200, json={"data": data})
+            if body["model"] != "smollm2:135m":
+                return httpx.Response(404, json={"error": {"message": "no such model"}})
+            self.chat_calls.append(body["messages"])
+            return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": self.reply}}]})
+
+        return handle
+
+    def client(self) -> InferenceClient:
+        return InferenceClient("http://models.test", transport=httpx.MockTransport(self.handler()))

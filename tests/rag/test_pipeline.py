@@ -1,0 +1,104 @@
+"""The query pipeline with fake models: answer modes, the gate, traces of failures, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakes import FakeModels
+from prometheus_client import CollectorRegistry, generate_latest
+
+from nanoserve.errors import NotFound, Unavailable
+from nanoserve.rag.config import RagConfig
+from nanoserve.rag.pipeline import NOT_IN_DOCUMENTS, answerable, build_messages
+from nanoserve.rag.service import RagService
+from nanoserve.rag.store.base import StoredChunk
+
+DOC = "# Tea\n\n## Water\n\nUse water at 80 degrees for green tea.\n\n## Time\n\nSteep green tea for two minutes."
+CONFIG = RagConfig(min_similarity=0.1, out_of_scope_similarity=0.1)
+
+
+async def service_with(tmp_path: Path, models: FakeModels, config: RagConfig = CONFIG) -> RagService:
+    service = RagService(tmp_path, models.client(), config)
+    await service.ingest("tea", "tea.md", DOC, "markdown")
+    return service
+
+
+async def test_grounded_generated_answer_is_kept(tmp_path: Path) -> None:
+    models = FakeModels(reply="Use water at 80 degrees for green tea.")
+    service = await service_with(tmp_path, models)
+    outcome = await service.query("tea", "water degrees green tea", strategy="keyword")
+    trace = outcome.trace
+    assert trace.answer_mode == "generated" and trace.status == "ok"
+    assert trace.answer == "Use water at 80 degrees for green tea [1]."
+    assert [c["document"] for c in outcome.citations] == ["tea.md"]
+    prompt = models.chat_calls[0][-1]["content"]
+    assert "[1] (Tea > Water) Use water at 80 degrees" in prompt and "Question: water degrees green tea" in prompt
+    await service.aclose()
+
+
+async def test_ungrounded_answer_falls_back_to_quoting(tmp_path: Path) -> None:
+    service = await service_with(tmp_path, FakeModels(reply="Tea was invented on the moon in 3000 BC."))
+    outcome = await service.query("tea", "how long to steep green tea", strategy="keyword")
+    trace = outcome.trace
+    assert trace.answer_mode == "extractive" and trace.generated == "Tea was invented on the moon in 3000 BC."
+    assert "Steep green tea for two minutes [" in (trace.answer or "")
+    assert outcome.citations and all(c["document"] == "tea.md" for c in outcome.citations)
+    await service.aclose()
+
+
+async def test_gate_refuses_without_calling_the_generation_model(tmp_path: Path) -> None:
+    models = FakeModels()
+    service = await service_with(tmp_path, models, RagConfig(min_similarity=0.99))
+    outcome = await service.query("tea", "completely unrelated words here")
+    assert outcome.trace.answer == NOT_IN_DOCUMENTS and outcome.trace.status == "refused"
+    assert models.chat_calls == [] and outcome.citations == []
+    assert "generate" not in outcome.timings_ms
+    await service.aclose()
+
+
+async def test_a_failed_query_is_traced_and_counted(tmp_path: Path) -> None:
+    models = FakeModels()
+    service = await service_with(tmp_path, models)
+    models.fail_embed_call = models.embed_calls + 1
+    with pytest.raises(Unavailable):
+        await service.query("tea", "water")
+    (metrics,) = await service.metrics("tea")
+    assert (metrics["queries"], metrics["errors"], metrics["success_rate"]) == (1, 1, 0.0)
+    with pytest.raises(NotFound):  # an unknown collection is not a query: no trace
+        await service.query("nope", "water")
+    assert [m["collection"] for m in await service.metrics()] == ["tea"]
+    text = generate_latest(registry_with(service)).decode()
+    assert 'nanoserve_rag_queries_total{collection="tea",status="error"} 1.0' in text
+    await service.aclose()
+
+
+async def test_prometheus_metrics_after_queries(tmp_path: Path) -> None:
+    service = await service_with(tmp_path, FakeModels(reply="Use water at 80 degrees for green tea."))
+    await service.query("tea", "water degrees", strategy="keyword")
+    text = generate_latest(registry_with(service)).decode()
+    assert 'nanoserve_rag_queries_total{collection="tea",status="ok"} 1.0' in text
+    assert 'nanoserve_rag_query_latency_seconds_count{collection="tea"} 1.0' in text
+    assert 'nanoserve_rag_quality{collection="tea",dimension="overall"}' in text
+    assert 'nanoserve_rag_chunks_ingested_total{collection="tea"} 2.0' in text
+    await service.aclose()
+
+
+def registry_with(service: RagService) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(service.prometheus_collector())
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("intent", "best", "expected"),
+    [("lookup", 0.5, True), ("lookup", 0.29, False), ("out-of-scope", 0.5, True), ("out-of-scope", 0.4, False)],
+)
+def test_answerable_gate(intent: str, best: float, expected: bool) -> None:
+    assert answerable(intent, best, RagConfig(min_similarity=0.3, out_of_scope_similarity=0.45)) is expected
+
+
+def test_prompt_fits_the_budget() -> None:
+    chunk = StoredChunk(1, 1, "d.md", "d.md", "Doc", "Part", 0, "word " * 500, 0, 2500, 0.0, 0.0)
+    messages = build_messages("q?", [chunk, chunk], budget_chars=1000)
+    assert len(messages[-1]["content"]) < 1200 and messages[-1]["content"].count("[") == 2
