@@ -160,7 +160,7 @@ def test_busy_memory_is_503_with_retry_after(gw: Gateway) -> None:
     for model in ("a", "b"):  # both hold memory and are busy
         events: list[str] = []
         started = threading.Event()
-        thread = threading.Thread(target=_stream, args=(gw, model, 100, events, started))
+        thread = threading.Thread(target=_stream, args=(gw, model, 400, events, started))
         thread.start()
         streams.append(thread)
         assert started.wait(30)

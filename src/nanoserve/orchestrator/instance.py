@@ -426,7 +426,9 @@ class ModelInstance:
         pids = [p.pid for p in await asyncio.to_thread(process_tree, worker.pid)]
         if force and self.in_flight:  # what the requests cut off will say
             self.error = f"the model was unloaded ({reason}, forced) while the request was in flight"
-        await worker.stop(kill=force)
+        # A forced unload kills at once; at shutdown the gateway has already waited its grace for
+        # requests, and a SIGTERM lets the worker close its engine and flush its traces.
+        await worker.stop(kill=force and reason != Reason.SHUTDOWN)
         await self._host.confirm_released(self, worker, pids or [worker.pid])
         self.loaded_at = None
         self._reset_controls()
