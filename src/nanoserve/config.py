@@ -80,6 +80,13 @@ class ModelConfig(_Strict):
     parallel: int = Field(default=4, ge=1, le=256, description="sequences served at once")
     threads: int | None = Field(default=None, ge=1, le=1024)
     chat_template: str | None = None
+    tool_format: Literal["hermes", "template"] = Field(
+        default="hermes",
+        description=(
+            "how tools are shown to a chat model (docs/tools.md): 'hermes' renders them into the "
+            "system prompt in Hermes/Qwen tags; 'template' leaves it to the model's chat template"
+        ),
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific options")
     priority: int = 0
     pinned: bool = False

@@ -19,6 +19,13 @@ from nanoserve.config import default_data_dir
 @click.option("--parallel", default=4, show_default=True, help="Sequences served at once.")
 @click.option("--threads", default=1, show_default=True, help="CPU threads for the engine.")
 @click.option("--chat-template", default=None, help="Jinja chat template overriding the model's own.")
+@click.option(
+    "--tool-format",
+    default="hermes",
+    show_default=True,
+    type=click.Choice(["hermes", "template"]),
+    help="How tools are shown to a chat model (docs/tools.md).",
+)
 @click.option("--options", "options_json", default="{}", help="Engine options as a JSON object.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where to cache converted weights.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -35,6 +42,7 @@ def worker(
     parallel: int,
     threads: int,
     chat_template: str | None,
+    tool_format: str,
     options_json: str,
     data_dir: Path | None,
     host: str,
@@ -62,4 +70,13 @@ def worker(
         options=options,
         data_dir=data_dir or default_data_dir(),
     )
-    run_worker(engine_name, spec, host=host, port=port, fd=fd, parent_pid=parent_pid, log_level=log_level)
+    run_worker(
+        engine_name,
+        spec,
+        host=host,
+        port=port,
+        fd=fd,
+        parent_pid=parent_pid,
+        log_level=log_level,
+        tool_format=tool_format,
+    )

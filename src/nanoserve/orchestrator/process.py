@@ -62,6 +62,8 @@ def worker_command(config: ModelConfig, settings: Settings, fd: int) -> list[str
         cmd += ["--model", str(resolve_source(config.source))]
     if config.chat_template:
         cmd += ["--chat-template", config.chat_template]
+    if config.kind == "chat":
+        cmd += ["--tool-format", config.tool_format]
     return cmd
 
 

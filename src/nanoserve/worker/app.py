@@ -32,6 +32,7 @@ from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
+from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
 log = logging.getLogger("nanoserve.worker")
 
@@ -41,14 +42,18 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class WorkerState:
     """The engine and its load status; owned by the worker app's lifespan."""
 
-    def __init__(self, engine: Engine, model_name: str, tracing: Tracing | None = None):
+    def __init__(
+        self, engine: Engine, model_name: str, tracing: Tracing | None = None, tool_format: str = DEFAULT_TOOL_FORMAT
+    ):
         self.engine = engine
         self.model_name = model_name
         self.status = "loading"
         self.error: str | None = None
         self.loaded_at: float | None = None
         self.load_seconds: float | None = None
-        self.generation = GenerationService(engine) if isinstance(engine, GenerationEngine) else None
+        self.generation = (
+            GenerationService(engine, tool_format=tool_format) if isinstance(engine, GenerationEngine) else None
+        )
         self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
         self.telemetry = WorkerTelemetry(WorkerMetrics(model_name, self.engine_stats), tracing)
 
@@ -143,16 +148,18 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
     probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, ChatCompletionRequest)
     service = _generation(state)
-    gen = service.prepare_chat(req)
+    gen, plan = service.prepare_chat(req)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
             service.stream(gen, model=req.model, chat=True, include_usage=include_usage,
-                           return_context=req.return_context, probe=probe),
+                           return_context=req.return_context, probe=probe, plan=plan),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    body = await service.complete(gen, model=req.model, chat=True, return_context=req.return_context, probe=probe)
+    body = await service.complete(
+        gen, model=req.model, chat=True, return_context=req.return_context, probe=probe, plan=plan
+    )
     return JSONResponse(body)
 
 
@@ -180,8 +187,10 @@ async def embeddings(request: Request, state: WorkerState) -> Response:
     return JSONResponse(await state.embedding.embed(req, model=req.model, probe=probe))
 
 
-def create_worker_app(engine: Engine, model_name: str, *, tracing: Tracing | None = None) -> Starlette:
-    state = WorkerState(engine, model_name, tracing)
+def create_worker_app(
+    engine: Engine, model_name: str, *, tracing: Tracing | None = None, tool_format: str = DEFAULT_TOOL_FORMAT
+) -> Starlette:
+    state = WorkerState(engine, model_name, tracing, tool_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -59,6 +59,7 @@ def run_worker(
     fd: int | None = None,
     parent_pid: int | None = None,
     log_level: str = "info",
+    tool_format: str = "hermes",
 ) -> None:
     if parent_pid is not None:
         die_with_parent(parent_pid)
@@ -66,7 +67,7 @@ def run_worker(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = load_engine_class(engine_name)(spec)
     tracing = create_tracing(os.environ.get(WORKER_ENDPOINT_ENV), "nanoserve-worker", **{"nanoserve.model": spec.name})
-    app = create_worker_app(engine, spec.name, tracing=tracing)
+    app = create_worker_app(engine, spec.name, tracing=tracing, tool_format=tool_format)
     config = uvicorn.Config(
         app,
         host=host,

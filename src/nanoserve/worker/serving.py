@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,19 @@ from nanoserve.engines.base import (
     SamplingParams,
     Token,
 )
-from nanoserve.errors import ContextLengthExceeded, UnsupportedFeature
+from nanoserve.errors import ConfigError, ContextLengthExceeded, UnsupportedFeature
 from nanoserve.worker.metrics import RequestProbe
+from nanoserve.worker.output import Answer, OutputEvent, OutputPlan, OutputReader, plan_output
+from nanoserve.worker.structured import Bounds
+from nanoserve.worker.tools import (
+    DEFAULT_TOOL_FORMAT,
+    TOOL_FORMATS,
+    CallStart,
+    parse_tool_choice,
+    parse_tools,
+    render_messages,
+    template_tools,
+)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -76,30 +88,41 @@ def timings(done: Finished) -> dict[str, Any]:
 
 
 class GenerationService:
-    def __init__(self, engine: GenerationEngine):
+    def __init__(self, engine: GenerationEngine, *, tool_format: str = DEFAULT_TOOL_FORMAT, bounds: Bounds = Bounds()):
         self.engine = engine
+        if tool_format not in TOOL_FORMATS:
+            raise ConfigError(f"unknown tool format {tool_format!r} (known: {', '.join(TOOL_FORMATS)})")
+        self.tool_format = TOOL_FORMATS[tool_format]
+        self.bounds = bounds
 
     # -- request preparation ------------------------------------------------------------
-    def _chat_prompt(self, req: ChatCompletionRequest) -> str:
-        if req.tools and req.tool_choice != "none":
-            raise UnsupportedFeature("tools are not supported by this model's engine yet", param="tools")
-        if req.response_format is not None and req.response_format.type != "text":
-            raise UnsupportedFeature(
-                f"response_format {req.response_format.type!r} is not supported by this model's engine yet",
-                param="response_format",
-            )
+    def prepare_chat(self, req: ChatCompletionRequest) -> tuple[GenerationRequest, OutputPlan]:
         if not self.engine.supports_vision and any(m.has_images() for m in req.messages):
             raise UnsupportedFeature(
                 f"model '{req.model}' does not support image input (text-only model)", param="messages"
             )
-        # OpenAI's "developer" role is the system prompt of newer clients; templates know "system".
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text() or ""} for m in req.messages
-        ]
-        return self.engine.render_chat(messages)
+        tools = parse_tools(req.tools)
+        choice = parse_tool_choice(req.tool_choice, tools)
+        plan = plan_output(
+            req.response_format,
+            tools,
+            choice,
+            fmt=self.tool_format,
+            can_constrain=self.engine.supports_grammar,
+            parallel_calls=req.parallel_tool_calls,
+            bounds=self.bounds,
+        )
+        described = tools if choice != "none" else []
+        messages = render_messages(req.messages, described, self.tool_format)
+        prompt = self.engine.render_chat(messages, tools=template_tools(described, self.tool_format))
+        gen = self._prepare(req, prompt + plan.prefill, prefix=req.context)
+        if plan.grammar is not None:
+            gen.params.max_tokens = plan.fit(gen.params.max_tokens, self._token_count)
+            gen.params.grammar = plan.grammar.gbnf()
+        return gen, plan
 
-    def prepare_chat(self, req: ChatCompletionRequest) -> GenerationRequest:
-        return self._prepare(req, self._chat_prompt(req), prefix=req.context)
+    def _token_count(self, text: str) -> int:
+        return len(self.engine.tokenize(text))
 
     def prepare_completion(self, req: CompletionRequest) -> GenerationRequest:
         return self._prepare(req, req.prompt)
@@ -122,10 +145,12 @@ class GenerationService:
         chat: bool,
         return_context: bool = False,
         probe: RequestProbe | None = None,
+        plan: OutputPlan | None = None,
     ) -> dict[str, Any]:
         parts: list[str] = []
         ids: list[int] = []
         done: Finished | None = None
+        answer: Answer | None = None
         started, first = time.perf_counter(), 0.0
         try:
             async with aclosing(self.engine.generate(gen)) as events:
@@ -137,6 +162,11 @@ class GenerationService:
                         done = event
                     else:
                         ids.append(event.id)
+            if done is not None and plan is not None and not plan.plain:
+                reader = OutputReader(plan)
+                reader.feed("".join(parts))
+                _, answer = reader.finish(done.finish_reason, stopped_by_eog=_stopped_by_eog(gen, done))
+                done = self._counted(done, answer)
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
@@ -146,10 +176,12 @@ class GenerationService:
         if chat:
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text} if answer is None else answer.openai_message(),
                 "logprobs": None,
                 "finish_reason": done.finish_reason,
             }
+            if answer is not None and answer.closing:
+                choice["closed_by_server"] = True
             obj, prefix = "chat.completion", "chatcmpl-"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": done.finish_reason}
@@ -167,6 +199,15 @@ class GenerationService:
             body["context"] = [*gen.prompt, *ids]
         return body
 
+    def _counted(self, done: Finished, answer: Answer) -> Finished:
+        """``done`` with the answer's finish reason, counting the closing text's tokens."""
+        extra = len(self.engine.tokenize(answer.closing)) if answer.closing else 0
+        return replace(
+            done,
+            finish_reason=answer.finish_reason,  # type: ignore[arg-type]
+            completion_tokens=done.completion_tokens + extra,
+        )
+
     async def stream(
         self,
         gen: GenerationRequest,
@@ -176,11 +217,19 @@ class GenerationService:
         include_usage: bool,
         return_context: bool = False,
         probe: RequestProbe | None = None,
+        plan: OutputPlan | None = None,
     ) -> AsyncIterator[bytes]:
         """One SSE event per token; with ``return_context`` the usage event carries ``context``.
 
         The role chunk goes out with the first token (as vLLM does), so the first byte a client
-        (or the gateway) sees marks the time to first token."""
+        (or the gateway) sees marks the time to first token. Answers with a grammar (JSON, tool
+        calls) take ``_stream_planned``; plain text keeps this lean path."""
+        if plan is not None and not plan.plain:
+            async for chunk in self._stream_planned(
+                gen, plan, model=model, include_usage=include_usage, return_context=return_context, probe=probe
+            ):
+                yield chunk
+            return
         ids: list[int] | None = [] if return_context else None
         created = int(time.time())
         if chat:
@@ -237,6 +286,112 @@ class GenerationService:
             if probe is not None:
                 probe.generation_done(started, first, done)
         yield b"data: [DONE]\n\n"
+
+
+    async def _stream_planned(
+        self,
+        gen: GenerationRequest,
+        plan: OutputPlan,
+        *,
+        model: str,
+        include_usage: bool,
+        return_context: bool,
+        probe: RequestProbe | None,
+    ) -> AsyncIterator[bytes]:
+        """Content deltas for text and JSON; OpenAI's ``tool_calls`` deltas for calls: the name
+        with the call's id first, then the arguments as they are written."""
+        ids: list[int] = []
+        created = int(time.time())
+        chunks = _ChunkFormat(f"chatcmpl-{gen.request_id}", created, model)
+        reader = OutputReader(plan)
+        started, first = time.perf_counter(), 0.0
+        done: Finished | None = None
+        answer: Answer | None = None
+        opened = False
+        try:
+            async with aclosing(self.engine.generate(gen)) as events:
+                async for event in events:
+                    if not first:
+                        first = time.perf_counter()
+                    out = reader.feed(event.text)
+                    if isinstance(event, Token):
+                        ids.append(event.id)
+                    else:
+                        tail, answer = reader.finish(
+                            event.finish_reason, stopped_by_eog=_stopped_by_eog(gen, event)
+                        )
+                        out += tail
+                        done = self._counted(event, answer)
+                    if out and not opened:
+                        opened = True
+                        yield chunks.opening(tool_calls=reader.mode == "calls")
+                    for item in out:
+                        yield chunks.event(item)
+                    if done is None:
+                        continue
+                    if not opened:
+                        yield chunks.opening(tool_calls=False)
+                    yield chunks.final(done.finish_reason, closed=answer is not None and bool(answer.closing))
+                    if include_usage:
+                        extra = {"context": [*gen.prompt, *ids]} if return_context else {}
+                        yield chunks.usage(done, extra)
+        except Exception as exc:  # after the first byte the status is sent: report in-band
+            yield openai_sse_error(exc)
+        finally:
+            if probe is not None:
+                probe.generation_done(started, first, done)
+        yield b"data: [DONE]\n\n"
+
+
+def _stopped_by_eog(gen: GenerationRequest, done: Finished) -> bool:
+    """The engine ended on end-of-generation, which a grammar only allows once it is complete."""
+    return done.finish_reason == "stop" and not gen.params.stop
+
+
+class _ChunkFormat:
+    """SSE chunks of one streamed chat answer (the planned path)."""
+
+    def __init__(self, request_id: str, created: int, model: str):
+        self._head = (
+            f'data: {{"id":"{request_id}","object":"chat.completion.chunk",'
+            f'"created":{created},"model":{_dumps(model)},"choices":[{{"index":0,'
+        )
+        self._usage_head = (
+            f'data: {{"id":"{request_id}","object":"chat.completion.chunk",'
+            f'"created":{created},"model":{_dumps(model)},"choices":[],'
+        )
+
+    def _delta(self, delta: str) -> bytes:
+        return (self._head + '"delta":' + delta + ',"logprobs":null,"finish_reason":null}]}\n\n').encode()
+
+    def opening(self, *, tool_calls: bool) -> bytes:
+        return self._delta('{"role":"assistant","content":' + ("null" if tool_calls else '""') + "}")
+
+    def event(self, item: OutputEvent) -> bytes:
+        if isinstance(item, str):
+            return self._delta('{"content":' + _dumps(item) + "}")
+        if isinstance(item, CallStart):
+            call = {
+                "index": item.index,
+                "id": item.id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": ""},
+            }
+        else:
+            call = {"index": item.index, "function": {"arguments": item.text}}
+        return self._delta('{"tool_calls":[' + _dumps(call) + "]}")
+
+    def final(self, finish_reason: str, *, closed: bool) -> bytes:
+        extra = ',"closed_by_server":true' if closed else ""
+        return (
+            self._head + '"delta":{},"logprobs":null,"finish_reason":' + _dumps(finish_reason) + extra + "}]}\n\n"
+        ).encode()
+
+    def usage(self, done: Finished, extra: dict[str, Any]) -> bytes:
+        body = f'"usage":{_dumps(usage(done))},"timings":{_dumps(timings(done))}'
+        for key, value in extra.items():
+            body += f",{_dumps(key)}:{_dumps(value)}"
+        return (self._usage_head + body + "}\n\n").encode()
 
 
 class EmbeddingService:

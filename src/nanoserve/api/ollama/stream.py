@@ -6,6 +6,8 @@ durations (nanoseconds): tokens and engine timings from the worker's ``usage`` a
 ``load_duration`` from the time the gateway spent getting a ready worker, ``total_duration``
 from the request's arrival. An error event from the worker is raised as a typed error, so an
 error before the first token gets its HTTP status and one after it an ``{"error": ...}`` line.
+Tool calls arrive as OpenAI ``tool_calls`` deltas; they are put together and sent as Ollama does,
+all in one ``message.tool_calls`` line (arguments as objects) before the final line.
 """
 
 from __future__ import annotations
@@ -100,10 +102,17 @@ class Reply:
     def token_line(self, text: str, created_at: str) -> str:
         return self._token_head + created_at + self._token_mid + _dumps(text) + self._token_tail
 
-    def final(self, outcome: Outcome, text: str = "") -> dict[str, Any]:
+    def tool_calls_line(self, calls: list[dict[str, Any]]) -> str:
+        """Ollama sends a turn's tool calls together, in one line before the final one."""
+        message = {"role": "assistant", "content": "", "tool_calls": ollama_tool_calls(calls)}
+        return _dumps({"model": self.model, "created_at": now_iso(), "message": message, "done": False}) + "\n"
+
+    def final(self, outcome: Outcome, text: str = "", tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
         if self.chat:
             body["message"] = {"role": "assistant", "content": text}
+            if tool_calls:
+                body["message"]["tool_calls"] = ollama_tool_calls(tool_calls)
         else:
             body["response"] = text
         body["done"] = True
@@ -125,10 +134,36 @@ class Reply:
     def from_completion(self, answer: dict[str, Any]) -> dict[str, Any]:
         """A whole (non-streamed) worker answer as Ollama's single response object."""
         choice = (answer.get("choices") or [{}])[0]
-        text = choice["message"].get("content") if "message" in choice else choice.get("text")
+        message = choice.get("message")
+        text = message.get("content") if message is not None else choice.get("text")
         outcome = Outcome(finish_reason=choice.get("finish_reason"))
         outcome.absorb(answer)
-        return self.final(outcome, text or "")
+        return self.final(outcome, text or "", (message or {}).get("tool_calls"))
+
+
+def ollama_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI tool calls (arguments as JSON text) in Ollama's shape (arguments as an object)."""
+    out = []
+    for i, call in enumerate(calls):
+        function = call.get("function") or {}
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            raise e.EngineError(f"the worker sent tool call arguments that are not JSON: {function!r}") from None
+        out.append(
+            {"id": call.get("id"), "function": {"index": i, "name": function.get("name", ""), "arguments": arguments}}
+        )
+    return out
+
+
+def _add_call_deltas(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
+    for delta in deltas:
+        call = calls.setdefault(int(delta.get("index", 0)), {"id": None, "function": {"name": "", "arguments": ""}})
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        function = delta.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def _ns(seconds: float) -> int:
@@ -144,6 +179,7 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]
     caller decides whether that becomes an HTTP status or an error line.
     """
     outcome = Outcome()
+    calls: dict[int, dict[str, Any]] = {}  # OpenAI tool-call deltas, put together
     pending = b""
     finished = False
     record = requests.current()  # observability: first token time, usage
@@ -167,12 +203,17 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]
                 choices = event.get("choices")
                 if choices:
                     choice = choices[0]
-                    text = choice["delta"].get("content") if "delta" in choice else choice.get("text")
+                    delta = choice.get("delta")
+                    text = delta.get("content") if delta is not None else choice.get("text")
                     if text:
                         created_at = created_at or now_iso()
                         out.append(reply.token_line(text, created_at))
+                    if delta is not None and delta.get("tool_calls"):
+                        _add_call_deltas(calls, delta["tool_calls"])
                     if choice.get("finish_reason"):
                         outcome.finish_reason = choice["finish_reason"]
+                        if calls:
+                            out.append(reply.tool_calls_line([calls[i] for i in sorted(calls)]))
                 if "usage" in event:
                     outcome.absorb(event)
             if out:
