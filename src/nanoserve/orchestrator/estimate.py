@@ -108,7 +108,7 @@ def llamacpp_parts(
         compute += n_ubatch * per_stream * info.head_count * F32
     parts = {
         "weights": info.weights_bytes_as(quantize),
-        "kv_cache": info.kv_cache_bytes(cells, cache_type=str(options.get("cache_type", "f16"))),
+        "kv_cache": info.kv_cache_bytes(cells, cache_type=str(options.get("kv_cache_type", "f16"))),
         "compute": compute,
         "output": vocab * config.parallel * F32,
     }
