@@ -7,6 +7,7 @@ steps alone are timed. What a serving stack reaches at concurrency B is to be re
 
     python benchmarks/ceiling.py                          # the default model, B = 1 4 8 16
     python benchmarks/ceiling.py --model some.gguf --quantize q8_0 --batch 1 --batch 8
+    python benchmarks/ceiling.py --model some.gguf --json results/ceiling.json
 
 ``--quantize q8_0|q4_0`` re-quantizes the weights (``llama_model_quantize`` with
 ``allow_requantize``) into a temporary directory first; ``keep`` uses the file as it is.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import sys
 import tempfile
 import time
@@ -174,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=False,
         help="let llama.cpp repack weights into AMX/CPU_REPACK buffers",
     )
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     batches = args.batch or [1, 4, 8, 16]
 
@@ -195,15 +198,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.threads} threads, best of {args.repeat}, llama-cpp-python {llama_cpp.__version__}"
             )
             print(f"{'B':>3}  {'tok/s':>8}  {'ms/step':>8}  {'prefill ms':>10}")
+            best = []
             for b in batches:
                 runs = [
                     run_batch(llama_cpp, model, prompt, b, args.steps, args.threads)
                     for _ in range(args.repeat)
                 ]
                 r = max(runs, key=lambda run: run.tokens_per_second)
+                best.append(r)
                 print(f"{b:>3}  {r.tokens_per_second:>8.1f}  {r.step_ms:>8.2f}  {r.prefill_s * 1000:>10.1f}")
                 sys.stdout.flush()
     del keep_alive
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "tool": "benchmarks/ceiling.py",
+            "model": source.name,
+            "quantize": args.quantize,
+            "prompt_tokens": len(prompt),
+            "steps": args.steps,
+            "threads": args.threads,
+            "repeat": args.repeat,
+            "extra_bufts": args.extra_bufts,
+            "llama_cpp_python": llama_cpp.__version__,
+            "results": [
+                {
+                    "batch": r.batch,
+                    "tokens_per_second": r.tokens_per_second,
+                    "step_ms": r.step_ms,
+                    "prefill_ms": r.prefill_s * 1000,
+                }
+                for r in best
+            ],
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

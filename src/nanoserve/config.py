@@ -107,6 +107,28 @@ class ModelConfig(_Strict):
         return self.threads or (os.cpu_count() or 1)
 
 
+class MemorySettings(_Strict):
+    """The memory budget the planner keeps to, and how long requests wait for room (sizes in MiB)."""
+
+    budget_mib: int | None = Field(default=None, ge=1, description="RAM for models; default: total RAM minus margin")
+    margin_mib: int = Field(default=2048, ge=0, description="RAM left to the system when budget_mib is not set")
+    gpu_budget_mib: int | None = Field(
+        default=None, ge=1, description="VRAM per GPU for models; default: each GPU's total minus gpu_margin_mib"
+    )
+    gpu_margin_mib: int = Field(default=512, ge=0)
+    max_wait: float = Field(
+        default=10.0,
+        ge=0,
+        description="seconds a loaded, busy model keeps taking requests while another model waits for its memory",
+    )
+    load_timeout: float = Field(
+        default=60.0, ge=0, description="seconds a request waits for memory held by in-flight work before a 503"
+    )
+    warm_up: bool = Field(
+        default=True, description="after a load, send `parallel` tiny requests at once before measuring memory"
+    )
+
+
 class ObservabilitySettings(_Strict):
     """Health checks of workers, /metrics scraping and tracing (see docs/observability.md)."""
 
@@ -129,6 +151,7 @@ class Settings(_Strict):
     shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight requests may finish")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
 

@@ -209,10 +209,13 @@ def _view(expires: float | None, in_flight: int = 0) -> ModelView:
         last_used=0.0,
         expires_at=expires,
         in_flight=in_flight,
+        queued=0,
         priority=0,
         pinned=False,
+        keep_alive=300.0,
         estimated_bytes=None,
         measured_bytes=None,
+        vram_bytes=None,
         pid=1,
     )
 

@@ -238,7 +238,6 @@ def test_ps_shows_size_context_and_expiry(client: ollama.Client) -> None:
     assert forever is not None and forever > now + timedelta(days=365 * 100)
 
 
-@pytest.mark.xfail(strict=True, reason="per-request keep_alive durations land with the orchestrator branch")
 def test_keep_alive_duration_sets_expiry(client: ollama.Client) -> None:
     client.chat("mc", [{"role": "user", "content": "hi"}], options={"num_predict": 1}, keep_alive="1h")
     expires = {m.model: m.expires_at for m in client.ps().models}["mock-chat:latest"]

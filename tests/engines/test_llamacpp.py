@@ -340,3 +340,47 @@ async def test_keep_serves_the_source_file(data_dir: Path) -> None:
         assert "Paris" in (await run(eng, chat(eng, "What is the capital of France? Answer briefly."))).text
     finally:
         await eng.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # two threads crawl when other processes hold the cores
+async def test_long_streams_with_two_threads_match_alone(data_dir: Path) -> None:
+    """Past 512 cached tokens llama.cpp splits a lone sequence's attention across threads when the
+    KV cache is f16; the default q8_0 cache keeps one kernel, so company never changes a stream."""
+    eng = LlamaCppEngine(
+        EngineSpec(
+            name="two-threads",
+            path=resolve_source(SOURCE),
+            context_length=CONTEXT,
+            parallel=3,
+            threads=2,
+            data_dir=data_dir,
+        )
+    )
+    await eng.start()
+    try:
+        prompts = [chat(eng, f"Tell me about {c}.", system=SYSTEM) for c in COUNTRIES[:3]]
+        alone = [await run(eng, p, max_tokens=64, ignore_eos=True) for p in prompts]
+        together = await asyncio.gather(*(run(eng, p, max_tokens=64, ignore_eos=True) for p in prompts))
+        for a, t in zip(alone, together):
+            assert t.ids == a.ids
+    finally:
+        await eng.close()
+
+
+@pytest.mark.slow
+async def test_f16_cache_with_small_chunks_reuses_prefixes_exactly(data_dir: Path) -> None:
+    options = {"kv_cache_type": "f16", "prefill_chunk": 48}
+    warm = LlamaCppEngine(spec_for(data_dir, parallel=2, **options))
+    cold = LlamaCppEngine(spec_for(data_dir, parallel=1, prefix_cache=False, **options))
+    await warm.start()
+    await cold.start()
+    try:
+        await run(warm, chat(warm, "Where is Lima?", system=SYSTEM), max_tokens=4)
+        cached = await run(warm, chat(warm, "Where is Oslo?", system=SYSTEM), max_tokens=48)
+        reference = await run(cold, chat(cold, "Where is Oslo?", system=SYSTEM), max_tokens=48)
+        assert cached.finished.cached_tokens > 250
+        assert cached.ids == reference.ids
+    finally:
+        await warm.close()
+        await cold.close()

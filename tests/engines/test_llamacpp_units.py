@@ -144,3 +144,17 @@ def test_weights_module_does_not_import_llama_cpp() -> None:
         "assert 'llama_cpp' not in sys.modules, 'llama_cpp imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_options_defaults_and_validation() -> None:
+    from pydantic import ValidationError
+
+    from nanoserve.engines.llamacpp.options import LlamaCppOptions
+
+    options = LlamaCppOptions()
+    assert (options.quantize, options.kv_cache_type) == ("q8_0", "q8_0")
+    with pytest.raises(ValidationError, match="flash attention"):
+        LlamaCppOptions(kv_cache_type="q8_0", flash_attn="off")
+    assert LlamaCppOptions(kv_cache_type="f16", flash_attn="off").flash_attn == "off"
+    with pytest.raises(ValidationError):
+        LlamaCppOptions(unknown=1)

@@ -23,7 +23,8 @@ CONFIG = {
             "options": {"tokens_per_second": 500, "ttft_ms": TTFT_MS},
         },
         {"id": "mock-embed", "engine": "mock-embedding", "kind": "embedding"},
-    ]
+    ],
+    "memory": {"warm_up": False},  # engine batch stats are counted exactly: no warm-up requests
 }
 CHAT = "/v1/chat/completions"
 

@@ -110,7 +110,8 @@ async def test_abandoned_stream_counts_as_aborted_without_tokens() -> None:
         {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 50, "stream": True}
     )
     probe = WorkerTelemetry(metrics).probe("/v1/chat/completions", {})
-    stream = service.stream(service.prepare_chat(req), model="m", chat=True, include_usage=False, probe=probe)
+    gen, plan = service.prepare_chat(req)
+    stream = service.stream(gen, model="m", chat=True, include_usage=False, probe=probe, plan=plan)
     for _ in range(3):
         await anext(stream)
     await stream.aclose()  # the client went away

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
 from nanoserve.api.health import create_health_router
 from nanoserve.api.ollama.router import create_ollama_router
@@ -22,6 +23,7 @@ from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
+from nanoserve.mcp.mount import McpEndpoint
 from nanoserve.observability.middleware import RequestMiddleware
 from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
@@ -80,7 +82,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         telemetry.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await telemetry.stop()  # no heartbeats or restarts while the workers stop
             await rag.aclose()
@@ -98,8 +101,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_admin_router())
     app.include_router(create_ollama_router())
     rag = app.state.rag = create_rag_service(settings)
     telemetry.metrics.registry.register(rag.prometheus_collector())
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
+    mcp = app.state.mcp = McpEndpoint(settings)
+    app.router.routes.append(mcp.route)  # /mcp, streamable HTTP; its tools call this gateway's REST API
     return app

@@ -25,7 +25,7 @@ from nanoserve.errors import NanoserveError, WorkerUnavailable
 from nanoserve.observability import requests
 from nanoserve.orchestrator.instance import Lease
 from nanoserve.orchestrator.orchestrator import Orchestrator
-from nanoserve.worker.client import WorkerConnectFailed, WorkerResponse
+from nanoserve.worker.client import WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
 
@@ -87,10 +87,10 @@ async def send(
             headers = record.worker_headers() if record is not None else None
             response = await lease.worker.client.post(path, body, headers=headers)
             return Upstream(orchestrator, lease, response, controls, acquired)
-        except WorkerConnectFailed:
+        except WorkerUnavailable:
             lease.release()
-            # A refused connection from a killed worker can come before the child is reaped:
-            # give its exit a moment to be seen, then retry on a fresh worker.
+            # A refused connection (or a pooled one reset) from a killed worker can come before
+            # the child is reaped: give its exit a moment to be seen, then retry on a fresh worker.
             if attempt == 2 or not await lease.worker.exited_within(EXIT_GRACE_SECONDS):
                 raise
             log.warning("worker for %s was gone; restarting it and retrying", lease.instance.id)

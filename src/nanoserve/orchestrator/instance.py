@@ -8,8 +8,14 @@ States::
        └─────────────────────────────────────────────────────────────────────────────────────┘
 
 Only the owner task (``_run``) changes ``state``. Everyone else sends it a command and awaits
-the command's future: ``ensure_ready()`` for a ready worker (many concurrent callers share one
-start), ``stop()`` to unload. Nobody reads the state and then acts on it.
+the command's future: ``acquire()`` for a ready worker with the request counted in flight (many
+concurrent callers share one start), ``stop()`` to unload. Nobody reads the state and then acts
+on it across an ``await``.
+
+Before a start the owner asks the host for memory (``Host.reserve``): that may evict other models
+or wait for them; the instance becomes ``starting`` only once its memory is reserved. The owner
+also unloads the model when its keep-alive expires (never while requests are in flight or
+waiting), and after every stop it has the host confirm that the worker's memory is released.
 """
 
 from __future__ import annotations
@@ -19,17 +25,17 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nanoserve.config import ModelConfig
-from nanoserve.errors import Conflict, EngineError
+from nanoserve.errors import EngineError, NanoserveError
+from nanoserve.orchestrator.memory import kill_group, process_tree
 from nanoserve.orchestrator.process import WorkerProcess
 
 log = logging.getLogger("nanoserve.orchestrator")
-
-Launcher = Callable[[ModelConfig], Awaitable[WorkerProcess]]
-EventHook = Callable[[str, "ModelInstance", dict[str, object]], None]
 
 
 class State(enum.StrEnum):
@@ -41,6 +47,38 @@ class State(enum.StrEnum):
     FAILED = "failed"
 
 
+HOLDS_MEMORY = frozenset({State.STARTING, State.READY, State.DRAINING, State.STOPPING})
+
+
+class Reason(enum.StrEnum):
+    """Why a model was unloaded (the ``reason`` of ``unloaded`` events)."""
+
+    IDLE = "idle"  # keep-alive expired
+    MEMORY = "memory"  # evicted to make room for another model
+    MANUAL = "manual"  # POST /models/unload
+    CRASH = "crash"  # the worker died
+    SHUTDOWN = "shutdown"
+
+
+class Host(Protocol):
+    """What an instance needs from the orchestrator (the effects it does not own)."""
+
+    async def launch(self, config: ModelConfig) -> WorkerProcess: ...
+
+    async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
+        """Return once memory for ``instance`` is free, calling ``on_reserved`` (in the caller's
+        task) at the moment it is taken; raise ``InsufficientMemory`` or ``Unavailable``."""
+        ...
+
+    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None: ...
+
+    async def confirm_released(
+        self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]
+    ) -> None: ...
+
+    def event(self, event: str, instance: ModelInstance, details: dict[str, object]) -> None: ...
+
+
 @dataclass(eq=False)
 class _Start:
     future: asyncio.Future[WorkerProcess]
@@ -48,7 +86,7 @@ class _Start:
 
 @dataclass(eq=False)
 class _Stop:
-    future: asyncio.Future[None]
+    future: asyncio.Future[None] | None
     reason: str
     force: bool
 
@@ -59,7 +97,12 @@ class _Exited:
     error: str | None = None  # set when the worker is alive but was declared failed (heartbeat)
 
 
-_Command = _Start | _Stop | _Exited
+@dataclass(eq=False)
+class _Wake:
+    """Recompute the keep-alive deadline (a request ended, or the keep-alive changed)."""
+
+
+_Command = _Start | _Stop | _Exited | _Wake
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +115,15 @@ class ModelView:
     engine: str
     loaded_at: float | None
     last_used: float | None
-    expires_at: float | None  # None: not loaded, or kept forever, or busy
+    expires_at: float | None  # None: not loaded, kept forever (or pinned), or busy
     in_flight: int
+    queued: int  # waiting for the model to be ready, or for a slot of its worker
     priority: int
     pinned: bool
-    estimated_bytes: int | None
-    measured_bytes: int | None
+    keep_alive: float  # seconds; -1 forever
+    estimated_bytes: int | None  # all devices
+    measured_bytes: int | None  # all devices; from this or an earlier load with the same settings
+    vram_bytes: int | None  # the GPU part of the footprint (measured, else estimated); None: no GPU use
     pid: int | None
 
 
@@ -86,44 +132,63 @@ class InstanceStats:
     loads: int = 0
     crashes: int = 0
     load_seconds: float | None = None
+    unloads: Counter[str] = field(default_factory=Counter)  # by Reason
 
 
 class ModelInstance:
-    def __init__(
-        self,
-        config: ModelConfig,
-        launcher: Launcher,
-        *,
-        start_timeout: float,
-        on_event: EventHook | None = None,
-    ):
+    def __init__(self, config: ModelConfig, host: Host, *, start_timeout: float):
         self.config = config
-        self._launcher = launcher
+        self._host = host
         self._start_timeout = start_timeout
-        self._on_event = on_event
         self.state = State.STOPPED
         self.worker: WorkerProcess | None = None
         self.error: str | None = None
         self.loaded_at: float | None = None
         self.last_used: float = 0.0
         self.in_flight = 0
+        self.waiting = 0
+        # lifecycle controls: the config's, overridden by requests and /models/load until unloaded
+        self.keep_alive = config.keep_alive
+        self.priority = config.priority
+        self.pinned = config.pinned
+        # bytes per device, set by the host
+        self.estimated: dict[str, int] | None = None
+        self.measured: dict[str, int] | None = None
         self.stats = InstanceStats()
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
         self._pending_start: asyncio.Future[WorkerProcess] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._force = asyncio.Event()
         self._owner: asyncio.Task[None] | None = None
+        self._measuring: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
         return self.config.id
 
+    @property
+    def queued(self) -> int:
+        return self.waiting + max(0, self.in_flight - self.config.parallel)
+
+    def footprint(self) -> dict[str, int] | None:
+        """What the planner counts for this model: measured if ever measured, else estimated."""
+        return self.measured or self.estimated
+
+    def expires_at(self) -> float | None:
+        if (
+            self.state is not State.READY
+            or self.in_flight
+            or self.waiting
+            or self.pinned
+            or self.keep_alive < 0
+        ):
+            return None
+        return self.last_used + self.keep_alive
+
     def view(self) -> ModelView:
-        keep_alive = self.config.keep_alive
-        loaded = self.state in (State.READY, State.DRAINING)
-        expires = None
-        if loaded and keep_alive >= 0 and not self.in_flight:
-            expires = self.last_used + keep_alive
+        footprint = self.footprint() or {}
+        vram = sum(size for device, size in footprint.items() if device.startswith("gpu"))
         return ModelView(
             id=self.id,
             state=str(self.state),
@@ -131,36 +196,74 @@ class ModelInstance:
             engine=self.config.engine,
             loaded_at=self.loaded_at,
             last_used=self.last_used or None,
-            expires_at=expires,
+            expires_at=self.expires_at(),
             in_flight=self.in_flight,
-            priority=self.config.priority,
-            pinned=self.config.pinned,
-            estimated_bytes=None,
-            measured_bytes=None,
+            queued=self.queued,
+            priority=self.priority,
+            pinned=self.pinned,
+            keep_alive=self.keep_alive,
+            estimated_bytes=sum(self.estimated.values()) if self.estimated is not None else None,
+            measured_bytes=sum(self.measured.values()) if self.measured is not None else None,
+            vram_bytes=vram or None,
             pid=self.worker.pid if self.worker is not None else None,
         )
 
     # -- API for other tasks -----------------------------------------------------------
+    def apply_controls(
+        self, *, keep_alive: float | None = None, priority: int | None = None, pinned: bool | None = None
+    ) -> None:
+        """A request's lifecycle controls. The keep-alive is each request's own (None: the
+        model's default), as in Ollama; priority and pin stay until changed or unloaded."""
+        before = (self.keep_alive, self.pinned)
+        self.keep_alive = self.config.keep_alive if keep_alive is None else keep_alive
+        if priority is not None:
+            self.priority = priority
+        if pinned is not None:
+            self.pinned = pinned
+        if (self.keep_alive, self.pinned) != before:
+            self._wake()  # the expiry moved
+
+    async def acquire(self) -> WorkerProcess:
+        """A ready worker with the caller counted in flight; loads the model if needed.
+
+        The caller must call ``request_finished()`` exactly once afterwards (``Lease.release``).
+        """
+        while True:
+            worker = self._ready_worker()
+            if worker is not None:
+                self.request_started()
+                return worker
+            self.waiting += 1
+            try:
+                await self.ensure_ready()
+            finally:
+                self.waiting -= 1
+
     async def ensure_ready(self) -> WorkerProcess:
         """A ready worker, starting one if needed; concurrent callers share one start."""
-        worker = self.worker
-        if self.state is State.READY and worker is not None and worker.alive:
+        worker = self._ready_worker()
+        if worker is not None:
             return worker
         if self._pending_start is None or self._pending_start.done():
             self._pending_start = asyncio.get_running_loop().create_future()
             self._send(_Start(self._pending_start))
         return await asyncio.shield(self._pending_start)
 
-    async def stop(self, reason: str = "manual", *, force: bool = False) -> None:
-        """Unload: drain in-flight requests (or cut them off with ``force``), stop the worker."""
-        if not force and self.in_flight:
-            raise Conflict(
-                f"model '{self.id}' has {self.in_flight} request(s) in flight; "
-                "retry when they finish or unload with force"
-            )
+    async def stop(self, reason: str = Reason.MANUAL, *, force: bool = False) -> None:
+        """Unload: stop taking requests, let those in flight finish (or cut them off with
+        ``force``: their streams end with an error event), stop the worker, confirm the memory
+        is released."""
+        if force:
+            self._force.set()  # also ends a drain that is already under way
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._send(_Stop(future, reason, force))
         await asyncio.shield(future)
+
+    async def measured_after_load(self, timeout: float = 60.0) -> None:
+        """Wait for the warm-up measurement that follows a load (if one is under way)."""
+        task = self._measuring
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout)
 
     def worker_unresponsive(self, worker: WorkerProcess, error: str) -> None:
         """``worker`` stopped answering: the owner kills it and handles it as a crash."""
@@ -176,16 +279,24 @@ class ModelInstance:
         self.last_used = time.time()
         if self.in_flight == 0:
             self._idle.set()
+            self._wake()
+            self._host.event("idle", self, {})
 
     async def close(self) -> None:
         """Stop the worker and the owner task (gateway shutdown)."""
         if self._owner is None:
             return
         try:
-            await self.stop("shutdown", force=True)
+            await self.stop(Reason.SHUTDOWN, force=True)
         finally:
             self._owner.cancel()
             self._owner = None
+
+    def _ready_worker(self) -> WorkerProcess | None:
+        worker = self.worker
+        if self.state is State.READY and worker is not None and worker.alive:
+            return worker
+        return None
 
     # -- the owner -------------------------------------------------------------------
     def _send(self, command: _Command) -> None:
@@ -193,19 +304,34 @@ class ModelInstance:
             self._owner = asyncio.create_task(self._run(), name=f"instance:{self.id}")
         self._commands.put_nowait(command)
 
+    def _wake(self) -> None:
+        if self._owner is not None and not self._owner.done():
+            self._commands.put_nowait(_Wake())
+
     def _set_state(self, state: State, **details: object) -> None:
         previous, self.state = self.state, state
         log.debug("%s: %s -> %s", self.id, previous, state)
-        if self._on_event is not None:
-            self._on_event(str(state), self, {"previous": str(previous), **details})
+        self._host.event(str(state), self, {"previous": str(previous), **details})
+
+    def _idle_timeout(self) -> float | None:
+        expires = self.expires_at()
+        return None if expires is None else max(0.0, expires - time.time())
 
     async def _run(self) -> None:
         while True:
-            command = await self._commands.get()
+            try:
+                command = await asyncio.wait_for(self._commands.get(), self._idle_timeout())
+            except TimeoutError:
+                expires = self.expires_at()
+                if expires is not None and time.time() >= expires:
+                    await self._stop_worker(Reason.IDLE, force=False)
+                continue
             if isinstance(command, _Start):
                 await self._start(command.future)
             elif isinstance(command, _Stop):
-                await self._stop(command)
+                await self._stop_worker(command.reason, force=command.force)
+                if command.future is not None and not command.future.done():
+                    command.future.set_result(None)
             elif isinstance(command, _Exited) and command.worker is self.worker:
                 if command.error is not None:
                     self.error = command.error  # before the kill: requests that break see the reason
@@ -221,20 +347,25 @@ class ModelInstance:
             return
         if self.worker is not None and not self.worker.alive:
             self._crashed(self.worker)  # died before its exit was reported
-        self._set_state(State.STARTING)
         started = time.perf_counter()
         worker: WorkerProcess | None = None
         try:
-            worker = await self._launcher(self.config)
+            await self._host.reserve(self, lambda: self._set_state(State.STARTING))
+        except Exception as exc:  # noqa: BLE001  (no memory, or a bug: the waiting callers must hear of it)
+            _fail(
+                future,
+                exc if isinstance(exc, NanoserveError) else EngineError(f"{type(exc).__name__}: {exc}"),
+            )
+            return
+        try:
+            worker = await self._host.launch(self.config)
             await worker.wait_healthy(self._start_timeout)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any load failure is the model's FAILED state)
             if worker is not None:
                 await worker.stop(timeout=2.0)
             self.error = str(exc)
             self._set_state(State.FAILED, error=self.error)
-            if not future.done():
-                future.set_exception(exc if isinstance(exc, EngineError) else EngineError(self.error))
-                future.exception()  # mark retrieved: callers may all have gone
+            _fail(future, exc if isinstance(exc, EngineError) else EngineError(self.error))
             return
         self.worker = worker
         self.error = None
@@ -244,6 +375,10 @@ class ModelInstance:
         self.stats.load_seconds = time.perf_counter() - started
         asyncio.create_task(self._watch(worker), name=f"watch:{self.id}:{worker.pid}")
         self._set_state(State.READY, load_seconds=self.stats.load_seconds, pid=worker.pid)
+        self._host.event("loaded", self, {"seconds": self.stats.load_seconds, "pid": worker.pid})
+        self._measuring = asyncio.create_task(
+            self._host.measure(self, worker, after_load=True), name=f"measure:{self.id}"
+        )
         if not future.done():
             future.set_result(worker)
 
@@ -255,28 +390,62 @@ class ModelInstance:
         if self.state not in (State.READY, State.DRAINING):
             return
         self.stats.crashes += 1
+        self.stats.unloads[Reason.CRASH] += 1
         self.worker = None
         self.loaded_at = None
+        self._reset_controls()
         self.error = error or f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
         log.warning("%s: %s", self.id, self.error)
-        self._set_state(State.FAILED, reason="crash", error=self.error, in_flight=self.in_flight)
+        kill_group(worker.pid)  # anything it started goes with it
+        self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error, in_flight=self.in_flight)
+        self._host.event("unloaded", self, {"reason": str(Reason.CRASH), "forced": False})
         asyncio.create_task(worker.client.close())
 
-    async def _stop(self, command: _Stop) -> None:
+    async def _stop_worker(self, reason: str, *, force: bool) -> None:
         worker = self.worker
-        if worker is not None:
-            if not command.force and self.in_flight:
-                self._set_state(State.DRAINING, reason=command.reason)
-                await self._idle.wait()
-            self._set_state(State.STOPPING, reason=command.reason)
-            self.worker = None
-            await worker.stop()
-            self.loaded_at = None
-            self._set_state(State.STOPPED, reason=command.reason)
-        elif self.state is State.FAILED:
-            self._set_state(State.STOPPED, reason=command.reason)
-        if not command.future.done():
-            command.future.set_result(None)
+        if worker is None:
+            if self.state is State.FAILED:
+                self._set_state(State.STOPPED, reason=reason)
+            self._force.clear()
+            return
+        if not force and self.in_flight:
+            self._set_state(State.DRAINING, reason=reason)
+            idle = asyncio.create_task(self._idle.wait())
+            forced = asyncio.create_task(self._force.wait())
+            await asyncio.wait({idle, forced}, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            forced.cancel()
+            force = self._force.is_set()
+        self._force.clear()
+        self._set_state(State.STOPPING, reason=reason, forced=force)
+        self.worker = None
+        if self._measuring is not None:
+            self._measuring.cancel()
+        if worker.alive:
+            await self._host.measure(self, worker, after_load=False)
+        pids = [p.pid for p in await asyncio.to_thread(process_tree, worker.pid)]
+        if force and self.in_flight:  # what the requests cut off will say
+            self.error = f"the model was unloaded ({reason}, forced) while the request was in flight"
+        # A forced unload kills at once; at shutdown the gateway has already waited its grace for
+        # requests, and a SIGTERM lets the worker close its engine and flush its traces.
+        await worker.stop(kill=force and reason != Reason.SHUTDOWN)
+        await self._host.confirm_released(self, worker, pids or [worker.pid])
+        self.loaded_at = None
+        self._reset_controls()
+        self.stats.unloads[reason] += 1
+        self._set_state(State.STOPPED, reason=reason)
+        self._host.event("unloaded", self, {"reason": reason, "forced": force})
+
+    def _reset_controls(self) -> None:
+        self.keep_alive = self.config.keep_alive
+        self.priority = self.config.priority
+        self.pinned = self.config.pinned
+
+
+def _fail(future: asyncio.Future[WorkerProcess], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: callers may all have gone
 
 
 @dataclass

@@ -1,8 +1,15 @@
 """The orchestrator: which models exist, which are loaded, and leases on ready workers.
 
 Built by ``create_app`` from the settings and started/stopped by the gateway's lifespan. Routes
-call ``acquire(name)`` for a lease on a ready worker (loading the model on first use) and
-release it when their response ends.
+call ``acquire(name)`` for a lease on a ready worker (loading the model on first use, within the
+memory budget) and release it when their response ends. The admin API calls ``load``,
+``unload``, ``plan`` (dry run) and ``status``.
+
+Events: listeners added with ``add_listener`` are called as ``listener(event, instance, details)``
+for every state change (event = the new state), and for ``loaded`` (``seconds``, ``pid``),
+``unloaded`` (``reason``: idle, memory, manual, crash, shutdown; ``forced``) and ``rejected``
+(``kind``: queue_full, no_room, never_fits). Counters: ``instance.stats`` per model and
+``memory_stats`` overall.
 """
 
 from __future__ import annotations
@@ -13,72 +20,190 @@ from collections.abc import Callable
 from typing import Any
 
 from nanoserve.config import ModelConfig, Settings
-from nanoserve.errors import Unavailable
-from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView
+from nanoserve.errors import Conflict, InsufficientMemory, QueueFull, Unavailable
+from nanoserve.orchestrator.arbiter import MemoryArbiter, MemoryStats
+from nanoserve.orchestrator.baseline import measure_baseline
+from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
+from nanoserve.orchestrator.footprints import FootprintStore
+from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView, Reason
+from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml, ram_device
+from nanoserve.orchestrator.meter import Meter
+from nanoserve.orchestrator.planner import Plan
 from nanoserve.orchestrator.process import WorkerProcess, launch_worker
 from nanoserve.orchestrator.registry import Registry
+from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
+from nanoserve.orchestrator.status import counters, device_status, model_status
 
 log = logging.getLogger("nanoserve.orchestrator")
 
 EventListener = Callable[[str, ModelInstance, dict[str, Any]], None]
+_SYSTEM_NVML = object()
 
 
 class Orchestrator:
-    def __init__(self, settings: Settings):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        nvml: Any = _SYSTEM_NVML,
+        baseline_probe: BaselineProbe = measure_baseline,
+    ):
+        """``nvml``: an NVML module (default: ``pynvml`` if installed; None: no GPU support)."""
         self.settings = settings
         self.registry = Registry(settings.models)
         self._listeners: list[EventListener] = []
+        self.gpu = Nvml(load_nvml() if nvml is _SYSTEM_NVML else nvml)
+        self.store = FootprintStore(settings.data_dir)
+        self.estimator = Estimator(
+            settings.data_dir, self.store, baseline_probe, gpus=len(self.gpu.devices())
+        )
+        self.meter = Meter(self.store, self.gpu)
         self.instances: dict[str, ModelInstance] = {
-            model.id: ModelInstance(
-                model,
-                self._launch,
-                start_timeout=settings.worker_start_timeout,
-                on_event=self._emit,
-            )
+            model.id: ModelInstance(model, self, start_timeout=settings.worker_start_timeout)
             for model in self.registry
         }
+        self.memory = MemoryArbiter(
+            self.instances,
+            budgets(self.devices(), settings.memory),
+            self.estimator,
+            self.store,
+            settings.memory,
+        )
         self.accepting = True
 
+    @property
+    def memory_stats(self) -> MemoryStats:
+        return self.memory.stats
+
     def add_listener(self, listener: EventListener) -> None:
-        """Called on every state change of every instance (metrics, logs)."""
+        """Called on every event of every instance (metrics, logs); must not block."""
         self._listeners.append(listener)
 
     def _emit(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
         for listener in self._listeners:
-            listener(event, instance, details)
+            try:
+                listener(event, instance, details)
+            except Exception:
+                log.exception("event listener failed on %s", event)
 
-    async def _launch(self, config: ModelConfig) -> WorkerProcess:
+    # -- Host: what instances ask of the orchestrator ----------------------------------
+    def event(self, event: str, instance: ModelInstance, details: dict[str, object]) -> None:
+        self.memory.changed()
+        if event != "idle":
+            self._emit(event, instance, details)
+
+    async def launch(self, config: ModelConfig) -> WorkerProcess:
         return await launch_worker(config, self.settings)
 
+    async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
+        await self.memory.reserve(instance, on_reserved)
+
+    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None:
+        measured = await self.meter.measure(
+            instance, worker, after_load=after_load, warm_up=self.settings.memory.warm_up
+        )
+        if measured is not None:
+            self.memory.changed()
+            self._emit("measured", instance, {"bytes": measured, "after_load": after_load})
+
+    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
+        await self.meter.confirm_released(instance, worker, pids)
+
+    # -- routes --------------------------------------------------------------------------
     def instance(self, name: str) -> ModelInstance:
         return self.instances[self.registry.get(name).id]
 
-    async def acquire(self, name: str, *, keep_alive: float | None = None, priority: int | None = None) -> Lease:
+    async def acquire(
+        self, name: str, *, keep_alive: float | None = None, priority: int | None = None
+    ) -> Lease:
         """A lease on a ready worker for model ``name`` (loads it if needed).
 
-        ``keep_alive`` (seconds, -1 forever, 0 unload after this request) and ``priority`` are the
-        request's lifecycle controls; None keeps the model's configured values.
+        ``keep_alive`` (seconds, -1 forever, 0 unload after this request; None: the model's
+        default) and ``priority`` (None: unchanged) are the request's lifecycle controls.
+        Raises ``QueueFull`` (429), ``Unavailable`` (503: no room right now) or
+        ``InsufficientMemory`` (507: the model can never fit).
         """
         if not self.accepting:
             raise Unavailable("the server is shutting down", retry_after=5)
         instance = self.instance(name)
-        instance.request_started()
+        config = instance.config
+        if not admit(QueueState(instance.waiting, instance.in_flight, config.parallel, config.max_queue)):
+            self._rejected(instance, "queue_full")
+            raise QueueFull(
+                f"model '{instance.id}' is at its limit: {instance.in_flight} request(s) in flight and "
+                f"{instance.queued} queued ({config.parallel} slots + {config.max_queue} queued allowed); "
+                "retry later",
+                retry_after=QUEUE_RETRY_AFTER,
+            )
+        instance.apply_controls(keep_alive=keep_alive, priority=priority)
         try:
-            worker = await instance.ensure_ready()
-        except BaseException:
-            instance.request_finished()
+            worker = await instance.acquire()
+        except InsufficientMemory:
+            self._rejected(instance, "never_fits")
+            raise
+        except Unavailable:
+            if self.accepting:
+                self._rejected(instance, "no_room")
             raise
         return Lease(instance, worker)
 
-    async def load(self, name: str) -> ModelInstance:
+    def _rejected(self, instance: ModelInstance, kind: str) -> None:
+        self.memory.stats.rejections[kind] += 1
+        self._emit("rejected", instance, {"kind": kind})
+
+    async def load(
+        self,
+        name: str,
+        *,
+        priority: int | None = None,
+        keep_alive: float | None = None,
+        pinned: bool | None = None,
+    ) -> ModelInstance:
         instance = self.instance(name)
+        instance.apply_controls(keep_alive=keep_alive, priority=priority, pinned=pinned)
         await instance.ensure_ready()
+        await instance.measured_after_load()
         return instance
 
-    async def unload(self, name: str, *, force: bool = False, reason: str = "manual") -> ModelInstance:
+    async def plan(self, name: str) -> Plan:
+        """Dry run of loading ``name``: what would be evicted and how much would be left."""
+        return await self.memory.plan(self.instance(name))
+
+    async def unload(self, name: str, *, force: bool = False, reason: str = Reason.MANUAL) -> ModelInstance:
+        """Unload ``name``. Without ``force``, a model with requests in flight is a 409; with it,
+        they are cut off (streams end with an error event)."""
         instance = self.instance(name)
+        if not force and instance.in_flight:
+            raise Conflict(
+                f"model '{instance.id}' has {instance.in_flight} request(s) in flight; "
+                "retry when they finish or unload with force"
+            )
         await instance.stop(reason, force=force)
         return instance
+
+    # -- status ----------------------------------------------------------------------------
+    def devices(self) -> list[DeviceMemory]:
+        """RAM and each GPU as the machine reports them now (blocking: call in a thread)."""
+        return [ram_device(), *self.gpu.devices()]
+
+    async def status(self) -> dict[str, Any]:
+        """``GET /models/status``: devices and models, sizes in MiB."""
+        devices = await asyncio.to_thread(self.devices)
+        results = await asyncio.gather(
+            *(self.memory.need(i) for i in self.instances.values()), return_exceptions=True
+        )
+        for instance, result in zip(self.instances.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("%s: no memory estimate: %s", instance.id, result)
+        held = self.memory.snapshot().used()
+        stats = self.memory.stats
+        return {
+            "devices": [
+                device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
+            ],
+            "models": [model_status(i.view(), i.stats) for i in self.instances.values()],
+            "counters": counters(stats.evictions, stats.drains, stats.rejections),
+        }
 
     def views(self) -> list[ModelView]:
         """A read-only snapshot of every model, for status endpoints (``/models/status``, ``/api/ps``)."""
@@ -86,4 +211,6 @@ class Orchestrator:
 
     async def shutdown(self) -> None:
         self.accepting = False
+        self.memory.close()
         await asyncio.gather(*(i.close() for i in self.instances.values()), return_exceptions=True)
+        self.gpu.close()

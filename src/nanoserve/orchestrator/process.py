@@ -137,10 +137,14 @@ class WorkerProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the worker's process group, then SIGKILL it after ``timeout``."""
-        await self.client.close()
-        if self.alive:
+    async def stop(self, timeout: float = 10.0, *, kill: bool = False) -> None:
+        """SIGTERM the worker's process group, then SIGKILL it after ``timeout``.
+
+        With ``kill`` the group is killed at once: requests still streaming from it see their
+        connection reset (the gateway ends their streams with an error event).
+        """
+        if self.alive and not kill:
+            await self.client.close()
             _signal_group(self.proc.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.proc.wait(), timeout)
@@ -149,6 +153,7 @@ class WorkerProcess:
         # Anything left in the group (or a worker that ignored SIGTERM) is killed.
         _signal_group(self.proc.pid, signal.SIGKILL)
         await self.proc.wait()
+        await self.client.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -30,6 +30,8 @@ from nanoserve.observability.tracing import Tracing
 
 log = logging.getLogger("nanoserve.worker")
 
+WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not counted
+
 TTFT_BUCKETS = (
     0.005,
     0.01,
@@ -226,7 +228,7 @@ class WorkerTelemetry:
 
     def probe(self, route: str, headers: Mapping[str, str]) -> RequestProbe:
         parent = self.tracing.extract(headers) if self.tracing.enabled else None
-        return RequestProbe(self, route, parent)
+        return RequestProbe(self, route, parent, counted=WARM_UP_HEADER not in headers)
 
 
 @dataclass(slots=True, eq=False)
@@ -236,16 +238,21 @@ class RequestProbe:
     telemetry: WorkerTelemetry
     route: str
     parent: Any = None  # the gateway's span, from the request's traceparent header
+    counted: bool = True  # False for the gateway's warm-up requests: no metrics, no spans
     arrived: float = field(default_factory=time.perf_counter)
     arrived_ns: int = field(default_factory=time.time_ns)
 
     def generation_done(self, engine_started: float, first_token: float, done: Finished | None) -> None:
+        if not self.counted:
+            return
         timing = GenerationTiming(self.arrived, engine_started, first_token, time.perf_counter(), done)
         self.telemetry.metrics.generation_done(timing)
         if self.telemetry.tracing.enabled:
             self._generation_spans(timing)
 
     def embedding_done(self, inputs: int, tokens: int) -> None:
+        if not self.counted:
+            return
         ended = time.perf_counter()
         self.telemetry.metrics.embedding_done(self.arrived, ended, inputs, tokens)
         tracing = self.telemetry.tracing

@@ -69,6 +69,7 @@ class LlamaCppEngine(GenerationEngine):
                 kv_unified=options.kv_unified,
                 flash_attn=options.flash_attn,
                 use_mmap=options.use_mmap,
+                kv_type=options.kv_cache_type,
             ),
         )
         try:

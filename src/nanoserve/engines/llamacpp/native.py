@@ -25,6 +25,7 @@ native_log = logging.getLogger("nanoserve.llama_cpp")
 # enum ggml_log_level (NONE, DEBUG, INFO, WARN, ERROR; 5 = CONT continues the previous line's level)
 # -> logging level; llama.cpp's INFO is chatty (a hundred lines per load), so it goes to DEBUG.
 _LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}
 _FLASH_ATTN = {
     "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
     "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -60,6 +61,7 @@ class ContextConfig:
     kv_unified: bool
     flash_attn: str = "auto"
     use_mmap: bool = True
+    kv_type: str = "f16"
 
 
 class Batch:
@@ -141,6 +143,7 @@ class LlamaModel:
         cparams.n_threads_batch = config.threads
         cparams.kv_unified = config.kv_unified
         cparams.flash_attn_type = _FLASH_ATTN[config.flash_attn]
+        cparams.type_k = cparams.type_v = _KV_TYPES[config.kv_type]
         cparams.no_perf = True
         cparams.embeddings = False
         ctx = llama_cpp.llama_init_from_model(self.model, cparams)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nanoserve.engines.base import EngineOptions
 
@@ -19,19 +19,22 @@ class LlamaCppOptions(EngineOptions):
             "data_dir/weights) to q8_0 or q4_0, whose CPU kernels are the fastest"
         ),
     )
+    kv_cache_type: Literal["q8_0", "f16"] = Field(
+        default="q8_0",
+        description=(
+            "KV cache precision. q8_0: half the memory, decoding as fast or faster, and one "
+            "attention kernel for every batch shape, so a sequence's tokens never depend on what "
+            "it was batched with or how its prompt was split. f16: faster long prompts (tiled "
+            "attention for 64+ prompt tokens), but cached prefixes reproduce cold runs only with "
+            "prefill_chunk < 64, and with threads > 1 a sequence decoding alone past 512 cached "
+            "tokens may pick different tokens than in company"
+        ),
+    )
     n_batch: int = Field(
         default=512, ge=8, le=8192, description="most tokens in one decode step (decode + prefill)"
     )
     prefill_chunk: int = Field(
-        default=48,
-        ge=1,
-        le=8192,
-        description=(
-            "most prompt tokens of one sequence per step; below 64, llama.cpp's CPU flash attention "
-            "takes the same kernel as decoding, so a prompt's KV cache is bit-identical however it "
-            "was split (cached prefixes reproduce cold runs exactly); 64 or more: faster prompts, "
-            "without that guarantee"
-        ),
+        default=128, ge=1, le=8192, description="most prompt tokens of one sequence per step"
     )
     prefill_budget: int = Field(
         default=128,
@@ -60,3 +63,9 @@ class LlamaCppOptions(EngineOptions):
         default=64, ge=0, le=1 << 16, description="tokens the repeat/presence/frequency penalties look back"
     )
     use_mmap: bool = True
+
+    @model_validator(mode="after")
+    def _quantized_kv_needs_flash_attention(self) -> LlamaCppOptions:
+        if self.kv_cache_type != "f16" and self.flash_attn == "off":
+            raise ValueError("kv_cache_type q8_0 needs flash attention (flash_attn: auto or on)")
+        return self

@@ -9,6 +9,7 @@ type is served as is. The conversion itself lives in ``convert.py`` (it needs ll
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 from nanoserve.engines.llamacpp.options import Quantization
@@ -21,7 +22,13 @@ _CHUNK = 1 << 20
 
 
 def source_digest(path: Path) -> str:
-    """Hex SHA-256 of a file (streamed)."""
+    """Hex SHA-256 of a file, remembered per (path, size, mtime) within the process."""
+    stat = path.stat()
+    return _digest(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):

@@ -1,0 +1,74 @@
+"""The admin API: model status, load (or its dry run) and unload. JSON, sizes in MiB.
+
+    GET  /models/status                        devices (RAM, each GPU) and every model
+    POST /models/load   {model, priority?, keep_alive?, pinned?, dry_run?}
+    POST /models/unload {model, force?}
+
+Errors are the OpenAI error body: 404 unknown model, 409 unload with requests in flight (without
+``force``), 503 no room right now (``Retry-After``), 507 the model can never fit the budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nanoserve.config import parse_duration
+from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.orchestrator.status import model_status, plan_status
+
+
+class LoadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    priority: int | None = Field(default=None, description="higher is kept longer")
+    keep_alive: float | None = Field(
+        default=None, description="seconds or a duration ('5m'); -1 forever, 0 unload when idle"
+    )
+    pinned: bool | None = Field(default=None, description="never evicted while loaded")
+    dry_run: bool = Field(default=False, description="only say what loading would evict and leave")
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class UnloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    force: bool = Field(default=False, description="cut off requests in flight (streams end with an error)")
+
+
+def _orchestrator(request: Request) -> Orchestrator:
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    return orchestrator
+
+
+def create_admin_router() -> APIRouter:
+    router = APIRouter(prefix="/models", tags=["admin"])
+
+    @router.get("/status")
+    async def status(request: Request) -> dict[str, Any]:
+        return await _orchestrator(request).status()
+
+    @router.post("/load")
+    async def load(request: Request, body: LoadRequest) -> dict[str, Any]:
+        orchestrator = _orchestrator(request)
+        if body.dry_run:
+            return plan_status(await orchestrator.plan(body.model))
+        instance = await orchestrator.load(
+            body.model, priority=body.priority, keep_alive=body.keep_alive, pinned=body.pinned
+        )
+        return model_status(instance.view(), instance.stats)
+
+    @router.post("/unload")
+    async def unload(request: Request, body: UnloadRequest) -> dict[str, Any]:
+        instance = await _orchestrator(request).unload(body.model, force=body.force)
+        return model_status(instance.view(), instance.stats)
+
+    return router

@@ -1,0 +1,1 @@
+"""Facts about model files (GGUF metadata), read without loading an engine."""

@@ -1,0 +1,94 @@
+"""The JSON shapes of model status and load plans (sizes in MiB, times in ISO 8601 UTC).
+
+Shared by the admin API (``/models/status``, ``/models/load`` dry runs) and the MCP
+model-management tools, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from nanoserve.orchestrator.instance import InstanceStats, ModelView
+from nanoserve.orchestrator.memory import DeviceMemory
+from nanoserve.orchestrator.planner import MIB, Plan
+
+
+def mib(size: int | None) -> int | None:
+    """Bytes to MiB, rounded up (a need is never understated)."""
+    return None if size is None else -(-size // MIB)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def device_status(device: DeviceMemory, budget: int, held: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": device.name,
+        "total_mib": device.total // MIB,
+        "used_mib": device.used // MIB,
+        "free_mib": device.free // MIB,
+        "budget_mib": budget // MIB,
+        "models_mib": mib(held),  # what loaded models hold by the planner's count
+    }
+    if device.label:
+        body["label"] = device.label
+    return body
+
+
+def model_status(view: ModelView, stats: InstanceStats) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "state": view.state,
+        "kind": view.kind,
+        "engine": view.engine,
+        "estimated_mib": mib(view.estimated_bytes),
+        "measured_mib": mib(view.measured_bytes),
+        "vram_mib": mib(view.vram_bytes),
+        "loaded_at": iso(view.loaded_at),
+        "last_used": iso(view.last_used),
+        "expires_at": iso(view.expires_at),
+        "keep_alive": view.keep_alive,
+        "in_flight": view.in_flight,
+        "queued": view.queued,
+        "priority": view.priority,
+        "pinned": view.pinned,
+        "pid": view.pid,
+        "loads": stats.loads,
+        "unloads": dict(stats.unloads),
+    }
+
+
+def plan_status(plan: Plan) -> dict[str, Any]:
+    """The answer to a dry-run load."""
+    device = plan.device or "ram"
+    return {
+        "model": plan.model,
+        "fits": plan.fits,
+        "would_evict": list(plan.evict),
+        "free_after_mib": _signed_mib(plan.free_after.get("ram", 0)),
+        "needed_mib": mib(sum(plan.need.values())),
+        "devices": {
+            d: {
+                "needed_mib": mib(plan.need.get(d, 0)),
+                "budget_mib": b // MIB,
+                "free_after_mib": _signed_mib(plan.free_after.get(d, 0)),
+            }
+            for d, b in plan.budgets.items()
+        },
+        "blocked_by": list(plan.blocked_by),
+        "never_fits": plan.never,
+        **({"short_device": device} if not plan.fits else {}),
+    }
+
+
+def _signed_mib(size: int) -> int:
+    return size // MIB if size >= 0 else -mib(-size)  # type: ignore[operator]
+
+
+def counters(evictions: int, drains: int, rejections: Mapping[str, int]) -> dict[str, Any]:
+    return {"evictions": evictions, "drains": drains, "rejections": dict(rejections)}
