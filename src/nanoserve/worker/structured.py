@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nanoserve.errors import UnsupportedFeature
 from nanoserve.worker.grammar import ROOT, Chars, Element, Grammar, Lit, Repeat, chars
+from nanoserve.worker.terminals import DIGIT, FORMATS, naturals
 
 KEY_SEP = ": "
 ITEM_SEP = ", "
@@ -56,8 +57,6 @@ _UNSUPPORTED = (
 )
 _TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
 
-DIGIT = chars("0-9")
-HEX = chars("0-9a-fA-F")
 # One character of a JSON string: anything but a quote, a backslash or a control character, or a
 # short escape. (No \\u escapes: a character costs at most 4 bytes, which keeps bounds tight.)
 _PLAIN_CHAR = Chars(((0x00, 0x1F), (ord('"'), ord('"')), (ord("\\"), ord("\\")), (0x7F, 0x7F)), negated=True)
@@ -354,8 +353,8 @@ class SchemaBuilder:
 
     def string(self, schema: dict[str, Any], path: str) -> Element:
         fmt = schema.get("format")
-        if fmt in _FORMATS:
-            return self.g.rule(f"{fmt}-string", [Lit('"'), _FORMATS[fmt](self.g), Lit('"')])
+        if fmt in FORMATS:
+            return self.g.rule(f"{fmt}-string", [Lit('"'), FORMATS[fmt](self.g), Lit('"')])
         lo = _count(schema.get("minLength", 0), "minLength", self, path)
         hi_raw = schema.get("maxLength")
         hi = max(self.bounds.string_length, lo) if hi_raw is None else _count(hi_raw, "maxLength", self, path)
@@ -382,9 +381,9 @@ class SchemaBuilder:
                 raise self.refuse("the integer range is empty", path)
             alts: list[list[Element]] = []
             if hi_i >= 0:
-                alts += _naturals(self.g, max(lo_i, 0), hi_i)
+                alts += naturals(self.g, max(lo_i, 0), hi_i)
             if lo_i < 0:
-                alts += [[Lit("-"), *alt] for alt in _naturals(self.g, max(-hi_i, 1), -lo_i)]
+                alts += [[Lit("-"), *alt] for alt in naturals(self.g, max(-hi_i, 1), -lo_i)]
             return self.g.rule("integer", *alts)
         for value, name in ((lo, "minimum"), (hi, "maximum")):
             if value is not None and value != int(value):
@@ -419,7 +418,7 @@ class SchemaBuilder:
             return [] if low_excl or high_excl else [[Lit(str(low)), zero_frac]]
         alts.append([Lit(str(low)), nonzero_frac if low_excl else any_frac])
         if low + 1 <= high - 1:
-            alts += [[*alt, any_frac] for alt in _naturals(self.g, low + 1, high - 1)]
+            alts += [[*alt, any_frac] for alt in naturals(self.g, low + 1, high - 1)]
         if not high_excl:
             alts.append([Lit(str(high)), zero_frac])
         return alts
@@ -478,96 +477,3 @@ def _bound(
     if value is not None and not math.isfinite(value):
         raise builder.refuse(f"'{inclusive}' must be finite", path)
     return value, excl
-
-
-def _naturals(g: Grammar, lo: int, hi: int) -> list[list[Element]]:
-    """Alternatives spelling exactly the integers lo..hi (0 <= lo <= hi), without leading zeros.
-
-    Whole widths share one alternative (``[1-9] [0-9]{a,b}``), so a number that has begun can end
-    at any width the range allows: the grammar's closing bound stays small."""
-    alts: list[list[Element]] = []
-    if lo == 0:
-        alts.append([Lit("0")])
-        if hi == 0:
-            return alts
-        lo = 1
-    w_lo, w_hi = len(str(lo)), len(str(hi))
-    full_from = w_lo if lo == 10 ** (w_lo - 1) else w_lo + 1  # first width wholly in range
-    full_to = w_hi if hi == 10**w_hi - 1 else w_hi - 1  # last one
-    if full_from > full_to:  # no whole width: one or two partial ones
-        if w_lo == w_hi:
-            return alts + _same_width(g, str(lo), str(hi))
-        return alts + _same_width(g, str(lo), "9" * w_lo) + _same_width(g, "1" + "0" * (w_hi - 1), str(hi))
-    if full_from > w_lo:
-        alts += _same_width(g, str(lo), "9" * w_lo)
-    rest = [Repeat(DIGIT, full_from - 1, full_to - 1)] if full_to > 1 else []
-    alts.append([chars("1-9"), *rest])
-    if full_to < w_hi:
-        alts += _same_width(g, "1" + "0" * (w_hi - 1), str(hi))
-    return alts
-
-
-def _same_width(g: Grammar, lo: str, hi: str) -> list[list[Element]]:
-    """Digit strings s of one width with lo <= s <= hi."""
-    if not lo:
-        return [[]]
-    width = len(lo) - 1
-    if lo[0] == hi[0]:
-        return [[Lit(lo[0]), *alt] for alt in _same_width(g, lo[1:], hi[1:])]
-    first, last = int(lo[0]), int(hi[0])
-    alts: list[list[Element]] = []
-    if lo[1:] != "0" * width:
-        alts += [[Lit(lo[0]), *alt] for alt in _same_width(g, lo[1:], "9" * width)]
-        first += 1
-    tail: list[list[Element]] = []
-    if hi[1:] != "9" * width:
-        tail = [[Lit(hi[0]), *alt] for alt in _same_width(g, "0" * width, hi[1:])]
-        last -= 1
-    if first <= last:
-        head = Lit(str(first)) if first == last else chars(f"{first}-{last}")
-        alts.append([head, Repeat(DIGIT, width, width)] if width else [head])
-    return alts + tail
-
-
-def _date(g: Grammar) -> Element:
-    """A real calendar date, years 1000-2999 (February stops at 28: no leap-year arithmetic)."""
-    day = g.rule("day", [Lit("0"), chars("1-9")], [Lit("1"), DIGIT], [Lit("2"), chars("0-8")])
-    long_months = g.rule("month-31", [Lit("0"), chars("13578")], [Lit("1"), chars("02")])
-    short_months = g.rule("month-30", [Lit("0"), chars("469")], [Lit("11")])
-    month_day = g.rule(
-        "month-day",
-        [long_months, Lit("-"), g.rule("day-31", [day], [Lit("29")], [Lit("3"), chars("01")])],
-        [short_months, Lit("-"), g.rule("day-30", [day], [Lit("29")], [Lit("30")])],
-        [Lit("02-"), day],
-    )
-    return g.rule("date", [chars("12"), Repeat(DIGIT, 3, 3), Lit("-"), month_day])
-
-
-def _time(g: Grammar) -> Element:
-    hour = g.rule("hour", [chars("01"), DIGIT], [Lit("2"), chars("0-3")])
-    sixty = g.rule("sixty", [chars("0-5"), DIGIT])
-    frac = Repeat(g.rule("time-frac", [Lit("."), Repeat(DIGIT, 1, 6)]), 0, 1)
-    offset = g.rule("offset", [Lit("Z")], [chars("+-"), hour, Lit(":"), sixty])
-    return g.rule("time", [hour, Lit(":"), sixty, Lit(":"), sixty, frac, offset])
-
-
-def _date_time(g: Grammar) -> Element:
-    return g.rule("date-time", [_date(g), Lit("T"), _time(g)])
-
-
-def _uuid(g: Grammar) -> Element:
-    return g.rule(
-        "uuid",
-        [
-            Repeat(HEX, 8, 8), Lit("-"), Repeat(HEX, 4, 4), Lit("-"), Repeat(HEX, 4, 4), Lit("-"),
-            Repeat(HEX, 4, 4), Lit("-"), Repeat(HEX, 12, 12),
-        ],
-    )  # fmt: skip
-
-
-_FORMATS: dict[str, Callable[[Grammar], Element]] = {
-    "date": _date,
-    "time": _time,
-    "date-time": _date_time,
-    "uuid": _uuid,
-}
