@@ -1,22 +1,24 @@
 """A small grammar IR: built once per request, rendered as llama.cpp GBNF, reasoned about in Python.
 
 The worker builds every grammar it sends to an engine (JSON schemas, tool calls) with this IR
-instead of writing GBNF text, so the same object answers three questions GBNF alone cannot:
+instead of writing GBNF text, so the same object answers questions GBNF alone cannot:
 
 * ``max_bytes``: the longest text the grammar allows (``None`` when unbounded). Every token a
   grammar-constrained engine samples carries at least one byte, so a grammar whose longest
   sentence fits in ``max_tokens`` always completes in time.
-* ``close_bound``: an upper bound, in bytes, on the shortest text that completes *any* prefix
-  the grammar allows: what to reserve from ``max_tokens`` so a cut-off answer can still be
-  closed within the budget.
+* ``close_bound(cost)``: an upper bound on the cost (bytes, or tokens with a tokenizer's count)
+  of the shortest text that completes *any* prefix: what to keep back from ``max_tokens`` so an
+  answer cut off anywhere can still be closed within the budget.
 * ``Matcher``: feed it the text generated so far (a valid prefix, since the engine sampled under
-  the grammar) and ask for the shortest completion that makes it a sentence. This is how a JSON
-  answer cut off by ``max_tokens`` (or a stop sequence) is still returned whole.
+  the grammar) and ask for the shortest completion that makes it a sentence.
+* ``advanced(text)``: the grammar of what may follow ``text``, for an engine request that
+  continues an answer; ``forced_prefix()``: the text every sentence starts with, which can go
+  into the prompt instead of being sampled.
 
 Elements: ``Lit`` (a literal string), ``Chars`` (one code point from a set), ``Ref`` (a named
 rule) and ``Repeat`` (an element ``min`` to ``max`` times). A rule is a tuple of alternatives,
 each a sequence of elements. Grammars are expected to be free of left recursion and of nullable
-repeated items, which everything built in ``structured.py`` is.
+repeated items, which everything built in ``structured.py`` and ``tools.py`` is.
 """
 
 from __future__ import annotations
