@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from nanoserve.api.openai.protocol import ResponseFormat
+from nanoserve.api.openai.protocol import ChatCompletionRequest, ResponseFormat
 from nanoserve.engines.base import (
     EngineSpec,
     Finished,
@@ -25,7 +25,9 @@ from nanoserve.engines.base import (
     SamplingParams,
     Token,
 )
+from nanoserve.errors import BadRequest
 from nanoserve.worker.output import OutputPlan, plan_output
+from nanoserve.worker.serving import GenerationService
 from nanoserve.worker.steps import Update, run_answer
 from nanoserve.worker.structured import Bounds
 from nanoserve.worker.tools import TOOL_FORMATS, parse_tools
@@ -202,3 +204,15 @@ async def test_replanning_frees_the_reserve_of_paths_not_taken() -> None:
     assert len(engine.requests) >= 2 and first < 300 - 150  # the first step kept room for the long call
     done = updates[-1].done
     assert done is not None and 297 <= done.completion_tokens <= 300  # later steps gave it back
+
+
+def test_ignore_eos_is_refused_with_a_grammar() -> None:
+    req = ChatCompletionRequest(
+        model="m",
+        messages=[{"role": "user", "content": "x"}],
+        response_format={"type": "json_object"},
+        ignore_eos=True,
+    )
+    with pytest.raises(BadRequest) as info:
+        GenerationService(ScriptedEngine("")).prepare_chat(req)
+    assert info.value.param == "ignore_eos"

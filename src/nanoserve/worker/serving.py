@@ -31,7 +31,7 @@ from nanoserve.engines.base import (
     SamplingParams,
     Token,
 )
-from nanoserve.errors import ConfigError, ContextLengthExceeded, UnsupportedFeature
+from nanoserve.errors import BadRequest, ConfigError, ContextLengthExceeded, UnsupportedFeature
 from nanoserve.worker.metrics import RequestProbe
 from nanoserve.worker.output import Answer, OutputEvent, OutputPlan, plan_output
 from nanoserve.worker.steps import run_answer
@@ -119,6 +119,8 @@ class GenerationService:
             parallel_calls=req.parallel_tool_calls,
             bounds=self.bounds,
         )
+        if req.ignore_eos and not plan.plain:  # a finished grammar only allows end-of-generation
+            raise BadRequest("ignore_eos cannot be combined with tools or response_format", param="ignore_eos")
         described = tools if choice != "none" else []
         messages = render_messages(req.messages, described, self.tool_format)
         prompt = self.engine.render_chat(messages, tools=template_tools(described, self.tool_format))
