@@ -17,6 +17,7 @@ from typing import Any
 QUANTS = ("q4_1", "q8_0", "q4_0")
 SETUPS = {  # file stem -> label, for the Q8_0 comparison
     "gateway-q8_0": "(a) nanoserve gateway",
+    "gateway-q8_0-short": "(a) gateway, 13-token prompts, no template",
     "worker-q8_0": "(b) nanoserve worker alone",
     "llamacpp-server-q8_0": "(c) llama_cpp.server",
 }
@@ -124,16 +125,24 @@ def quant_table(res: Results) -> list[str]:
 def targets(res: Results) -> list[Target]:
     out: list[Target] = []
     gw, ceiling = res.sweep("gateway-q8_0"), res.ceiling("q8_0")
-    if 8 in gw and 8 in ceiling:
-        r = gw[8]
+    short = res.sweep("gateway-q8_0-short")
+    if 8 in short and 8 in ceiling:
+        r = short[8]
         ratio = r["output_throughput"] / ceiling[8]
         cut = r["failed"] + r["truncated"]
+        measured = (
+            f"13-token prompts (the ceiling's workload): {r['output_throughput']:.1f} / {ceiling[8]:.1f} "
+            f"tok/s = {ratio:.2f}×, peak {r.get('max_output_tokens_per_s', 0):.0f} tok/s; "
+            f"{r['truncated']} truncated, {r['failed']} failed"
+        )
+        if 8 in gw:
+            chat = gw[8]["output_throughput"]
+            measured += f". Chat, 64-token prompts (prefill included): {chat:.1f} tok/s = {chat / ceiling[8]:.2f}×"
         out.append(
             Target(
                 "8 concurrent streams (Q8_0)",
                 "aggregate output tok/s ≥ 0.8 × ceiling at B=8, zero truncated streams",
-                f"{r['output_throughput']:.1f} / {ceiling[8]:.1f} tok/s = {ratio:.2f}×; "
-                f"{r['truncated']} truncated, {r['failed']} failed",
+                measured,
                 ratio >= 0.8 and cut == 0,
             )
         )
