@@ -3,11 +3,14 @@
 The header (key/value metadata and tensor descriptors) is parsed here with the ``gguf`` package's
 constants (value types, quantization block sizes, file types). ``gguf.GGUFReader`` would give the
 same facts, but it builds a numpy view of every element of every array: for the 49k-token
-vocabulary of a 135M model that is seconds of CPU. Here large arrays are skipped and only their
-length is kept, so reading a header takes milliseconds and never touches tensor data.
+vocabulary of a 135M model that is seconds of CPU. Here arrays longer than ``max_array_items``
+are skipped and only their type and length kept (``GGUFArray``), so reading a header takes
+milliseconds and never touches tensor data. Float32 values are kept as the shortest decimal that
+is the same float32 (``1e-05``, not ``9.999999747378752e-06``), as llama.cpp and Ollama print them.
 
 Used by the memory planner (weights, KV cache and compute estimates before a first load) and by
-the Ollama ``/api/show`` route (``metadata`` is its ``model_info``).
+the Ollama ``/api/show`` route (``metadata`` is its ``model_info``: long arrays shown as ``[]``
+unless verbose, when the header is read with ``max_array_items=None``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import gguf
 
 from nanoserve.errors import ConfigError
 
-# Arrays longer than this are summarised (type and length) instead of read.
+# By default, arrays longer than this are summarised (type and length) instead of read.
 MAX_ARRAY_ITEMS = 64
 
 _SCALAR_FORMATS: dict[gguf.GGUFValueType, str] = {
@@ -46,7 +49,7 @@ class GGUFError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class GGUFArray:
-    """A metadata array too long to keep (e.g. the vocabulary): its item type and length."""
+    """A metadata array longer than the reader kept (e.g. the vocabulary): its item type and length."""
 
     item_type: str
     length: int
@@ -74,7 +77,7 @@ class TensorInfo:
 class GGUFInfo:
     path: Path
     version: int
-    metadata: dict[str, Any]  # scalars, short arrays, GGUFArray summaries of long ones
+    metadata: dict[str, Any]  # scalars, arrays up to the limit, GGUFArray summaries of longer ones
     tensors: tuple[TensorInfo, ...] = field(repr=False)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -100,19 +103,26 @@ class GGUFInfo:
     @property
     def file_type(self) -> int | None:
         value = self.metadata.get("general.file_type")
-        return int(value) if value is not None else None
+        return value if isinstance(value, int) else None
+
+    @property
+    def file_type_name(self) -> str | None:
+        """``general.file_type`` as llama.cpp names it (``Q4_1``, ``Q4_K_M``, ``F16``); None when
+        absent or not a type the ``gguf`` package knows."""
+        ftype = self.file_type
+        if ftype is None:
+            return None
+        try:
+            name = gguf.LlamaFileType(ftype).name
+        except ValueError:
+            return None
+        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
     @property
     def quantization(self) -> str:
-        """The file's quantization as llama.cpp names it (``Q4_1``, ``Q8_0``, ``F16``, ...)."""
-        ftype = self.file_type
-        if ftype is not None:
-            try:
-                name = gguf.LlamaFileType(ftype).name
-            except ValueError:
-                name = None
-            if name is not None:
-                return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        """The file's quantization: its declared file type, else the dominant type of its weights."""
+        if (name := self.file_type_name) is not None:
+            return name
         weights = [t for t in self.tensors if len(t.shape) >= 2]
         if not weights:
             return "unknown"
@@ -232,6 +242,15 @@ def bytes_per_weight(quantization: str) -> float:
     return type_size / block
 
 
+def _shortest_f32(value: float) -> float:
+    """The shortest decimal that is the same float32 (1e-05, not 9.999999747378752e-06)."""
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.unpack("<f", struct.pack("<f", candidate))[0] == value:
+            return candidate
+    return value  # nan
+
+
 def _size_label(params: int) -> str:
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if params >= scale:
@@ -240,10 +259,11 @@ def _size_label(params: int) -> str:
 
 
 class _Cursor:
-    def __init__(self, buf: mmap.mmap, endian: str):
+    def __init__(self, buf: mmap.mmap, endian: str, max_array_items: int | None):
         self.buf = buf
         self.pos = 0
         self.endian = endian
+        self.max_array_items = max_array_items
 
     def unpack(self, fmt: str) -> Any:
         fmt = self.endian + fmt
@@ -267,13 +287,22 @@ class _Cursor:
         if vtype == gguf.GGUFValueType.STRING:
             return self.string()
         if vtype == gguf.GGUFValueType.ARRAY:
-            item_type = gguf.GGUFValueType(self.unpack("I"))
-            length = self.unpack("Q")
-            if length <= MAX_ARRAY_ITEMS:
-                return [self.value(item_type) for _ in range(length)]
+            return self.array()
+        value = self.unpack(_SCALAR_FORMATS[vtype])
+        return _shortest_f32(value) if vtype == gguf.GGUFValueType.FLOAT32 else value
+
+    def array(self) -> list[Any] | GGUFArray:
+        item_type = gguf.GGUFValueType(self.unpack("I"))
+        length = self.unpack("Q")
+        if self.max_array_items is not None and length > self.max_array_items:
             self.skip(item_type, length)
             return GGUFArray(item_type.name.lower(), length)
-        return self.unpack(_SCALAR_FORMATS[vtype])
+        if item_type in (gguf.GGUFValueType.STRING, gguf.GGUFValueType.ARRAY):
+            return [self.value(item_type) for _ in range(length)]
+        fmt = f"{self.endian}{length}{_SCALAR_FORMATS[item_type]}"  # numbers: one unpack for all
+        values = list(struct.unpack_from(fmt, self.buf, self.pos))
+        self.pos += struct.calcsize(fmt)
+        return [_shortest_f32(v) for v in values] if item_type == gguf.GGUFValueType.FLOAT32 else values
 
     def skip(self, item_type: gguf.GGUFValueType, length: int) -> None:
         if item_type == gguf.GGUFValueType.STRING:
@@ -281,24 +310,28 @@ class _Cursor:
                 self.skip_string()
         elif item_type == gguf.GGUFValueType.ARRAY:
             for _ in range(length):
-                self.value(item_type)
+                self.skip(gguf.GGUFValueType(self.unpack("I")), self.unpack("Q"))
         else:
             self.pos += length * struct.calcsize(_SCALAR_FORMATS[item_type])
 
 
-def read_gguf_info(path: str | Path) -> GGUFInfo:
-    """The metadata and tensor descriptors of a GGUF file (blocking file I/O: run it in a thread)."""
+def read_gguf_info(path: str | Path, *, max_array_items: int | None = MAX_ARRAY_ITEMS) -> GGUFInfo:
+    """The metadata and tensor descriptors of a GGUF file (blocking file I/O: run it in a thread).
+
+    Arrays longer than ``max_array_items`` are summarised as ``GGUFArray``; None keeps them all
+    (the whole vocabulary: a few times slower).
+    """
     path = Path(path)
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _parse(path, buf)
+            return _parse(path, buf, max_array_items)
     except (OSError, ValueError) as exc:  # ValueError: empty file for mmap
         raise GGUFError(f"cannot read GGUF file {path}: {exc}") from exc
     except (struct.error, IndexError) as exc:
         raise GGUFError(f"{path} is not a valid GGUF file (truncated header)") from exc
 
 
-def _parse(path: Path, buf: mmap.mmap) -> GGUFInfo:
+def _parse(path: Path, buf: mmap.mmap, max_array_items: int | None) -> GGUFInfo:
     if len(buf) < 24 or struct.unpack_from("<I", buf, 0)[0] != gguf.GGUF_MAGIC:
         raise GGUFError(f"{path} is not a GGUF file")
     version = struct.unpack_from("<I", buf, 4)[0]
@@ -307,7 +340,7 @@ def _parse(path: Path, buf: mmap.mmap) -> GGUFInfo:
         endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
     if version not in (2, 3):
         raise GGUFError(f"{path}: GGUF version {version} is not supported")
-    cur = _Cursor(buf, endian)
+    cur = _Cursor(buf, endian, max_array_items)
     cur.pos = 8
     n_tensors, n_kv = cur.unpack("Q"), cur.unpack("Q")
     metadata: dict[str, Any] = {}

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nanoserve.api.ollama._gguf import GGUFError, read_header
 from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError
+from nanoserve.models.gguf import GGUFArray, GGUFError, read_gguf_info
 from nanoserve.sources import resolve_source
 
 # Ollama omits these from model_info: the name is shown elsewhere, the template is "template".
 _HIDDEN_KEYS = ("general.name", "tokenizer.chat_template")
+# Without verbose, Ollama shows longer arrays (the vocabulary, merges, ...) as [].
+_SHOWN_ARRAY_ITEMS = 5
 _HASH_CHUNK = 1 << 20
 
 
@@ -54,17 +56,6 @@ def human_number(n: int) -> str:
     return str(n)
 
 
-def _file_type_name(file_type: int) -> str:
-    """GGUF ``general.file_type`` as Ollama shows it ("Q4_1", "Q4_K_M", "F16")."""
-    from gguf import LlamaFileType  # the enum only; imported lazily (numpy)
-
-    try:
-        name = LlamaFileType(file_type).name
-    except ValueError:
-        return "unknown"
-    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
-
-
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -83,20 +74,26 @@ def _disk_size(path: Path) -> int:
     return path.stat().st_size
 
 
+def _shown(value: Any) -> Any:
+    """A metadata value as JSON: arrays the reader summarised (``GGUFArray``) become []."""
+    if isinstance(value, GGUFArray):
+        return []
+    if isinstance(value, list) and value and isinstance(value[0], list | GGUFArray):  # nested arrays
+        return [_shown(v) for v in value]
+    return value
+
+
 def _gguf_weights(path: Path, verbose: bool) -> Weights:
-    header = read_header(path, max_array=None if verbose else 5)
-    meta = header.metadata
-    arch = str(meta.get("general.architecture", ""))
-    info = {k: v for k, v in meta.items() if k not in _HIDDEN_KEYS}
-    info.setdefault("general.parameter_count", header.parameter_count)
-    file_type = meta.get("general.file_type")
+    header = read_gguf_info(path, max_array_items=None if verbose else _SHOWN_ARRAY_ITEMS)
+    info = {k: _shown(v) for k, v in header.metadata.items() if k not in _HIDDEN_KEYS}
+    info.setdefault("general.parameter_count", header.parameter_count)  # here: the tensors' sum
     return Weights(
         format="gguf",
-        family=arch,
+        family=str(header.get("general.architecture", "")),
         parameter_count=int(info["general.parameter_count"]),
-        quantization_level=_file_type_name(file_type) if isinstance(file_type, int) else "unknown",
-        license=str(meta.get("general.license", "")),
-        template=str(meta.get("tokenizer.chat_template", "")),
+        quantization_level=header.file_type_name or "unknown",
+        license=str(header.get("general.license", "")),
+        template=header.chat_template or "",
         model_info=info,
     )
 
@@ -187,5 +184,5 @@ def _read(path: Path, *, verbose: bool) -> Weights:
         return _sentence_weights(path)
     try:
         return _gguf_weights(path, verbose)
-    except GGUFError:
+    except GGUFError:  # not a GGUF file we can read: shown by path, size and digest only
         return Weights()
