@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nanoserve.engines.llamacpp.options import Quantization
+from nanoserve.models.gguf import GGUFError, read_gguf_info
 
 # llama.cpp's ``enum llama_ftype`` (LLAMA_FTYPE_MOSTLY_*), as stored in general.file_type.
 FTYPES: dict[str, int] = {"q4_0": 2, "q4_1": 3, "q8_0": 7}
@@ -38,16 +39,10 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:
 
 def gguf_file_type(path: Path) -> int | None:
     """``general.file_type`` of a GGUF file, or None when absent or unreadable."""
-    from gguf import GGUFReader  # local: the reader pulls in numpy memmaps
-
     try:
-        field = GGUFReader(path).fields.get("general.file_type")
-    except (ValueError, OSError):
+        return read_gguf_info(path).file_type
+    except (GGUFError, OSError):
         return None
-    if field is None:
-        return None
-    value = field.contents()
-    return int(value) if isinstance(value, int) else None
 
 
 def file_type_name(ftype: int | None) -> str:
