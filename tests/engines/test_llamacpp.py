@@ -301,6 +301,9 @@ async def test_token_id_prompts(engine: LlamaCppEngine) -> None:
 
 
 async def test_info_reports_weights_slots_and_stats(engine: LlamaCppEngine, data_dir: Path) -> None:
+    prompt = chat(engine, "Name a colour.")
+    await run(engine, prompt, max_tokens=4)
+    await asyncio.gather(*(run(engine, prompt, max_tokens=4) for _ in range(2)))  # cached prefix, batched
     info = engine.info()
     assert info["slots"]["total"] == PARALLEL
     assert info["weights"]["quantization"] == "q8_0"
