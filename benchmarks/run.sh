@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark record: every figure of benchmarks/README.md, in one run, with the exact commands.
 #
-#   benchmarks/run.sh                 # everything (~15 min on a 2-core machine)
+#   benchmarks/run.sh                 # everything (~18 min on a 2-core machine)
 #   benchmarks/run.sh q8 overhead     # only some phases (see PHASES below)
 #
 # Servers run one at a time (started here, stopped by their pid), all on the same weights file:
