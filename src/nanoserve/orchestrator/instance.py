@@ -16,6 +16,12 @@ Before a start the owner asks the host for memory (``Host.reserve``): that may e
 or wait for them; the instance becomes ``starting`` only once its memory is reserved. The owner
 also unloads the model when its keep-alive expires (never while requests are in flight or
 waiting), and after every stop it has the host confirm that the worker's memory is released.
+
+Restart back-off: a failed model (load error, or a worker that died) is started again by the
+next request, but one whose worker keeps failing is not reloaded on every request. The first
+``FREE_RESTARTS`` failures in a row restart at once; after that a start waits 2, 4, 8 ... up to 60 s
+after the last failure, and requests in that window get a 503 with ``Retry-After`` that names the
+last error. A worker that ran ``STABLE_SECONDS`` before it died starts the count over.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,11 +38,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from nanoserve.config import ModelConfig
-from nanoserve.errors import EngineError, NanoserveError
+from nanoserve.errors import EngineError, NanoserveError, Unavailable
 from nanoserve.orchestrator.memory import kill_group, process_tree
 from nanoserve.orchestrator.process import WorkerProcess
 
 log = logging.getLogger("nanoserve.orchestrator")
+
+FREE_RESTARTS = 2  # failures in a row that are restarted at once
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_MAX_SECONDS = 60.0
+STABLE_SECONDS = 60.0  # a worker that ran this long before dying ends a run of failures
 
 
 class State(enum.StrEnum):
@@ -143,6 +155,8 @@ class ModelInstance:
         self.state = State.STOPPED
         self.worker: WorkerProcess | None = None
         self.error: str | None = None
+        self.failures = 0  # in a row: load errors and crashes, see restart back-off
+        self._failed_at: float | None = None  # monotonic
         self.loaded_at: float | None = None
         self.last_used: float = 0.0
         self.in_flight = 0
@@ -269,6 +283,13 @@ class ModelInstance:
         """``worker`` stopped answering: the owner kills it and handles it as a crash."""
         self._send(_Exited(worker, error))
 
+    def backoff_remaining(self) -> float:
+        """Seconds before the model may be started again (0: now)."""
+        if self.failures <= FREE_RESTARTS or self._failed_at is None:
+            return 0.0
+        delay = min(BACKOFF_BASE_SECONDS * 2 ** (self.failures - FREE_RESTARTS - 1), BACKOFF_MAX_SECONDS)
+        return max(0.0, self._failed_at + delay - time.monotonic())
+
     def request_started(self) -> None:
         self.in_flight += 1
         self._idle.clear()
@@ -347,6 +368,13 @@ class ModelInstance:
             return
         if self.worker is not None and not self.worker.alive:
             self._crashed(self.worker)  # died before its exit was reported
+        if (wait := self.backoff_remaining()) > 0:
+            message = (
+                f"model '{self.id}' failed {self.failures} times in a row (last: {self.error}); "
+                f"next start in {math.ceil(wait)} s"
+            )
+            _fail(future, Unavailable(message, retry_after=math.ceil(wait)))
+            return
         started = time.perf_counter()
         worker: WorkerProcess | None = None
         try:
@@ -364,6 +392,7 @@ class ModelInstance:
             if worker is not None:
                 await worker.stop(timeout=2.0)
             self.error = str(exc)
+            self._count_failure(ran_for=None)
             self._set_state(State.FAILED, error=self.error)
             _fail(future, exc if isinstance(exc, EngineError) else EngineError(self.error))
             return
@@ -391,6 +420,7 @@ class ModelInstance:
             return
         self.stats.crashes += 1
         self.stats.unloads[Reason.CRASH] += 1
+        self._count_failure(ran_for=time.time() - self.loaded_at if self.loaded_at is not None else None)
         self.worker = None
         self.loaded_at = None
         self._reset_controls()
@@ -400,6 +430,19 @@ class ModelInstance:
         self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error, in_flight=self.in_flight)
         self._host.event("unloaded", self, {"reason": str(Reason.CRASH), "forced": False})
         asyncio.create_task(worker.client.close())
+
+    def _count_failure(self, ran_for: float | None) -> None:
+        if ran_for is not None and ran_for >= STABLE_SECONDS:
+            self.failures = 0
+        self.failures += 1
+        self._failed_at = time.monotonic()
+        if self.failures > FREE_RESTARTS:
+            log.warning(
+                "%s: failed %d times in a row; next start in %.0f s",
+                self.id,
+                self.failures,
+                self.backoff_remaining(),
+            )
 
     async def _stop_worker(self, reason: str, *, force: bool) -> None:
         worker = self.worker
@@ -419,6 +462,8 @@ class ModelInstance:
         self._force.clear()
         self._set_state(State.STOPPING, reason=reason, forced=force)
         self.worker = None
+        if worker.alive:
+            self.failures = 0  # it lived until we stopped it
         if self._measuring is not None:
             self._measuring.cancel()
         if worker.alive:
