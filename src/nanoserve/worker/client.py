@@ -58,6 +58,12 @@ class WorkerResponse:
         self._resp.close()
 
 
+# Idle pooled connections are closed by this side first: the worker keeps them open longer
+# (worker/main.py, WORKER_KEEPALIVE_SECONDS). The other way round, a request sent on a connection
+# the worker had just timed out failed with "Can not write request body".
+KEEPALIVE_SECONDS = 60.0
+
+
 class WorkerClient:
     def __init__(self, base_url: str):
         self.base_url = base_url
@@ -66,7 +72,7 @@ class WorkerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: needs the running loop
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(
                 self.base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
             )
@@ -75,7 +81,9 @@ class WorkerClient:
     async def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None) -> WorkerResponse:
         """``headers`` are added to the JSON content type (trace context, when tracing is on)."""
         try:
-            resp = await self.session.post(path, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS)
+            resp = await self.session.post(
+                path, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS
+            )
         except aiohttp.ClientConnectorError as exc:
             raise WorkerConnectFailed(f"cannot connect to the worker at {self.base_url}: {exc}") from exc
         except aiohttp.ClientError as exc:

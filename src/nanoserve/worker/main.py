@@ -24,6 +24,9 @@ from nanoserve.worker.app import create_worker_app
 
 log = logging.getLogger("nanoserve.worker")
 PR_SET_PDEATHSIG = 1
+# Longer than the gateway keeps idle connections (worker/client.py KEEPALIVE_SECONDS), so the
+# gateway always closes them first (not imported: the worker does not load aiohttp for it).
+WORKER_KEEPALIVE_SECONDS = 75.0
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -66,7 +69,9 @@ def run_worker(
     limit_threads(spec.threads)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = load_engine_class(engine_name)(spec)
-    tracing = create_tracing(os.environ.get(WORKER_ENDPOINT_ENV), "nanoserve-worker", **{"nanoserve.model": spec.name})
+    tracing = create_tracing(
+        os.environ.get(WORKER_ENDPOINT_ENV), "nanoserve-worker", **{"nanoserve.model": spec.name}
+    )
     app = create_worker_app(engine, spec.name, tracing=tracing, tool_format=tool_format)
     config = uvicorn.Config(
         app,
@@ -76,6 +81,7 @@ def run_worker(
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=WORKER_KEEPALIVE_SECONDS,  # longer than the gateway's pool keeps them
         lifespan="on",
     )
     uvicorn.Server(config).run()
