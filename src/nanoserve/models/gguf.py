@@ -107,16 +107,7 @@ class GGUFInfo:
 
     @property
     def file_type_name(self) -> str | None:
-        """``general.file_type`` as llama.cpp names it (``Q4_1``, ``Q4_K_M``, ``F16``); None when
-        absent or not a type the ``gguf`` package knows."""
-        ftype = self.file_type
-        if ftype is None:
-            return None
-        try:
-            name = gguf.LlamaFileType(ftype).name
-        except ValueError:
-            return None
-        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        return file_type_name(self.file_type)
 
     @property
     def quantization(self) -> str:
@@ -222,6 +213,18 @@ class GGUFInfo:
             "parameter_size": self.metadata.get("general.size_label") or _size_label(self.parameter_count),
             "quantization_level": self.quantization,
         }
+
+
+def file_type_name(ftype: int | None) -> str | None:
+    """A ``general.file_type`` as llama.cpp names it (``Q4_1``, ``Q4_K_M``, ``F16``); None when
+    absent or not a type the ``gguf`` package knows."""
+    if ftype is None:
+        return None
+    try:
+        name = gguf.LlamaFileType(ftype).name
+    except ValueError:
+        return None
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
 
 def quantization_type(name: str) -> gguf.GGMLQuantizationType:

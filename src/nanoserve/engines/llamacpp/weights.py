@@ -13,11 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from nanoserve.engines.llamacpp.options import Quantization
-from nanoserve.models.gguf import GGUFError, read_gguf_info
+from nanoserve.models import gguf
 
 # llama.cpp's ``enum llama_ftype`` (LLAMA_FTYPE_MOSTLY_*), as stored in general.file_type.
 FTYPES: dict[str, int] = {"q4_0": 2, "q4_1": 3, "q8_0": 7}
-_FTYPE_NAMES = {v: k for k, v in FTYPES.items()} | {0: "f32", 1: "f16", 8: "q5_0", 9: "q5_1"}
 DIGEST_CHARS = 16
 _CHUNK = 1 << 20
 
@@ -40,15 +39,16 @@ def _digest(path: Path, size: int, mtime_ns: int) -> str:
 def gguf_file_type(path: Path) -> int | None:
     """``general.file_type`` of a GGUF file, or None when absent or unreadable."""
     try:
-        return read_gguf_info(path).file_type
-    except (GGUFError, OSError):
+        return gguf.read_gguf_info(path).file_type
+    except (gguf.GGUFError, OSError):
         return None
 
 
 def file_type_name(ftype: int | None) -> str:
+    """The engine's name for a file type, lower case as in ``quantize`` (``q8_0``, ``f16``)."""
     if ftype is None:
         return "unknown"
-    return _FTYPE_NAMES.get(ftype, f"ftype-{ftype}")
+    return (gguf.file_type_name(ftype) or f"ftype-{ftype}").lower()
 
 
 def served_weights_path(source: Path, quantize: Quantization, data_dir: Path) -> Path:
