@@ -28,14 +28,16 @@ $(STAMP): pyproject.toml Makefile scripts/install-system.sh
 run: install
 	$(BIN)/nanoserve serve --host $(HOST) --port $(PORT)
 
-test: install
+test: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# Fails on any finding: ruff's checks, its formatting, and the import contract (pyproject.toml).
 lint: install
-	$(BIN)/python -m ruff check src tests || true
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

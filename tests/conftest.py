@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway import MOCK_CONFIG, Gateway  # noqa: E402
+from gateway import MOCK_CONFIG, Gateway
 
 
 @pytest.fixture(scope="session")

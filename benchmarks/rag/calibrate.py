@@ -27,7 +27,9 @@ def answered(best: float, intent: str, threshold: float, out_of_scope_threshold:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--collection", required=True)
     parser.add_argument("--questions", type=Path, required=True)
@@ -45,7 +47,13 @@ def main() -> None:
     for threshold in [x / 100 for x in range(10, 61, 5)]:
         kept = sum(answered(b, i, threshold, oos) for b, i in ins) / len(ins)
         refused = sum(not answered(b, i, threshold, oos) for b, i in outs) / len(outs)
-        rows.append({"threshold": threshold, "in_scope_answered": round(kept, 3), "out_of_scope_refused": round(refused, 3)})
+        rows.append(
+            {
+                "threshold": threshold,
+                "in_scope_answered": round(kept, 3),
+                "out_of_scope_refused": round(refused, 3),
+            }
+        )
     best_in, best_out = [b for b, _ in ins], [b for b, _ in outs]
     result = {
         "out_of_scope_threshold": oos,
@@ -58,7 +66,9 @@ def main() -> None:
     print(f"min_similarity (out_of_scope_similarity {oos})")
     print(f"{'threshold':>10}{'in-scope answered':>20}{'out-of-scope refused':>23}")
     for row in rows:
-        print(f"{row['threshold']:>10.2f}{row['in_scope_answered']:>20.3f}{row['out_of_scope_refused']:>23.3f}")
+        print(
+            f"{row['threshold']:>10.2f}{row['in_scope_answered']:>20.3f}{row['out_of_scope_refused']:>23.3f}"
+        )
     print(json.dumps({k: v for k, v in result.items() if k != "thresholds"}))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")

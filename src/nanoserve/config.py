@@ -41,7 +41,7 @@ def parse_duration(value: Any) -> float:
     A negative value means forever (returned as -1); 0 means "unload right after the request".
     """
     if isinstance(value, bool):
-        raise ValueError("expected a duration, got a boolean")
+        raise ValueError("expected a duration, got a boolean")  # noqa: TRY004  (pydantic reports ValueError)
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
@@ -54,7 +54,7 @@ def parse_duration(value: Any) -> float:
                 raise ValueError(f"invalid duration {value!r} (examples: 300, '5m', '1h30m', -1)") from None
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
-        raise ValueError(f"invalid duration {value!r}")
+        raise ValueError(f"invalid duration {value!r}")  # noqa: TRY004  (pydantic reports ValueError)
     return FOREVER if seconds < 0 else seconds
 
 
@@ -110,10 +110,16 @@ class ModelConfig(_Strict):
 class MemorySettings(_Strict):
     """The memory budget the planner keeps to, and how long requests wait for room (sizes in MiB)."""
 
-    budget_mib: int | None = Field(default=None, ge=1, description="RAM for models; default: total RAM minus margin")
-    margin_mib: int = Field(default=2048, ge=0, description="RAM left to the system when budget_mib is not set")
+    budget_mib: int | None = Field(
+        default=None, ge=1, description="RAM for models; default: total RAM minus margin"
+    )
+    margin_mib: int = Field(
+        default=2048, ge=0, description="RAM left to the system when budget_mib is not set"
+    )
     gpu_budget_mib: int | None = Field(
-        default=None, ge=1, description="VRAM per GPU for models; default: each GPU's total minus gpu_margin_mib"
+        default=None,
+        ge=1,
+        description="VRAM per GPU for models; default: each GPU's total minus gpu_margin_mib",
     )
     gpu_margin_mib: int = Field(default=512, ge=0)
     max_wait: float = Field(
@@ -122,22 +128,34 @@ class MemorySettings(_Strict):
         description="seconds a loaded, busy model keeps taking requests while another model waits for its memory",
     )
     load_timeout: float = Field(
-        default=60.0, ge=0, description="seconds a request waits for memory held by in-flight work before a 503"
+        default=60.0,
+        ge=0,
+        description="seconds a request waits for memory held by in-flight work before a 503",
     )
     warm_up: bool = Field(
-        default=True, description="after a load, send `parallel` tiny requests at once before measuring memory"
+        default=True,
+        description="after a load, send `parallel` tiny requests at once before measuring memory",
     )
 
 
 class ObservabilitySettings(_Strict):
     """Health checks of workers, /metrics scraping and tracing (see docs/observability.md)."""
 
-    heartbeat_interval: float = Field(default=5.0, ge=0, description="seconds between worker health checks; 0 = off")
-    heartbeat_timeout: float = Field(default=5.0, gt=0, description="seconds a worker has to answer one check")
-    heartbeat_failures: int = Field(default=3, ge=1, description="missed checks in a row before a worker is failed")
-    worker_metrics_timeout: float = Field(default=2.0, gt=0, description="seconds to wait for a worker's /metrics")
+    heartbeat_interval: float = Field(
+        default=5.0, ge=0, description="seconds between worker health checks; 0 = off"
+    )
+    heartbeat_timeout: float = Field(
+        default=5.0, gt=0, description="seconds a worker has to answer one check"
+    )
+    heartbeat_failures: int = Field(
+        default=3, ge=1, description="missed checks in a row before a worker is failed"
+    )
+    worker_metrics_timeout: float = Field(
+        default=2.0, gt=0, description="seconds to wait for a worker's /metrics"
+    )
     otlp_endpoint: str | None = Field(
-        default=None, description="OTLP/HTTP endpoint for traces (http://host:4318); tracing is off when unset"
+        default=None,
+        description="OTLP/HTTP endpoint for traces (http://host:4318); tracing is off when unset",
     )
     service_name: str = "nanoserve"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gateway import Gateway
 
 CHAT = "/v1/chat/completions"
@@ -28,21 +27,42 @@ CASES = [
     (CHAT, {"model": "mc", "messages": MSG, "n": 3}, 400, "n", ""),
     (CHAT, {"model": "mc", "messages": MSG, "stop": ["x"] * 50}, 400, "stop", "stop sequences"),
     (CHAT, {"model": "mock-embed", "messages": MSG}, 400, "model", "embedding model"),
-    (CHAT, {"model": "mc", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, 400, "messages", "image"),
+    (
+        CHAT,
+        {
+            "model": "mc",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+                }
+            ],
+        },
+        400,
+        "messages",
+        "image",
+    ),
     (CHAT, {"model": "mc", "messages": MSG, "logprobs": True}, 400, "logprobs", "not supported"),
     ("/v1/completions", {"model": "mc", "prompt": []}, 400, "prompt", "empty"),
     ("/v1/completions", {"model": "mc", "prompt": "x", "echo": True}, 400, "echo", "not supported"),
     ("/v1/completions", {"model": "mc", "prompt": ["a", "b"]}, 400, "prompt", "one prompt"),
     ("/v1/embeddings", {"model": "mock-embed", "input": []}, 400, "input", "empty"),
     ("/v1/embeddings", {"model": "mock-embed", "input": 42}, 400, "input", ""),
-    ("/v1/embeddings", {"model": "mock-embed", "input": "x", "encoding_format": "hex"}, 400, "encoding_format", ""),
+    (
+        "/v1/embeddings",
+        {"model": "mock-embed", "input": "x", "encoding_format": "hex"},
+        400,
+        "encoding_format",
+        "",
+    ),
     ("/v1/embeddings", {"model": "mc", "input": "x"}, 400, "model", "chat model"),
 ]
 
 
 @pytest.mark.parametrize(("path", "body", "status", "param", "words"), CASES)
-def test_bad_input(mock_gateway: Gateway, path: str, body: object, status: int, param: str | None, words: str) -> None:
+def test_bad_input(
+    mock_gateway: Gateway, path: str, body: object, status: int, param: str | None, words: str
+) -> None:
     with mock_gateway.client() as http:
         if isinstance(body, bytes):
             resp = http.post(path, content=body, headers={"content-type": "application/json"})
@@ -57,7 +77,9 @@ def test_bad_input(mock_gateway: Gateway, path: str, body: object, status: int, 
 
 def test_oversize_body_is_413(mock_gateway: Gateway) -> None:
     with mock_gateway.client() as http:
-        resp = http.post(CHAT, content=b"x" * (33 * 1024 * 1024), headers={"content-type": "application/json"})
+        resp = http.post(
+            CHAT, content=b"x" * (33 * 1024 * 1024), headers={"content-type": "application/json"}
+        )
     assert resp.status_code == 413
     assert "limit" in resp.json()["error"]["message"]
 

@@ -6,7 +6,6 @@ Never a 500, a 422 or a hang; the message says what was wrong (and names the fie
 from __future__ import annotations
 
 import pytest
-
 from gateway import Gateway
 
 GEN = "/api/generate"

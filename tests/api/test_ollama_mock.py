@@ -17,7 +17,6 @@ import httpx
 import ollama
 import openai
 import pytest
-
 from gateway import Gateway, pid_alive, wait_until
 
 CONFIG = {
@@ -175,14 +174,16 @@ def test_error_mid_stream_is_an_error_line(gateway: Gateway) -> None:
         "options": {"num_predict": 200},
     }
     lines = []
-    with httpx.Client(base_url=gateway.url, timeout=60) as http:
-        with http.stream("POST", "/api/chat", json=body) as resp:
-            assert resp.headers["content-type"] == "application/x-ndjson"
-            for line in resp.iter_lines():
-                lines.append(json.loads(line))
-                if len(lines) == 3:
-                    for pid in gateway.worker_pids():
-                        os.kill(pid, signal.SIGKILL)
+    with (
+        httpx.Client(base_url=gateway.url, timeout=60) as http,
+        http.stream("POST", "/api/chat", json=body) as resp,
+    ):
+        assert resp.headers["content-type"] == "application/x-ndjson"
+        for line in resp.iter_lines():
+            lines.append(json.loads(line))
+            if len(lines) == 3:
+                for pid in gateway.worker_pids():
+                    os.kill(pid, signal.SIGKILL)
     assert all(not line.get("done") for line in lines[:-1])
     assert set(lines[-1]) == {"error"} and "not reachable" in lines[-1]["error"]
 
@@ -301,8 +302,13 @@ def test_root_and_version_answer_like_ollama(gateway: Gateway) -> None:
 @pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
 def test_client_leaving_mid_stream_releases_the_model(gateway: Gateway, path: str) -> None:
     """Regression: a stream cut by the client must end its lease, or keep_alive 0 could never unload."""
-    body = {"model": "slow:1b", "messages": [{"role": "user", "content": "x"}], "stream": True,
-            "options": {"num_predict": 400}, "max_tokens": 400}
+    body = {
+        "model": "slow:1b",
+        "messages": [{"role": "user", "content": "x"}],
+        "stream": True,
+        "options": {"num_predict": 400},
+        "max_tokens": 400,
+    }
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         with http.stream("POST", path, json=body) as resp:
             for n, _ in enumerate(resp.iter_lines()):

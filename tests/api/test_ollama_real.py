@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import ollama
 import pytest
-
 from gateway import Gateway
+
 from nanoserve.config import default_models
 
 CHAT = "smollm2:135m"

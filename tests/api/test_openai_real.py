@@ -6,7 +6,6 @@ import math
 
 import openai
 import pytest
-
 from gateway import Gateway
 
 
@@ -59,10 +58,14 @@ def test_streaming_chunks_and_usage(client: openai.OpenAI) -> None:
 
 
 def test_stop_sequence_and_max_tokens(client: openai.OpenAI) -> None:
-    resp = client.completions.create(model="smollm2:135m", prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=["7"])
+    resp = client.completions.create(
+        model="smollm2:135m", prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=["7"]
+    )
     assert "7" not in resp.choices[0].text
     assert resp.choices[0].finish_reason == "stop"
-    resp = client.completions.create(model="smollm2:135m", prompt="Once upon a time", max_tokens=3, temperature=0)
+    resp = client.completions.create(
+        model="smollm2:135m", prompt="Once upon a time", max_tokens=3, temperature=0
+    )
     assert resp.choices[0].finish_reason == "length"
     assert resp.usage is not None and resp.usage.completion_tokens == 3
 
@@ -70,7 +73,12 @@ def test_stop_sequence_and_max_tokens(client: openai.OpenAI) -> None:
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
     def sample() -> str:
         resp = client.completions.create(
-            model="smollm2:135m", prompt="My favourite animal is", max_tokens=12, temperature=1.0, top_p=0.95, seed=42
+            model="smollm2:135m",
+            prompt="My favourite animal is",
+            max_tokens=12,
+            temperature=1.0,
+            top_p=0.95,
+            seed=42,
         )
         return resp.choices[0].text
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from gateway import MOCK_CONFIG, Gateway, pid_alive, wait_until
 
 CHAT = {"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -41,7 +40,12 @@ def test_worker_killed_mid_stream_ends_stream_with_error(tmp_path: Path) -> None
     gw = Gateway(tmp_path, config)
     try:
         with gw.client() as http:
-            body = {"model": "slow", "messages": [{"role": "user", "content": "x"}], "max_tokens": 200, "stream": True}
+            body = {
+                "model": "slow",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": 200,
+                "stream": True,
+            }
             events = []
             with http.stream("POST", "/v1/chat/completions", json=body) as resp:
                 for line in resp.iter_lines():
@@ -53,7 +57,10 @@ def test_worker_killed_mid_stream_ends_stream_with_error(tmp_path: Path) -> None
             assert events[-1] == "[DONE]" or "error" in events[-1]
             errors = [json.loads(e) for e in events if e.startswith("{") and '"error"' in e]
             assert errors and "not reachable" in errors[-1]["error"]["message"]
-            assert http.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 3}).status_code == 200
+            assert (
+                http.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 3}).status_code
+                == 200
+            )
     finally:
         gw.stop()
 
@@ -77,12 +84,14 @@ def test_sigterm_lets_inflight_stream_finish_then_stops_workers(tmp_path: Path) 
     started = threading.Event()
 
     def consume() -> None:
-        with httpx.Client(base_url=gw.url, timeout=60) as http:
-            with http.stream("POST", "/v1/chat/completions", json=body) as resp:
-                for line in resp.iter_lines():
-                    if line.startswith("data: {") and '"content":"' in line and '"role"' not in line:
-                        tokens.append(line)
-                        started.set()
+        with (
+            httpx.Client(base_url=gw.url, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as resp,
+        ):
+            for line in resp.iter_lines():
+                if line.startswith("data: {") and '"content":"' in line and '"role"' not in line:
+                    tokens.append(line)
+                    started.set()
 
     thread = threading.Thread(target=consume)
     thread.start()
@@ -124,7 +133,10 @@ def test_load_failure_is_reported_with_the_reason(tmp_path: Path) -> None:
     gw = Gateway(tmp_path, config)
     try:
         with gw.client() as http:
-            resp = http.post("/v1/chat/completions", json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
+            resp = http.post(
+                "/v1/chat/completions",
+                json={"model": "broken", "messages": [{"role": "user", "content": "x"}]},
+            )
         assert resp.status_code == 500
         assert "fail_on_load" in resp.json()["error"]["message"]
     finally:

@@ -38,13 +38,17 @@ class FakeModels:
             if request.url.path.endswith("/embeddings"):
                 self.embed_calls += 1
                 if self.embed_calls == self.fail_embed_call:
-                    return httpx.Response(503, json={"error": {"message": "worker died"}}, headers={"Retry-After": "2"})
+                    return httpx.Response(
+                        503, json={"error": {"message": "worker died"}}, headers={"Retry-After": "2"}
+                    )
                 data = [{"index": i, "embedding": hash_vector(t)} for i, t in enumerate(body["input"])]
                 return httpx.Response(200, json={"data": data})
             if body["model"] != "smollm2:135m":
                 return httpx.Response(404, json={"error": {"message": "no such model"}})
             self.chat_calls.append(body["messages"])
-            return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": self.reply}}]})
+            return httpx.Response(
+                200, json={"choices": [{"message": {"role": "assistant", "content": self.reply}}]}
+            )
 
         return handle
 

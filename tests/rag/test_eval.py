@@ -36,7 +36,12 @@ def test_recall(ranked: list[str], relevant: frozenset[str], k: int, expected: f
 
 @pytest.mark.parametrize(
     ("ranked", "relevant", "expected"),
-    [(["a"], R({"a"}), 1.0), (["x", "y", "a"], R({"a"}), 1 / 3), (["x"], R({"a"}), 0.0), (["x", "a", "b"], R({"a", "b"}), 0.5)],
+    [
+        (["a"], R({"a"}), 1.0),
+        (["x", "y", "a"], R({"a"}), 1 / 3),
+        (["x"], R({"a"}), 0.0),
+        (["x", "a", "b"], R({"a", "b"}), 0.5),
+    ],
 )
 def test_reciprocal_rank(ranked: list[str], relevant: frozenset[str], expected: float) -> None:
     assert reciprocal_rank(ranked, relevant) == pytest.approx(expected)

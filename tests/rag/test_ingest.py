@@ -14,7 +14,9 @@ from nanoserve.rag.service import RagService
 
 
 def long_markdown(sections: int) -> str:
-    return "# Big\n\n" + "\n\n".join(f"## Part {i}\n\nParagraph number {i} about topic {i}." for i in range(sections))
+    return "# Big\n\n" + "\n\n".join(
+        f"## Part {i}\n\nParagraph number {i} about topic {i}." for i in range(sections)
+    )
 
 
 async def test_a_failure_mid_document_leaves_the_old_version(tmp_path: Path) -> None:
@@ -45,7 +47,11 @@ async def test_progress_is_reported_per_batch(tmp_path: Path) -> None:
     service = RagService(tmp_path, FakeModels().client())
     seen: list[tuple[int, int]] = []
     result = await service.ingest(
-        "docs", "big.md", long_markdown(EMBED_BATCH + 5), "markdown", progress=lambda done, total: seen.append((done, total))
+        "docs",
+        "big.md",
+        long_markdown(EMBED_BATCH + 5),
+        "markdown",
+        progress=lambda done, total: seen.append((done, total)),
     )
     total = result.chunks
     assert seen == [(EMBED_BATCH, total), (total, total)]
@@ -63,9 +69,9 @@ async def test_limits_and_errors(tmp_path: Path) -> None:
     other = RagService(tmp_path / "2", FakeModels().client(), RagConfig(embedding_model="nope"))
     await other.ingest("docs", "a.txt", "some text", "text")  # the fake embeds with any model
     with pytest.raises(ModelNotFound):  # but only smollm2 chats
-        await RagService(tmp_path / "3", FakeModels().client(), RagConfig(generation_model="nope")).client.chat(
-            "nope", [{"role": "user", "content": "hi"}]
-        )
+        await RagService(
+            tmp_path / "3", FakeModels().client(), RagConfig(generation_model="nope")
+        ).client.chat("nope", [{"role": "user", "content": "hi"}])
     await service.aclose()
     await other.aclose()
 

@@ -33,7 +33,10 @@ async def test_grounded_generated_answer_is_kept(tmp_path: Path) -> None:
     assert trace.answer == "Use water at 80 degrees for green tea [1]."
     assert [c["document"] for c in outcome.citations] == ["tea.md"]
     prompt = models.chat_calls[0][-1]["content"]
-    assert "[1] (Tea > Water) Use water at 80 degrees" in prompt and "Question: water degrees green tea" in prompt
+    assert (
+        "[1] (Tea > Water) Use water at 80 degrees" in prompt
+        and "Question: water degrees green tea" in prompt
+    )
     await service.aclose()
 
 
@@ -92,7 +95,12 @@ def registry_with(service: RagService) -> CollectorRegistry:
 
 @pytest.mark.parametrize(
     ("intent", "best", "expected"),
-    [("lookup", 0.5, True), ("lookup", 0.29, False), ("out-of-scope", 0.5, True), ("out-of-scope", 0.4, False)],
+    [
+        ("lookup", 0.5, True),
+        ("lookup", 0.29, False),
+        ("out-of-scope", 0.5, True),
+        ("out-of-scope", 0.4, False),
+    ],
 )
 def test_answerable_gate(intent: str, best: float, expected: bool) -> None:
     assert answerable(intent, best, RagConfig(min_similarity=0.3, out_of_scope_similarity=0.45)) is expected

@@ -13,7 +13,9 @@ from nanoserve.rag.citations import split_answer
 from nanoserve.rag.quality import DIMENSIONS, QualityInput, score
 from nanoserve.rag.text import strip_citations
 
-EXAMPLES = [json.loads(line) for line in (DATA / "quality_examples.jsonl").read_text().splitlines() if line.strip()]
+EXAMPLES = [
+    json.loads(line) for line in (DATA / "quality_examples.jsonl").read_text().splitlines() if line.strip()
+]
 
 Embed = Callable[[list[str]], list[list[float]]]
 

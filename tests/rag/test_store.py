@@ -44,7 +44,9 @@ def unit(*components: float) -> list[float]:
 
 
 def chunk(position: int, text: str, vec: list[float], section: str = "S") -> NewChunk:
-    return NewChunk(position, text, section, position * 100, position * 100 + len(text), f"Doc > {section}\n{text}", vec)
+    return NewChunk(
+        position, text, section, position * 100, position * 100 + len(text), f"Doc > {section}\n{text}", vec
+    )
 
 
 def document(name: str, content_hash: str = "h1") -> NewDocument:
@@ -55,7 +57,13 @@ def test_collection_lifecycle(store: VectorStore) -> None:
     with pytest.raises(NotFound):
         store.get_collection("docs")
     info = store.ensure_collection("docs", DIMS, "emb")
-    assert (info.name, info.dimensions, info.embedding_model, info.documents, info.chunks) == ("docs", DIMS, "emb", 0, 0)
+    assert (info.name, info.dimensions, info.embedding_model, info.documents, info.chunks) == (
+        "docs",
+        DIMS,
+        "emb",
+        0,
+        0,
+    )
     assert store.ensure_collection("docs", DIMS, "emb").created_at == info.created_at  # idempotent
     with pytest.raises(Conflict):
         store.ensure_collection("docs", DIMS + 1, "other")
@@ -75,7 +83,9 @@ def test_bad_collection_names(store: VectorStore, name: str) -> None:
 
 def test_replace_document_swaps_chunks_and_keeps_value(store: VectorStore) -> None:
     store.ensure_collection("docs", DIMS, "emb")
-    first = store.replace_document("docs", document("a.md"), [chunk(0, "alpha", unit(1)), chunk(1, "beta", unit(0, 1))])
+    first = store.replace_document(
+        "docs", document("a.md"), [chunk(0, "alpha", unit(1)), chunk(1, "beta", unit(0, 1))]
+    )
     assert first.chunks == 2 and first.title == "A.Md"
     old_ids = [h.chunk_id for h in store.dense_search("docs", unit(1), 10)]
     store.update_values(ValueChanges(documents={first.id: 0.4}))
@@ -105,7 +115,9 @@ def test_replace_is_atomic(store: VectorStore) -> None:
 def test_dense_search_orders_by_cosine(store: VectorStore) -> None:
     store.ensure_collection("docs", DIMS, "emb")
     store.replace_document(
-        "docs", document("a.md"), [chunk(0, "x", unit(1, 0)), chunk(1, "y", unit(1, 1)), chunk(2, "z", unit(0, 1))]
+        "docs",
+        document("a.md"),
+        [chunk(0, "x", unit(1, 0)), chunk(1, "y", unit(1, 1)), chunk(2, "z", unit(0, 1))],
     )
     hits = store.dense_search("docs", unit(1, 0.1), 3)
     texts = [store.get_chunks([h.chunk_id])[h.chunk_id].text for h in hits]
@@ -160,13 +172,22 @@ def test_get_chunks_and_values(store: VectorStore) -> None:
     assert list(got) == [hit.chunk_id]
     c = got[hit.chunk_id]
     assert (c.document, c.source, c.title, c.section, c.position, c.text, c.start, c.end) == (
-        "a.md", "/src/a.md", "A.Md", "Intro", 0, "alpha", 0, 5,
+        "a.md",
+        "/src/a.md",
+        "A.Md",
+        "Intro",
+        0,
+        "alpha",
+        0,
+        5,
     )
     assert (c.value, c.document_value) == (0.0, 0.0)
     assert store.list_values("docs", 10) == []
     store.update_values(ValueChanges(chunks={hit.chunk_id: 0.25}, documents={info.id: -0.5}))
     chunk_values, doc_values = store.values_of([hit.chunk_id])
-    assert chunk_values == {hit.chunk_id: pytest.approx(0.25)} and doc_values == {info.id: pytest.approx(-0.5)}
+    assert chunk_values == {hit.chunk_id: pytest.approx(0.25)} and doc_values == {
+        info.id: pytest.approx(-0.5)
+    }
     rows = store.list_values("docs", 10)
     assert [(r.kind, r.document, r.value, r.feedback) for r in rows] == [
         ("document", "a.md", pytest.approx(-0.5), 1),
@@ -177,7 +198,9 @@ def test_get_chunks_and_values(store: VectorStore) -> None:
 def test_documents_listing_and_delete(store: VectorStore) -> None:
     store.ensure_collection("docs", DIMS, "emb")
     store.replace_document("docs", document("b.md"), [chunk(0, "bee", unit(1))])
-    store.replace_document("docs", document("a.md"), [chunk(0, "ay", unit(0, 1)), chunk(1, "ay2", unit(1, 1))])
+    store.replace_document(
+        "docs", document("a.md"), [chunk(0, "ay", unit(0, 1)), chunk(1, "ay2", unit(1, 1))]
+    )
     assert [(d.name, d.chunks) for d in store.list_documents("docs")] == [("a.md", 2), ("b.md", 1)]
     assert store.get_document("docs", "missing.md") is None
     store.delete_document("docs", "a.md")

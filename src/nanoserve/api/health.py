@@ -23,7 +23,9 @@ def create_health_router() -> APIRouter:
             return JSONResponse({"status": "shutting down"}, status_code=503)
         if problems:
             reason = "; ".join(f"{model}: {problem}" for model, problem in problems.items())
-            return JSONResponse({"status": "not ready", "reason": reason, "models": problems}, status_code=503)
+            return JSONResponse(
+                {"status": "not ready", "reason": reason, "models": problems}, status_code=503
+            )
         return JSONResponse({"status": "ready", "models": [m.id for m in orchestrator.registry]})
 
     return router

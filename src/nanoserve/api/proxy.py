@@ -81,7 +81,9 @@ async def send(
     for attempt in (1, 2):
         started = time.perf_counter()
         with requests.waiting(record, orchestrator, model):
-            lease = await orchestrator.acquire(model, keep_alive=controls.keep_alive, priority=controls.priority)
+            lease = await orchestrator.acquire(
+                model, keep_alive=controls.keep_alive, priority=controls.priority
+            )
         acquired = time.perf_counter() - started
         try:
             headers = record.worker_headers() if record is not None else None

@@ -133,7 +133,9 @@ def create_rag_router(get_service: GetService) -> APIRouter:
             doc_name, data, source, title = body.name, body.text, body.source, body.title
             fmt = body.format or detect_format(body.name)
             if fmt == "pdf":
-                raise BadRequest("a PDF must be uploaded as a file (multipart), not sent as text", param="format")
+                raise BadRequest(
+                    "a PDF must be uploaded as a file (multipart), not sent as text", param="format"
+                )
         if not doc_name:
             raise BadRequest("the document needs a name (the 'name' field or the file name)", param="name")
         result = await service.ingest(name, doc_name, data, fmt, source=source, title=title)
@@ -147,7 +149,9 @@ def create_rag_router(get_service: GetService) -> APIRouter:
     @router.post("/query")
     async def query(request: Request) -> dict[str, Any]:
         body = parse(QueryIn, await _json(request))
-        outcome = await get_service(request).query(body.collection, body.query, top_k=body.top_k, strategy=body.strategy)
+        outcome = await get_service(request).query(
+            body.collection, body.query, top_k=body.top_k, strategy=body.strategy
+        )
         trace = outcome.trace
         return {
             "answer": trace.answer,

@@ -14,7 +14,9 @@ def config() -> None:
 
 
 @config.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None
+)
 def show(config_path: Path | None) -> None:
     """Print the effective config (defaults plus the file) as YAML."""
     import yaml

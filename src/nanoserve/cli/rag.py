@@ -22,7 +22,11 @@ STRATEGY_CHOICES = ["semantic", "keyword", "hybrid"]
 
 def _url_option(f: Any) -> Any:
     return click.option(
-        "--url", default=DEFAULT_URL, show_default=True, envvar="NANOSERVE_URL", help="The gateway's base URL."
+        "--url",
+        default=DEFAULT_URL,
+        show_default=True,
+        envvar="NANOSERVE_URL",
+        help="The gateway's base URL.",
     )(f)
 
 
@@ -34,7 +38,9 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
-        raise click.ClickException(f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)") from exc
+        raise click.ClickException(
+            f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)"
+        ) from exc
     if response.status_code >= 400:
         try:
             err = response.json()["error"]
@@ -78,9 +84,15 @@ def ingest(paths: tuple[Path, ...], collection: str, url: str) -> None:
     totals = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
     chunks = 0
     started = time.perf_counter()
-    with _client(url) as client, click.progressbar(
-        files, label=f"Ingesting into {collection!r}", item_show_func=lambda f: f[1] if f else None, file=sys.stderr
-    ) as bar:
+    with (
+        _client(url) as client,
+        click.progressbar(
+            files,
+            label=f"Ingesting into {collection!r}",
+            item_show_func=lambda f: f[1] if f else None,
+            file=sys.stderr,
+        ) as bar,
+    ):
         for file, name in bar:
             try:
                 result = _call(
@@ -117,7 +129,9 @@ def rag() -> None:
 @click.option("--strategy", type=click.Choice(STRATEGY_CHOICES), default=None, help="Override the routing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON response.")
 @_url_option
-def query(question: str, collection: str, top_k: int | None, strategy: str | None, as_json: bool, url: str) -> None:
+def query(
+    question: str, collection: str, top_k: int | None, strategy: str | None, as_json: bool, url: str
+) -> None:
     """Ask QUESTION; prints the answer, its citations, quality and trace id."""
     body: dict[str, Any] = {"collection": collection, "query": question}
     if top_k:
@@ -134,7 +148,9 @@ def query(question: str, collection: str, top_k: int | None, strategy: str | Non
         where = f"{c['document']}" + (f" > {c['section']}" if c.get("section") else "")
         click.echo(f"  [{c['n']}] {where} (chunk {c['chunk_id']})")
     quality = ", ".join(f"{k} {v:.2f}" for k, v in result["quality"].items())
-    click.echo(f"intent {result['intent']}, strategy {result['strategy']}, {result['answer_mode']}; quality: {quality}")
+    click.echo(
+        f"intent {result['intent']}, strategy {result['strategy']}, {result['answer_mode']}; quality: {quality}"
+    )
     click.echo(f"trace {result['trace_id']} ({result['timings_ms'].get('total', 0):.0f} ms)")
 
 
@@ -152,7 +168,9 @@ def trace(trace_id: str, url: str) -> None:
 @click.option("--questions", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='JSONL: {"query": ..., "relevant": [document names]} per line.')  # fmt: skip
 @click.option("--strategies", default="semantic,keyword,hybrid", show_default=True, help="Comma-separated.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON.")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
+)
 @_url_option
 def evaluate(collection: str, questions: Path, strategies: str, output: Path | None, url: str) -> None:
     """Retrieval quality: recall@k, MRR and nDCG@10 per strategy, side by side."""

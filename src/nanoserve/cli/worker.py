@@ -11,7 +11,9 @@ from nanoserve.config import default_data_dir
 
 
 @click.command()
-@click.option("--engine", "engine_name", required=True, help="Engine name (llamacpp, sentence-transformers, mock, ...).")
+@click.option(
+    "--engine", "engine_name", required=True, help="Engine name (llamacpp, sentence-transformers, mock, ...)."
+)
 @click.option("--model", "source", default=None, help="Model file or directory (a resolved path).")
 @click.option("--name", required=True, help="Model name reported in responses.")
 @click.option("--kind", default="chat", type=click.Choice(["chat", "embedding"]), show_default=True)
@@ -27,7 +29,9 @@ from nanoserve.config import default_data_dir
     help="How tools are shown to a chat model (docs/tools.md).",
 )
 @click.option("--options", "options_json", default="{}", help="Engine options as a JSON object.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where to cache converted weights.")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None, help="Where to cache converted weights."
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, show_default=True, help="Port to listen on (0 = any free port).")
 @click.option("--fd", default=None, type=int, help="Serve on this inherited listening socket instead.")

@@ -34,10 +34,33 @@ from nanoserve.engines.stats import BucketCounts
 from nanoserve.engines.text import StopMatcher
 from nanoserve.errors import ContextLengthExceeded
 
-_WORDS = (
-    "the a model token small fast local serve batch memory queue worker answer paris france "
-    "river light stone cloud green quiet north window garden signal"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "model",
+    "token",
+    "small",
+    "fast",
+    "local",
+    "serve",
+    "batch",
+    "memory",
+    "queue",
+    "worker",
+    "answer",
+    "paris",
+    "france",
+    "river",
+    "light",
+    "stone",
+    "cloud",
+    "green",
+    "quiet",
+    "north",
+    "window",
+    "garden",
+    "signal",
+]
 
 
 class MockOptions(EngineOptions):
@@ -94,7 +117,9 @@ class MockEngine(_MockBase, GenerationEngine):
         return "".join(parts) + ("<|assistant|>" if add_generation_prompt else "")
 
     def tokenize(self, text: str) -> list[int]:
-        return [int.from_bytes(hashlib.blake2b(w.encode(), digest_size=2).digest(), "big") for w in text.split()]
+        return [
+            int.from_bytes(hashlib.blake2b(w.encode(), digest_size=2).digest(), "big") for w in text.split()
+        ]
 
     def _words(self, request: GenerationRequest) -> list[str]:
         if self.options.reply is not None:
@@ -106,7 +131,9 @@ class MockEngine(_MockBase, GenerationEngine):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         params = request.params
-        prompt_tokens = len(request.prompt) if isinstance(request.prompt, list) else len(self.tokenize(request.prompt))
+        prompt_tokens = (
+            len(request.prompt) if isinstance(request.prompt, list) else len(self.tokenize(request.prompt))
+        )
         if prompt_tokens + params.max_tokens > self.context_length:
             raise ContextLengthExceeded(prompt_tokens, params.max_tokens, self.context_length)
         start = time.perf_counter()
@@ -176,4 +203,6 @@ class MockEmbeddingEngine(_MockBase, EmbeddingEngine):
         if self.options.ttft_ms:
             await asyncio.sleep(self.options.ttft_ms / 1000)
         self.batch_sizes.observe(len(texts))
-        return Embeddings(vectors=[self._vector(t) for t in texts], prompt_tokens=sum(len(t.split()) for t in texts))
+        return Embeddings(
+            vectors=[self._vector(t) for t in texts], prompt_tokens=sum(len(t.split()) for t in texts)
+        )

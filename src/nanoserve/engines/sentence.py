@@ -23,7 +23,9 @@ from nanoserve.errors import EngineError
 
 class SentenceOptions(EngineOptions):
     max_batch_tokens: int = Field(default=8192, ge=64, description="token budget of one forward pass")
-    max_wait_ms: float = Field(default=3.0, ge=0, le=1000, description="wait for more requests at most this long")
+    max_wait_ms: float = Field(
+        default=3.0, ge=0, le=1000, description="wait for more requests at most this long"
+    )
     normalize: bool = True
     device: str = "cpu"
 
@@ -90,7 +92,9 @@ class SentenceTransformersEngine(EmbeddingEngine):
     def _count_tokens(self, texts: Sequence[str]) -> list[int]:
         tokenizer = self._model.tokenizer
         limit = self._model.max_seq_length
-        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)[
+            "input_ids"
+        ]
         return [len(ids) for ids in encoded]
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
@@ -133,7 +137,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (every waiting request hears of it)
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(EngineError(f"embedding failed: {exc}"))

@@ -13,7 +13,7 @@ class StopMatcher:
     (released). ``flush()`` returns what is held back when generation ends for another reason.
     """
 
-    __slots__ = ("_stops", "_held", "_max_hold")
+    __slots__ = ("_held", "_max_hold", "_stops")
 
     def __init__(self, stops: Sequence[str]):
         self._stops = [s for s in stops if s]

@@ -26,9 +26,10 @@ def _check_weights(engine: str, path: Path) -> str | None:
             return f"cannot read {path}: {exc.strerror}"
         if magic != GGUF_MAGIC:
             return f"{path} is not a GGUF file"
-    elif engine == "sentence-transformers":
-        if not path.is_dir() or not any((path / n).exists() for n in ("modules.json", "config.json")):
-            return f"{path} is not a sentence-transformers model directory"
+    elif engine == "sentence-transformers" and (
+        not path.is_dir() or not any((path / n).exists() for n in ("modules.json", "config.json"))
+    ):
+        return f"{path} is not a sentence-transformers model directory"
     return None
 
 

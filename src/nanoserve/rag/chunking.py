@@ -108,7 +108,9 @@ def chunk_document(
             continue
         for piece, piece_start in _pieces(block, start, max_chars):
             size = sum(len(p[0]) + 2 for p in pending)
-            fits = size + len(piece) <= max_chars or (size < min_chars and size + len(piece) <= max_chars * 1.5)
+            fits = size + len(piece) <= max_chars or (
+                size < min_chars and size + len(piece) <= max_chars * 1.5
+            )
             if pending and not fits:
                 emit()
             pending.append((piece, piece_start, piece_start + len(piece)))

@@ -73,7 +73,9 @@ class InferenceClient:
         except httpx.TimeoutException as exc:
             raise Unavailable(f"model {model!r} did not answer in time ({path})", retry_after=5) from exc
         except httpx.TransportError as exc:
-            raise Unavailable(f"cannot reach the model server at {self.base_url}: {exc}", retry_after=5) from exc
+            raise Unavailable(
+                f"cannot reach the model server at {self.base_url}: {exc}", retry_after=5
+            ) from exc
         if response.status_code >= 400:
             raise _error_from_response(response, model)
         try:

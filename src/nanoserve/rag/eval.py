@@ -34,7 +34,7 @@ def load_questions(path: str | Path) -> list[Question]:
             obj = json.loads(line)
             query, relevant = obj["query"], obj["relevant"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise BadRequest(f"{path}:{number}: expected {{\"query\": ..., \"relevant\": [...]}}") from exc
+            raise BadRequest(f'{path}:{number}: expected {{"query": ..., "relevant": [...]}}') from exc
         if not isinstance(query, str) or not query.strip():
             raise BadRequest(f"{path}:{number}: 'query' must be a non-empty string")
         if not isinstance(relevant, list) or not relevant or not all(isinstance(r, str) for r in relevant):
@@ -91,7 +91,9 @@ def score_run(rankings: Sequence[Sequence[str]], questions: Sequence[Question]) 
     n = len(questions)
     if n == 0:
         return Scores({k: 0.0 for k in RECALL_KS}, 0.0, 0.0, 0)
-    recall = {k: sum(recall_at_k(r, q.relevant, k) for r, q in zip(rankings, questions)) / n for k in RECALL_KS}
+    recall = {
+        k: sum(recall_at_k(r, q.relevant, k) for r, q in zip(rankings, questions)) / n for k in RECALL_KS
+    }
     mrr = sum(reciprocal_rank(r, q.relevant) for r, q in zip(rankings, questions)) / n
     ndcg = sum(ndcg_at_k(r, q.relevant) for r, q in zip(rankings, questions)) / n
     return Scores(recall, mrr, ndcg, n)

@@ -46,7 +46,10 @@ def pick(
 ) -> list[Candidate]:
     """The best sentences, at most one per chunk while other chunks have good ones, in chunk order."""
     scored = sorted(
-        ((cosine(query_vec, v) + 0.5 * containment(query, c.text), i) for i, (c, v) in enumerate(zip(cands, cand_vecs))),
+        (
+            (cosine(query_vec, v) + 0.5 * containment(query, c.text), i)
+            for i, (c, v) in enumerate(zip(cands, cand_vecs))
+        ),
         reverse=True,
     )
     chosen: list[int] = []

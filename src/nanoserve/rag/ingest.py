@@ -75,7 +75,9 @@ class Ingestor:
             raise BadRequest("a document name of 1-512 characters is required", param="name")
         raw = data.encode() if isinstance(data, str) else data
         if len(raw) > self.max_document_bytes:
-            raise PayloadTooLarge(f"document {name!r} is {len(raw)} bytes; the limit is {self.max_document_bytes}")
+            raise PayloadTooLarge(
+                f"document {name!r} is {len(raw)} bytes; the limit is {self.max_document_bytes}"
+            )
         content_hash = hashlib.sha256(raw + f"\0{fmt}\0{title or ''}".encode()).hexdigest()
         model = self.embedding_model
         try:
@@ -85,7 +87,9 @@ class Ingestor:
         except NotFound:
             existing = None
         if existing is not None and existing.content_hash == content_hash:
-            return IngestResult(collection, name, existing.title, "unchanged", existing.chunks, existing.chars, 0, 0, 0)
+            return IngestResult(
+                collection, name, existing.title, "unchanged", existing.chunks, existing.chars, 0, 0, 0
+            )
 
         t0 = time.perf_counter()
         parsed = await asyncio.to_thread(parse_document, data, fmt, name=name)
@@ -115,7 +119,9 @@ class Ingestor:
         stored = await asyncio.to_thread(self.store.replace_document, collection, document, chunks)
         t3 = time.perf_counter()
         status: Literal["created", "updated"] = "created" if existing is None else "updated"
-        log.info("ingested %s/%s: %s, %d chunks in %.0f ms", collection, name, status, len(chunks), (t3 - t0) * 1e3)
+        log.info(
+            "ingested %s/%s: %s, %d chunks in %.0f ms", collection, name, status, len(chunks), (t3 - t0) * 1e3
+        )
         return IngestResult(
             collection, name, stored.title, status, stored.chunks, stored.chars,
             round((t1 - t0) * 1e3, 1), round((t2 - t1) * 1e3, 1), round((t3 - t2) * 1e3, 1),

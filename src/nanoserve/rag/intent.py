@@ -112,7 +112,9 @@ def classify(query_vec: Sequence[float], prototypes: Mapping[str, Sequence[Seque
     return IntentResult(best, round(confidence, 4), {k: round(v, 4) for k, v in scores.items()})
 
 
-_EXACT = re.compile(r"\"[^\"]+\"|`[^`]+`|\b\w+\(\)|\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b|\b[A-Z]{2,}\w*Error\b|\b\w+_\w+\b")
+_EXACT = re.compile(
+    r"\"[^\"]+\"|`[^`]+`|\b\w+\(\)|\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b|\b[A-Z]{2,}\w*Error\b|\b\w+_\w+\b"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,9 @@ class Route:
     reason: str
 
 
-def route(query: str, intent: str, strategies: Mapping[str, Strategy], requested: Strategy | None = None) -> Route:
+def route(
+    query: str, intent: str, strategies: Mapping[str, Strategy], requested: Strategy | None = None
+) -> Route:
     """The search strategy for a query: the caller's choice, else hybrid when the query names an
     exact token (a quoted phrase, an identifier such as ``os.path`` or ``sort()``), else the
     intent's strategy."""

@@ -38,7 +38,9 @@ class RagStats:
     def _get(self, collection: str) -> _Collection:
         return self._by.setdefault(collection, _Collection())
 
-    def observe_query(self, collection: str, status: str, seconds: float, quality: Mapping[str, float] | None) -> None:
+    def observe_query(
+        self, collection: str, status: str, seconds: float, quality: Mapping[str, float] | None
+    ) -> None:
         with self._lock:
             c = self._get(collection)
             c.queries[status] = c.queries.get(status, 0) + 1
@@ -80,21 +82,31 @@ class _StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self.stats.snapshot()
-        queries = CounterMetricFamily("nanoserve_rag_queries", "RAG queries by outcome", labels=["collection", "status"])
+        queries = CounterMetricFamily(
+            "nanoserve_rag_queries", "RAG queries by outcome", labels=["collection", "status"]
+        )
         latency = HistogramMetricFamily(
             "nanoserve_rag_query_latency_seconds", "RAG query latency", labels=["collection"]
         )
         quality = GaugeMetricFamily(
             "nanoserve_rag_quality", "Mean answer quality by dimension", labels=["collection", "dimension"]
         )
-        feedback = CounterMetricFamily("nanoserve_rag_feedback", "Feedback ratings received", labels=["collection"])
-        docs = CounterMetricFamily("nanoserve_rag_documents_ingested", "Documents ingested", labels=["collection"])
-        chunks = CounterMetricFamily("nanoserve_rag_chunks_ingested", "Chunks ingested", labels=["collection"])
+        feedback = CounterMetricFamily(
+            "nanoserve_rag_feedback", "Feedback ratings received", labels=["collection"]
+        )
+        docs = CounterMetricFamily(
+            "nanoserve_rag_documents_ingested", "Documents ingested", labels=["collection"]
+        )
+        chunks = CounterMetricFamily(
+            "nanoserve_rag_chunks_ingested", "Chunks ingested", labels=["collection"]
+        )
         for name, c in snap.items():
             for status, n in c.queries.items():
                 queries.add_metric([name, status], n)
             if c.latency_count:
-                buckets = [(str(b), n) for b, n in zip(LATENCY_BUCKETS, c.buckets)] + [("+Inf", c.latency_count)]
+                buckets = [(str(b), n) for b, n in zip(LATENCY_BUCKETS, c.buckets)] + [
+                    ("+Inf", c.latency_count)
+                ]
                 latency.add_metric([name], buckets, c.latency_sum)
             for dim, total in c.quality_sum.items():
                 quality.add_metric([name, dim], total / c.quality_count)

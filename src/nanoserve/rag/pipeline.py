@@ -1,13 +1,13 @@
 """The query pipeline: each phase timed, every query traced.
 
-    embed      the question, with the collection's embedding model
-    intent     nearest intent prototypes (embedding model), then a route to a strategy
-    retrieve   semantic (vectors), keyword (full text) or hybrid (reciprocal-rank fusion of both),
-               re-ranked by the learned values (bounded)
-    generate   a grounded answer from the numbered context chunks (generation model); skipped when
-               the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
-    cite       answer sentences matched to the chunks that support them (embedding model)
-    quality    the named quality dimensions (quality.py)
+embed      the question, with the collection's embedding model
+intent     nearest intent prototypes (embedding model), then a route to a strategy
+retrieve   semantic (vectors), keyword (full text) or hybrid (reciprocal-rank fusion of both),
+           re-ranked by the learned values (bounded)
+generate   a grounded answer from the numbered context chunks (generation model); skipped when
+           the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
+cite       answer sentences matched to the chunks that support them (embedding model)
+quality    the named quality dimensions (quality.py)
 """
 
 from __future__ import annotations
@@ -240,14 +240,20 @@ class QueryPipeline:
         return QueryOutcome(trace, citations, timer.as_dict())
 
     @staticmethod
-    async def _cite(query: str, generated: str, contexts: Sequence[str], embed: EmbedFn) -> CitedAnswer | None:
+    async def _cite(
+        query: str, generated: str, contexts: Sequence[str], embed: EmbedFn
+    ) -> CitedAnswer | None:
         """The generated answer with citations, or None when it is not grounded enough."""
         sentences = [strip_citations(s) for s in split_answer(generated)]
         if not any(sentences):
             return None
         vecs = await embed([*sentences, *contexts])
         cited = attach_citations(
-            generated, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+            generated,
+            contexts,
+            sentence_vecs=vecs[: len(sentences)],
+            context_vecs=vecs[len(sentences) :],
+            query=query,
         )
         supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
         if not cited.sentence_support or supported / len(cited.sentence_support) < MIN_GROUNDING:
@@ -269,7 +275,11 @@ class QueryPipeline:
         sentences = [strip_citations(s) for s in split_answer(text)]
         vecs = await embed([*sentences, *contexts])
         return attach_citations(
-            text, contexts, sentence_vecs=vecs[: len(sentences)], context_vecs=vecs[len(sentences) :], query=query
+            text,
+            contexts,
+            sentence_vecs=vecs[: len(sentences)],
+            context_vecs=vecs[len(sentences) :],
+            query=query,
         )
 
     def embedder(self, model: str) -> Any:
@@ -283,4 +293,3 @@ class QueryPipeline:
             await asyncio.to_thread(self.traces.save, trace)
         except Exception:  # a failing trace store must not fail the query itself
             log.exception("cannot save trace %s", trace.id)
-

@@ -33,7 +33,13 @@ from nanoserve.rag.citations import ASSIGN_SUPPORT, KEEP_SUPPORT, split_answer, 
 from nanoserve.rag.text import cited_numbers, cosine, strip_citations
 
 DIMENSIONS = ("relevance", "grounding", "citation_validity", "coverage", "retrieval")
-WEIGHTS = {"relevance": 0.25, "grounding": 0.3, "citation_validity": 0.15, "coverage": 0.15, "retrieval": 0.15}
+WEIGHTS = {
+    "relevance": 0.25,
+    "grounding": 0.3,
+    "citation_validity": 0.15,
+    "coverage": 0.15,
+    "retrieval": 0.15,
+}
 REL_FLOOR, REL_CEIL = 0.1, 0.6
 COVERAGE_MIN_SIM = 0.35
 
@@ -96,10 +102,16 @@ def coverage(q: QualityInput) -> float:
     if not q.contexts or not q.context_vecs:
         return 0.0
     sims = [cosine(q.query_vec, v) for v in q.context_vecs]
-    relevant = [j for j, s in enumerate(sims) if s >= COVERAGE_MIN_SIM] or [max(range(len(sims)), key=sims.__getitem__)]
+    relevant = [j for j, s in enumerate(sims) if s >= COVERAGE_MIN_SIM] or [
+        max(range(len(sims)), key=sims.__getitem__)
+    ]
     rows = _sentence_supports(q)
     used_chunks = {
-        j for _, scores in rows if scores for j, v in enumerate(scores) if v >= ASSIGN_SUPPORT and v == max(scores)
+        j
+        for _, scores in rows
+        if scores
+        for j, v in enumerate(scores)
+        if v >= ASSIGN_SUPPORT and v == max(scores)
     }
     used = sum(1 for j in relevant if j in used_chunks)
     return used / len(relevant)

@@ -141,7 +141,9 @@ class RagService:
             max_document_bytes=self.config.max_document_bytes,
         )
         check_collection_name(collection)
-        result = await ingestor.ingest(collection, name, data, fmt, source=source, title=title, progress=progress)
+        result = await ingestor.ingest(
+            collection, name, data, fmt, source=source, title=title, progress=progress
+        )
         if result.status != "unchanged":
             self.stats.observe_ingest(collection, result.chunks)
         return result
@@ -189,7 +191,9 @@ class RagService:
         trace = await asyncio.to_thread(traces.record_feedback, trace_id, rating)
         try:
             used = [UsedChunk(c.chunk_id, c.document_id, c.rank, c.citation) for c in trace.retrieved]
-            chunk_values, document_values = await asyncio.to_thread(store.values_of, [u.chunk_id for u in used])
+            chunk_values, document_values = await asyncio.to_thread(
+                store.values_of, [u.chunk_id for u in used]
+            )
             live = [u for u in used if u.chunk_id in chunk_values]  # chunks replaced since are skipped
             assignment = assign_credit(
                 live, rating, chunk_values, document_values, rate=self.config.learning_rate

@@ -126,7 +126,8 @@ class TraceStore:
                 if row[0] is not None:
                     raise Conflict(f"trace {trace_id!r} already has feedback ({row[0]})", param="trace_id")
                 self._db.execute(
-                    "UPDATE traces SET feedback = ?, feedback_at = ? WHERE id = ?", (rating, time.time(), trace_id)
+                    "UPDATE traces SET feedback = ?, feedback_at = ? WHERE id = ?",
+                    (rating, time.time(), trace_id),
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -137,7 +138,9 @@ class TraceStore:
     def clear_feedback(self, trace_id: str) -> None:
         """Undo ``record_feedback`` (when applying the rating's value updates failed)."""
         with self._lock:
-            self._db.execute("UPDATE traces SET feedback = NULL, feedback_at = NULL WHERE id = ?", (trace_id,))
+            self._db.execute(
+                "UPDATE traces SET feedback = NULL, feedback_at = NULL WHERE id = ?", (trace_id,)
+            )
 
     def metrics(self, collection: str | None = None) -> list[dict[str, Any]]:
         """Per collection: query counts, success rate, latency and quality averages, feedback."""
@@ -192,5 +195,8 @@ def _aggregate(collection: str, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
             "p95": round(_percentile(latencies, 0.95), 1),
         },
         "quality": {k: round(v / quality_n, 4) for k, v in quality_sums.items()},
-        "feedback": {"count": len(ratings), "mean": round(sum(ratings) / len(ratings), 4) if ratings else None},
+        "feedback": {
+            "count": len(ratings),
+            "mean": round(sum(ratings) / len(ratings), 4) if ratings else None,
+        },
     }

@@ -43,7 +43,11 @@ class WorkerState:
     """The engine and its load status; owned by the worker app's lifespan."""
 
     def __init__(
-        self, engine: Engine, model_name: str, tracing: Tracing | None = None, tool_format: str = DEFAULT_TOOL_FORMAT
+        self,
+        engine: Engine,
+        model_name: str,
+        tracing: Tracing | None = None,
+        tool_format: str = DEFAULT_TOOL_FORMAT,
     ):
         self.engine = engine
         self.model_name = model_name
@@ -52,7 +56,9 @@ class WorkerState:
         self.loaded_at: float | None = None
         self.load_seconds: float | None = None
         self.generation = (
-            GenerationService(engine, tool_format=tool_format) if isinstance(engine, GenerationEngine) else None
+            GenerationService(engine, tool_format=tool_format)
+            if isinstance(engine, GenerationEngine)
+            else None
         )
         self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
         self.telemetry = WorkerTelemetry(WorkerMetrics(model_name, self.engine_stats), tracing)
@@ -90,7 +96,7 @@ def _route(path: str, handler: Handler, methods: list[str]) -> Route:
             return await handler(request, request.app.state.worker)
         except (NanoserveError, ValidationError) as exc:
             return openai_error_response(exc)
-        except Exception as exc:  # logged 500 in OpenAI's shape
+        except Exception as exc:  # noqa: BLE001  (logged 500 in OpenAI's shape)
             return openai_error_response(exc)
 
     return Route(path, endpoint, methods=methods)
@@ -112,7 +118,7 @@ async def info(request: Request, state: WorkerState) -> Response:
         {
             "model": state.model_name,
             "engine": engine.name,
-            "kind": sorted(engine.kinds)[0],
+            "kind": min(engine.kinds),
             "status": state.status,
             "pid": os.getpid(),
             "loaded_at": state.loaded_at,
@@ -133,7 +139,10 @@ async def metrics(request: Request, state: WorkerState) -> Response:
 
 async def models(request: Request, state: WorkerState) -> Response:
     return JSONResponse(
-        {"object": "list", "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "nanoserve"}]}
+        {
+            "object": "list",
+            "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "nanoserve"}],
+        }
     )
 
 
@@ -152,8 +161,15 @@ async def chat_completions(request: Request, state: WorkerState) -> Response:
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
-            service.stream(gen, model=req.model, chat=True, include_usage=include_usage,
-                           return_context=req.return_context, probe=probe, plan=plan),
+            service.stream(
+                gen,
+                model=req.model,
+                chat=True,
+                include_usage=include_usage,
+                return_context=req.return_context,
+                probe=probe,
+                plan=plan,
+            ),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )

@@ -94,7 +94,11 @@ def timings(done: Finished) -> dict[str, Any]:
 
 class GenerationService:
     def __init__(
-        self, engine: GenerationEngine, *, tool_format: str = DEFAULT_TOOL_FORMAT, bounds: Bounds | None = None
+        self,
+        engine: GenerationEngine,
+        *,
+        tool_format: str = DEFAULT_TOOL_FORMAT,
+        bounds: Bounds | None = None,
     ):
         self.engine = engine
         if tool_format not in TOOL_FORMATS:
@@ -120,7 +124,9 @@ class GenerationService:
             bounds=self.bounds,
         )
         if req.ignore_eos and not plan.plain:  # a finished grammar only allows end-of-generation
-            raise BadRequest("ignore_eos cannot be combined with tools or response_format", param="ignore_eos")
+            raise BadRequest(
+                "ignore_eos cannot be combined with tools or response_format", param="ignore_eos"
+            )
         described = tools if choice != "none" else []
         messages = render_messages(req.messages, described, self.tool_format)
         prompt = self.engine.render_chat(messages, tools=template_tools(described, self.tool_format))
@@ -184,7 +190,9 @@ class GenerationService:
         if chat:
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text} if answer is None else answer.openai_message(),
+                "message": {"role": "assistant", "content": text}
+                if answer is None
+                else answer.openai_message(),
                 "logprobs": None,
                 "finish_reason": done.finish_reason,
             }
@@ -225,7 +233,12 @@ class GenerationService:
         calls) take ``_stream_planned``; plain text keeps this lean path."""
         if plan is not None and not plan.plain:
             async for chunk in self._stream_planned(
-                gen, plan, model=model, include_usage=include_usage, return_context=return_context, probe=probe
+                gen,
+                plan,
+                model=model,
+                include_usage=include_usage,
+                return_context=return_context,
+                probe=probe,
             ):
                 yield chunk
             return
@@ -242,7 +255,9 @@ class GenerationService:
                 f'{{"id":"chatcmpl-{gen.request_id}","object":"chat.completion.chunk",'
                 f'"created":{created},"model":{_dumps(model)},"choices":[],'
             )
-            opening = (head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n').encode()
+            opening = (
+                head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+            ).encode()
         else:
             head = (
                 f'data: {{"id":"cmpl-{gen.request_id}","object":"text_completion",'
@@ -279,13 +294,12 @@ class GenerationService:
                         if ids is not None:
                             tail += f',"context":{_dumps([*gen.prompt, *ids])}'
                         yield f"data: {usage_head}{tail}}}\n\n".encode()
-        except Exception as exc:  # after the first byte the status is sent: report in-band
+        except Exception as exc:  # noqa: BLE001  (after the first byte the status is sent: report in-band)
             yield openai_sse_error(exc)
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
         yield b"data: [DONE]\n\n"
-
 
     async def _stream_planned(
         self,
@@ -324,7 +338,7 @@ class GenerationService:
                     if include_usage:
                         extra = {"context": [*gen.prompt, *ids]} if return_context else {}
                         yield chunks.usage(done, extra)
-        except Exception as exc:  # after the first byte the status is sent: report in-band
+        except Exception as exc:  # noqa: BLE001  (after the first byte the status is sent: report in-band)
             yield openai_sse_error(exc)
         finally:
             if probe is not None:
@@ -368,7 +382,11 @@ class _ChunkFormat:
     def final(self, finish_reason: str, *, closed: bool) -> bytes:
         extra = ',"closed_by_server":true' if closed else ""
         return (
-            self._head + '"delta":{},"logprobs":null,"finish_reason":' + _dumps(finish_reason) + extra + "}]}\n\n"
+            self._head
+            + '"delta":{},"logprobs":null,"finish_reason":'
+            + _dumps(finish_reason)
+            + extra
+            + "}]}\n\n"
         ).encode()
 
     def usage(self, done: Finished, extra: dict[str, Any]) -> bytes:
@@ -382,7 +400,9 @@ class EmbeddingService:
     def __init__(self, engine: EmbeddingEngine):
         self.engine = engine
 
-    async def embed(self, req: EmbeddingRequest, *, model: str, probe: RequestProbe | None = None) -> dict[str, Any]:
+    async def embed(
+        self, req: EmbeddingRequest, *, model: str, probe: RequestProbe | None = None
+    ) -> dict[str, Any]:
         if req.dimensions is not None and req.dimensions != self.engine.dimensions:
             raise UnsupportedFeature(
                 f"model '{model}' produces {self.engine.dimensions}-dimensional embeddings; "

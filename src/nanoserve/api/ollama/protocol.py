@@ -110,9 +110,12 @@ class EmbedRequest(_Lifecycle):
     @field_validator("input", mode="before")
     @classmethod
     def _input(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError("invalid input type")
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and (not isinstance(value, list) or not all(isinstance(v, str) for v in value))
+        ):
+            raise ValueError("invalid input type")
         return value
 
     @property

@@ -263,7 +263,7 @@ async def _continue(
         yield first
         async for line in stream:
             yield line
-    except Exception as exc:  # the status is sent: report in-band, as Ollama does
+    except Exception as exc:  # noqa: BLE001  (the status is sent: report in-band, as Ollama does)
         err = as_nanoserve_error(exc)
         yield ndjson({"error": err.message})
     finally:

@@ -105,9 +105,13 @@ class Reply:
     def tool_calls_line(self, calls: list[dict[str, Any]]) -> str:
         """Ollama sends a turn's tool calls together, in one line before the final one."""
         message = {"role": "assistant", "content": "", "tool_calls": ollama_tool_calls(calls)}
-        return _dumps({"model": self.model, "created_at": now_iso(), "message": message, "done": False}) + "\n"
+        return (
+            _dumps({"model": self.model, "created_at": now_iso(), "message": message, "done": False}) + "\n"
+        )
 
-    def final(self, outcome: Outcome, text: str = "", tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def final(
+        self, outcome: Outcome, text: str = "", tool_calls: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": now_iso()}
         if self.chat:
             body["message"] = {"role": "assistant", "content": text}
@@ -149,16 +153,23 @@ def ollama_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
             arguments = json.loads(function.get("arguments") or "{}")
         except ValueError:
-            raise e.EngineError(f"the worker sent tool call arguments that are not JSON: {function!r}") from None
+            raise e.EngineError(
+                f"the worker sent tool call arguments that are not JSON: {function!r}"
+            ) from None
         out.append(
-            {"id": call.get("id"), "function": {"index": i, "name": function.get("name", ""), "arguments": arguments}}
+            {
+                "id": call.get("id"),
+                "function": {"index": i, "name": function.get("name", ""), "arguments": arguments},
+            }
         )
     return out
 
 
 def _add_call_deltas(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
     for delta in deltas:
-        call = calls.setdefault(int(delta.get("index", 0)), {"id": None, "function": {"name": "", "arguments": ""}})
+        call = calls.setdefault(
+            int(delta.get("index", 0)), {"id": None, "function": {"name": "", "arguments": ""}}
+        )
         if delta.get("id"):
             call["id"] = delta["id"]
         function = delta.get("function") or {}

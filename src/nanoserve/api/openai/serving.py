@@ -85,4 +85,3 @@ class OpenAIServing:
         if config.kind != _KIND_OF_ROUTE[path]:
             what = "an embedding model" if config.kind == "embedding" else f"a {config.kind} model"
             raise BadRequest(f"model '{name}' is {what}; it cannot serve {path}", param="model")
-

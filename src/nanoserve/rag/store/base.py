@@ -145,7 +145,9 @@ class VectorStore(ABC):
     def list_documents(self, collection: str) -> list[DocumentInfo]: ...
 
     @abstractmethod
-    def replace_document(self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]) -> DocumentInfo:
+    def replace_document(
+        self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]
+    ) -> DocumentInfo:
         """Insert the document or replace its chunks, in one transaction. A replaced document
         keeps its id and value; its chunks are new (chunk values start at 0)."""
 

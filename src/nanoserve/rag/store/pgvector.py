@@ -185,8 +185,19 @@ class PgVectorStore(VectorStore):
 
     @staticmethod
     def _doc(collection: str, r: tuple[Any, ...]) -> DocumentInfo:
-        return DocumentInfo(int(r[0]), collection, r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]),
-                            float(r[8]), float(r[9]))
+        return DocumentInfo(
+            int(r[0]),
+            collection,
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            int(r[6]),
+            int(r[7]),
+            float(r[8]),
+            float(r[9]),
+        )
 
     def get_document(self, collection: str, name: str) -> DocumentInfo | None:
         cid, _ = self._collection_row(collection)
@@ -198,11 +209,15 @@ class PgVectorStore(VectorStore):
         rows = self._rows(self._DOC_SELECT + " WHERE d.collection_id = %s ORDER BY d.name", (cid,))
         return [self._doc(collection, r) for r in rows]
 
-    def replace_document(self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]) -> DocumentInfo:
+    def replace_document(
+        self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]
+    ) -> DocumentInfo:
         cid, dims = self._collection_row(collection)
         for chunk in chunks:
             if len(chunk.embedding) != dims:
-                raise Conflict(f"collection {collection!r} expects {dims}-dimensional vectors, got {len(chunk.embedding)}")
+                raise Conflict(
+                    f"collection {collection!r} expects {dims}-dimensional vectors, got {len(chunk.embedding)}"
+                )
         now = time.time()
         with self._transaction() as db:
             doc_id = db.execute(
@@ -212,8 +227,16 @@ class PgVectorStore(VectorStore):
                        title = EXCLUDED.title, content_hash = EXCLUDED.content_hash, format = EXCLUDED.format,
                        chars = EXCLUDED.chars, updated_at = EXCLUDED.updated_at
                    RETURNING id""",
-                (cid, document.name, document.source, document.title, document.content_hash,
-                 document.format, document.chars, now),
+                (
+                    cid,
+                    document.name,
+                    document.source,
+                    document.title,
+                    document.content_hash,
+                    document.format,
+                    document.chars,
+                    now,
+                ),
             ).fetchone()[0]
             db.execute("DELETE FROM rag_chunks WHERE document_id = %s", (doc_id,))
             with db.cursor() as cur:
@@ -222,8 +245,17 @@ class PgVectorStore(VectorStore):
                                                start_char, end_char, embedding)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector)""",
                     [
-                        (doc_id, cid, c.position, c.section, _heading(c.index_text, c.text), c.text,
-                         c.start, c.end, _vector_literal(c.embedding))
+                        (
+                            doc_id,
+                            cid,
+                            c.position,
+                            c.section,
+                            _heading(c.index_text, c.text),
+                            c.text,
+                            c.start,
+                            c.end,
+                            _vector_literal(c.embedding),
+                        )
                         for c in chunks
                     ],
                 )
@@ -276,8 +308,20 @@ class PgVectorStore(VectorStore):
             return {}
         rows = self._rows(_CHUNK_SELECT + " WHERE c.id = ANY(%s)", (wanted,))
         return {
-            int(r[0]): StoredChunk(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]),
-                                   int(r[9]), float(r[10]), float(r[11]))
+            int(r[0]): StoredChunk(
+                int(r[0]),
+                int(r[1]),
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                int(r[6]),
+                r[7],
+                int(r[8]),
+                int(r[9]),
+                float(r[10]),
+                float(r[11]),
+            )
             for r in rows
         }
 
@@ -286,11 +330,15 @@ class PgVectorStore(VectorStore):
     def update_values(self, changes: ValueChanges) -> None:
         with self._transaction() as db, db.cursor() as cur:
             if changes.chunks:
-                cur.executemany("UPDATE rag_chunks SET value = %s, feedback = feedback + 1 WHERE id = %s",
-                                [(v, k) for k, v in changes.chunks.items()])
+                cur.executemany(
+                    "UPDATE rag_chunks SET value = %s, feedback = feedback + 1 WHERE id = %s",
+                    [(v, k) for k, v in changes.chunks.items()],
+                )
             if changes.documents:
-                cur.executemany("UPDATE rag_documents SET value = %s, feedback = feedback + 1 WHERE id = %s",
-                                [(v, k) for k, v in changes.documents.items()])
+                cur.executemany(
+                    "UPDATE rag_documents SET value = %s, feedback = feedback + 1 WHERE id = %s",
+                    [(v, k) for k, v in changes.documents.items()],
+                )
 
     def list_values(self, collection: str, limit: int) -> list[ValueRow]:
         cid, _ = self._collection_row(collection)

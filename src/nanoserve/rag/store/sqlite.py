@@ -135,7 +135,9 @@ class SqliteStore(VectorStore):
     def ensure_collection(self, name: str, dimensions: int, embedding_model: str) -> CollectionInfo:
         check_collection_name(name)
         with self._transaction() as db:
-            row = db.execute("SELECT id, dimensions, embedding_model FROM collections WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                "SELECT id, dimensions, embedding_model FROM collections WHERE name = ?", (name,)
+            ).fetchone()
             if row is None:
                 cid = db.execute(
                     "INSERT INTO collections (name, dimensions, embedding_model, created_at) VALUES (?, ?, ?, ?)",
@@ -167,7 +169,9 @@ class SqliteStore(VectorStore):
         return CollectionInfo(n, dims, model, docs, chunks, created)
 
     def list_collections(self) -> list[CollectionInfo]:
-        return [self.get_collection(name) for (name,) in self._rows("SELECT name FROM collections ORDER BY name")]
+        return [
+            self.get_collection(name) for (name,) in self._rows("SELECT name FROM collections ORDER BY name")
+        ]
 
     def delete_collection(self, name: str) -> None:
         with self._transaction() as db:
@@ -197,11 +201,15 @@ class SqliteStore(VectorStore):
         rows = self._rows(self._DOC_SELECT + " WHERE d.collection_id = ? ORDER BY d.name", (cid,))
         return [DocumentInfo(r[0], collection, *r[1:]) for r in rows]
 
-    def replace_document(self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]) -> DocumentInfo:
+    def replace_document(
+        self, collection: str, document: NewDocument, chunks: Sequence[NewChunk]
+    ) -> DocumentInfo:
         cid, dims = self._collection_row(collection)
         for chunk in chunks:
             if len(chunk.embedding) != dims:
-                raise Conflict(f"collection {collection!r} expects {dims}-dimensional vectors, got {len(chunk.embedding)}")
+                raise Conflict(
+                    f"collection {collection!r} expects {dims}-dimensional vectors, got {len(chunk.embedding)}"
+                )
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
@@ -211,8 +219,16 @@ class SqliteStore(VectorStore):
                 doc_id = db.execute(
                     """INSERT INTO documents (collection_id, name, source, title, content_hash, format, chars, updated_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (cid, document.name, document.source, document.title, document.content_hash,
-                     document.format, document.chars, now),
+                    (
+                        cid,
+                        document.name,
+                        document.source,
+                        document.title,
+                        document.content_hash,
+                        document.format,
+                        document.chars,
+                        now,
+                    ),
                 ).lastrowid
             else:
                 doc_id = row[0]
@@ -220,8 +236,15 @@ class SqliteStore(VectorStore):
                 db.execute(
                     """UPDATE documents SET source = ?, title = ?, content_hash = ?, format = ?, chars = ?,
                        updated_at = ? WHERE id = ?""",
-                    (document.source, document.title, document.content_hash, document.format,
-                     document.chars, now, doc_id),
+                    (
+                        document.source,
+                        document.title,
+                        document.content_hash,
+                        document.format,
+                        document.chars,
+                        now,
+                        doc_id,
+                    ),
                 )
             for chunk in chunks:
                 chunk_id = db.execute(
@@ -229,9 +252,14 @@ class SqliteStore(VectorStore):
                        VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     (doc_id, cid, chunk.position, chunk.section, chunk.text, chunk.start, chunk.end),
                 ).lastrowid
-                db.execute("INSERT INTO chunks_fts (rowid, body, collection_id) VALUES (?, ?, ?)",
-                           (chunk_id, chunk.index_text, cid))
-                db.execute(f"INSERT INTO vec_{cid} (rowid, embedding) VALUES (?, ?)", (chunk_id, _blob(chunk.embedding)))
+                db.execute(
+                    "INSERT INTO chunks_fts (rowid, body, collection_id) VALUES (?, ?, ?)",
+                    (chunk_id, chunk.index_text, cid),
+                )
+                db.execute(
+                    f"INSERT INTO vec_{cid} (rowid, embedding) VALUES (?, ?)",
+                    (chunk_id, _blob(chunk.embedding)),
+                )
         info = self.get_document(collection, document.name)
         assert info is not None
         return info
@@ -249,7 +277,9 @@ class SqliteStore(VectorStore):
     def delete_document(self, collection: str, name: str) -> None:
         cid, _ = self._collection_row(collection)
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM documents WHERE collection_id = ? AND name = ?", (cid, name)).fetchone()
+            row = db.execute(
+                "SELECT id FROM documents WHERE collection_id = ? AND name = ?", (cid, name)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"document {name!r} is not in collection {collection!r}", param="document")
             self._delete_chunks(db, cid, row[0])
@@ -299,7 +329,9 @@ class SqliteStore(VectorStore):
             for cid, value in changes.chunks.items():
                 db.execute("UPDATE chunks SET value = ?, feedback = feedback + 1 WHERE id = ?", (value, cid))
             for did, value in changes.documents.items():
-                db.execute("UPDATE documents SET value = ?, feedback = feedback + 1 WHERE id = ?", (value, did))
+                db.execute(
+                    "UPDATE documents SET value = ?, feedback = feedback + 1 WHERE id = ?", (value, did)
+                )
 
     def list_values(self, collection: str, limit: int) -> list[ValueRow]:
         cid, _ = self._collection_row(collection)
