@@ -36,8 +36,8 @@ test-slow: install
 
 # Fails on any finding: ruff's checks, its formatting, and the import contract (pyproject.toml).
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts peers
+	$(BIN)/ruff format --check src tests benchmarks scripts peers
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "peers"))  # the peers' shared parts
 from llamacpp_baseline import ban_tokens, disable_extra_bufts, eog_token_ids
 
 PROMPTS = (

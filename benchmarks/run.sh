@@ -211,7 +211,7 @@ phase_llamacpp_server() {  # (c) llama-cpp-python's server on the same Q8_0 file
         >"$OUT/llamacpp-server-plain.json"
     # With use_extra_bufts off (the setting every other contender runs with), ignore_eos honoured
     port=$(free_port)
-    start llamacpp-server "http://127.0.0.1:$port/v1/models" "$PY" "$HERE/llamacpp_server.py" \
+    start llamacpp-server "http://127.0.0.1:$port/v1/models" "$PY" "$HERE/../peers/llamacpp_server.py" \
         --model "$q8" --n_threads "$THREADS" --port "$port" --model_alias "$MODEL"
     bench_gen "http://127.0.0.1:$port" llamacpp-server-q8_0
     stop "$STARTED_PID" >/dev/null

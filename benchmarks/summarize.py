@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (
                 f"`{plain['command']}` as shipped: first chat request → HTTP {plain['http_status'] or 'none'}, "
                 f"process {plain['process']} (139 = killed by SIGSEGV). Row (c) is the same server with "
-                "`use_extra_bufts = false`, as every other contender here (benchmarks/llamacpp_server.py)."
+                "`use_extra_bufts = false`, as every other contender here (peers/llamacpp_server.py)."
             ),
             "",
         ]

@@ -12,11 +12,11 @@ from prom import parse, value
 from nanoserve import errors as e
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.observability.exposition import merge_expositions
-from nanoserve.observability.heartbeat import failed_after, restart_now
 from nanoserve.observability.logging import JsonFormatter, TextFormatter
 from nanoserve.observability.metrics import unload_label
 from nanoserve.observability.middleware import request_id_from
 from nanoserve.observability.requests import rejection_reason, usage_from_tail
+from nanoserve.orchestrator.supervisor import failed_after, restart_now
 
 GATEWAY = """# HELP nanoserve_requests_total Requests
 # TYPE nanoserve_requests_total counter

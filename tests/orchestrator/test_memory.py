@@ -21,11 +21,12 @@ from nanoserve.orchestrator.memory import (
     alive,
     budgets,
     kill_group,
+    measure_worker,
     process_tree,
     ram_footprint,
     reset_peak,
 )
-from nanoserve.orchestrator.meter import Meter, measure_worker
+from nanoserve.orchestrator.meter import Meter
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.orchestrator.planner import MIB
 
@@ -191,6 +192,11 @@ def test_without_nvml_only_ram(tmp_path: Path) -> None:
     assert orchestrator.memory.budgets.keys() == {RAM}
 
 
+def _stopped(pid: int) -> SimpleNamespace:
+    """A stopped process handle as the meter sees it: its pid, and a kill of its whole group."""
+    return SimpleNamespace(pid=pid, kill_all=lambda: kill_group(pid))
+
+
 def _release_meter(gpu: Nvml) -> Meter:
     return Meter(FootprintStore(Path("/nonexistent")), gpu, release_timeout=0.5)
 
@@ -222,7 +228,7 @@ def _spawn_escaping_tree() -> tuple[subprocess.Popen[str], int]:
 async def test_release_confirmed_when_the_worker_is_gone() -> None:
     pid = _exited_pid()
     meter = _release_meter(Nvml(None))
-    assert await meter.confirm_released(SimpleNamespace(id="m"), SimpleNamespace(pid=pid), [pid])  # type: ignore[arg-type]
+    assert await meter.confirm_released(SimpleNamespace(id="m"), _stopped(pid), [pid])  # type: ignore[arg-type]
 
 
 async def test_lingering_processes_are_killed() -> None:
@@ -230,9 +236,7 @@ async def test_lingering_processes_are_killed() -> None:
     try:
         pids = [parent.pid, child]
         meter = _release_meter(Nvml(None))
-        released = await meter.confirm_released(
-            SimpleNamespace(id="m"), SimpleNamespace(pid=parent.pid), pids
-        )  # type: ignore[arg-type]
+        released = await meter.confirm_released(SimpleNamespace(id="m"), _stopped(parent.pid), pids)  # type: ignore[arg-type]
         assert released and alive(pids) == []
     finally:
         kill_group(parent.pid)
@@ -244,7 +248,7 @@ async def test_release_waits_for_gpu_memory() -> None:
     pid = _exited_pid()
     gpu = FakeGpu("Fake", 8 * GIB, {pid: GIB})
     meter = _release_meter(Nvml(FakeNvml([gpu])))
-    worker = SimpleNamespace(pid=pid)
+    worker = _stopped(pid)
     assert not await meter.confirm_released(SimpleNamespace(id="m"), worker, [pid])  # type: ignore[arg-type]
     gpu.processes.clear()  # NVML no longer lists it
     assert await meter.confirm_released(SimpleNamespace(id="m"), worker, [pid])  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from nanoserve.api.openai.protocol import ChatMessage
 from nanoserve.config import ModelConfig, Settings, load_settings
 from nanoserve.engines.llamacpp.chat import ChatTemplate
 from nanoserve.errors import ConfigError
-from nanoserve.orchestrator.process import worker_command
+from nanoserve.orchestrator.handles.local import worker_command
 from nanoserve.worker.tools import TOOL_FORMATS, parse_tools, render_messages, template_tools
 
 # A small template in the style of Qwen2.5's: it renders tools, calls and results itself.

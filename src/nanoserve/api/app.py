@@ -80,12 +80,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        telemetry.start()
+        orchestrator.start()
         try:
             async with mcp.running():
                 yield
         finally:
-            await telemetry.stop()  # no heartbeats or restarts while the workers stop
             await rag.aclose()
             await orchestrator.shutdown()
             telemetry.close()

@@ -8,18 +8,12 @@ negative value keeps the model loaded forever and 0 unloads it as soon as the re
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nanoserve.config import parse_duration
-from nanoserve.errors import BadRequest, Conflict
-from nanoserve.orchestrator.instance import ModelInstance
-from nanoserve.orchestrator.orchestrator import Orchestrator
-
-log = logging.getLogger("nanoserve.api")
+from nanoserve.errors import BadRequest
 
 KEEP_ALIVE_HEADER = "x-keep-alive"
 PRIORITY_HEADER = "x-priority"
@@ -75,23 +69,3 @@ def controls(
     else:
         prio = _priority(headers.get(PRIORITY_HEADER), "X-Priority")
     return Controls(keep_alive=alive, priority=prio)
-
-
-async def unload_if_idle(orchestrator: Orchestrator, instance: ModelInstance) -> None:
-    """``keep_alive`` 0: unload the model now unless another request holds it.
-
-    Awaited before the response ends, so the client's next request sees the model gone. Runs
-    in its own task: a client that disconnects meanwhile does not cut the unload short.
-    """
-    if instance.in_flight:
-        return
-
-    async def unload() -> None:
-        try:
-            await orchestrator.unload(instance.id, reason="keep_alive=0")
-        except Conflict:
-            pass  # a new request arrived meanwhile; it keeps the model
-        except Exception:
-            log.exception("unloading %s after a keep_alive=0 request failed", instance.id)
-
-    await asyncio.shield(asyncio.ensure_future(unload()))

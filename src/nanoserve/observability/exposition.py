@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,12 +20,14 @@ import aiohttp
 
 if TYPE_CHECKING:
     from nanoserve.observability.metrics import GatewayMetrics
+    from nanoserve.orchestrator.handles import WorkerHandle
     from nanoserve.orchestrator.orchestrator import Orchestrator
-    from nanoserve.orchestrator.process import WorkerProcess
 
 log = logging.getLogger("nanoserve.observability")
 
 SCRAPED_STATES = ("ready", "draining")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?(\s.*)$")
+_MODEL_LABEL = re.compile(r"(^|,)\s*model=")
 
 
 @dataclass
@@ -77,28 +80,54 @@ def merge_expositions(texts: Iterable[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-async def fetch_worker_metrics(worker: WorkerProcess, timeout: float) -> str | None:
-    """A worker's ``/metrics`` text, or None if it did not answer in time."""
+def with_model_label(text: str, model: str) -> str:
+    """A foreign server's exposition (vLLM's, llama-server's) with ``model="<id>"`` on every
+    sample, so it merges under the model's label; a ``model`` label of its own is kept as
+    ``upstream_model``."""
+    label = 'model="{}"'.format(model.replace("\\", "\\\\").replace('"', '\\"'))
+    out = []
+    for line in text.splitlines():
+        sample = _SAMPLE.match(line)
+        if sample is None or line.startswith("#"):
+            out.append(line)
+            continue
+        name, labels, rest = sample.groups()
+        if labels:
+            labels = _MODEL_LABEL.sub(r"\1upstream_model=", labels)
+            out.append(f"{name}{{{label},{labels}}}{rest}")
+        else:
+            out.append(f"{name}{{{label}}}{rest}")
+    return "\n".join(out) + "\n"
+
+
+async def fetch_worker_metrics(worker: WorkerHandle, timeout: float) -> str | None:
+    """A backend's metrics text (relabelled if it is not ours), or None if it did not answer in time."""
+    if worker.metrics_path is None:
+        return None
     try:
         async with worker.client.session.get(
-            "/metrics", timeout=aiohttp.ClientTimeout(total=timeout)
+            worker.metrics_path, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
             if resp.status != 200:
                 return None
-            return await resp.text()
+            text = await resp.text()
     except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
         log.warning(
-            "could not read /metrics of the worker for %s: %s", worker.model, exc or type(exc).__name__
+            "could not read the metrics of the backend of %s: %s", worker.model, exc or type(exc).__name__
         )
         return None
+    return text if worker.speaks_nanoserve else with_model_label(text, worker.model)
 
 
 async def gather_metrics(metrics: GatewayMetrics, orchestrator: Orchestrator, timeout: float) -> str:
-    """The gateway's metrics followed by those of every ready worker, merged."""
+    """The gateway's metrics followed by those of every ready backend that has some, merged."""
     workers = [
         instance.worker
         for instance in orchestrator.instances.values()
-        if instance.state in SCRAPED_STATES and instance.worker is not None and instance.worker.alive
+        if instance.state in SCRAPED_STATES
+        and instance.worker is not None
+        and instance.worker.alive
+        and instance.worker.metrics_path is not None
     ]
     texts = await asyncio.gather(*(fetch_worker_metrics(w, timeout) for w in workers))
     for worker, text in zip(workers, texts):

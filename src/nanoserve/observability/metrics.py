@@ -255,6 +255,8 @@ class GatewayMetrics:
                 self._crashed.add(model)
             else:
                 self.load_failures.labels(model).inc()
+        elif event == "heartbeat_missed":
+            self.heartbeat_misses.labels(model).inc()
         elif event == "stopped":
             if details.get("previous") == "stopping":
                 self.unloads.labels(model, unload_label(details.get("reason"))).inc()

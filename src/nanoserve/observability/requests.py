@@ -66,7 +66,6 @@ class RequestRecord:
     error: str | None = None
     rejection: str | None = None
     stream_error: bool = False
-    worker_broke: bool = False  # the worker failed while serving this request
     running: bool = False  # holds a worker (counted in nanoserve_requests_running)
     span: Any = None
     worker_span: Any = None
@@ -134,13 +133,12 @@ class RequestRecord:
 
     def stream_failed(self, message: str) -> None:
         self.error = message
-        self.stream_error = self.worker_broke = True
+        self.stream_error = True
 
     # -- written by the error handlers -----------------------------------------------------
     def failed(self, exc: BaseException, *, accepting: bool = True) -> None:
         self.error = exc.message if isinstance(exc, NanoserveError) else f"{type(exc).__name__}: {exc}"
         self.rejection = rejection_reason(exc, accepting=accepting)
-        self.worker_broke = isinstance(exc, WorkerUnavailable) and bool(self.model)
 
     def timings(self) -> Timings:
         now = time.perf_counter()

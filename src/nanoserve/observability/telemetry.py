@@ -1,5 +1,6 @@
 """Everything the gateway observes with, built once by ``create_app`` and passed explicitly:
-metrics, the lifecycle log, tracing and the worker heartbeat."""
+metrics, the lifecycle log and tracing. It only listens: supervising the workers is the
+orchestrator's (``orchestrator/supervisor.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nanoserve.observability.exposition import gather_metrics
-from nanoserve.observability.heartbeat import Heartbeat
 from nanoserve.observability.logging import LifecycleLog, log_request
 from nanoserve.observability.metrics import GatewayMetrics
 from nanoserve.observability.tracing import Tracing, create_tracing
@@ -33,23 +33,9 @@ class Telemetry:
         self.metrics.watch(orchestrator)
         self.lifecycle = LifecycleLog()
         orchestrator.add_listener(self.lifecycle.on_event)
-        self.heartbeat = Heartbeat(
-            orchestrator,
-            interval=config.heartbeat_interval,
-            timeout=config.heartbeat_timeout,
-            failures=config.heartbeat_failures,
-            metrics=self.metrics,
-        )
-        orchestrator.add_listener(self.heartbeat.on_event)
         self.tracing = (
             tracing if tracing is not None else create_tracing(config.otlp_endpoint, config.service_name)
         )
-
-    def start(self) -> None:
-        self.heartbeat.start()
-
-    async def stop(self) -> None:
-        await self.heartbeat.stop()
 
     def close(self) -> None:
         """Flush the last spans (after the workers have stopped)."""
@@ -61,8 +47,6 @@ class Telemetry:
             timings = record.timings()
             self.metrics.request_done(record, timings)
             log_request(record, timings)
-            if record.worker_broke:
-                self.heartbeat.request_broken(record.model)
             if self.tracing.enabled:
                 self._end_spans(record)
         except Exception:

@@ -152,6 +152,23 @@ def _mock(config: ModelConfig, data_dir: Path) -> ModelParts:
     return ModelParts({"weights": int(config.options.get("memory_mib", 0)) * MIB}, "declared memory_mib")
 
 
+def _command(config: ModelConfig, data_dir: Path) -> ModelParts:
+    """A managed server: its declared ``memory_mib``, else the llama.cpp parts of a GGUF source
+    (served as it is, f16 KV cache: what llama-server does by default)."""
+    declared = config.options.get("memory_mib")
+    if declared is not None:
+        return ModelParts({"declared": int(declared) * MIB}, "declared memory_mib")
+    if config.source is not None:
+        path = resolve_source(config.source)
+        if path.is_file():
+            return llamacpp_parts(read_gguf_info(path), config, {"flash_attn": "auto"}, None)
+    return ModelParts({}, "nothing declared (set options.memory_mib)")
+
+
+def _remote(config: ModelConfig, data_dir: Path) -> ModelParts:
+    return ModelParts({}, "remote: no memory here")
+
+
 def _runtime_only(config: ModelConfig, data_dir: Path) -> ModelParts:
     return ModelParts({}, f"runtime of engine '{config.engine}' only")
 
@@ -161,7 +178,10 @@ MODEL_PARTS: dict[str, Callable[[ModelConfig, Path], ModelParts]] = {
     "sentence-transformers": _sentence,
     "mock": _mock,
     "mock-embedding": _mock,
+    "command": _command,
+    "remote": _remote,
 }
+NO_RUNTIME = frozenset({"command", "remote"})  # not our worker runtime: nothing to probe
 
 
 def combine(model: ModelParts, runtime: dict[str, int], gpus: int) -> Estimate:
@@ -206,9 +226,12 @@ class Estimator:
 
     async def _compute(self, config: ModelConfig) -> Estimate:
         parts_of = MODEL_PARTS.get(config.engine, _runtime_only)
-        model, runtime = await asyncio.gather(
-            asyncio.to_thread(parts_of, config, self._data_dir), self.baseline(config.engine)
-        )
+        if config.engine in NO_RUNTIME:
+            model, runtime = await asyncio.to_thread(parts_of, config, self._data_dir), {}
+        else:
+            model, runtime = await asyncio.gather(
+                asyncio.to_thread(parts_of, config, self._data_dir), self.baseline(config.engine)
+            )
         estimate = combine(model, runtime, self._gpus)
         log.info("%s: estimated %d MiB (%s)", config.id, estimate.total // MIB, estimate.basis)
         return estimate

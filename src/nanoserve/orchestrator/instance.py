@@ -27,7 +27,6 @@ last error. A worker that ran ``STABLE_SECONDS`` before it died starts the count
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
@@ -39,8 +38,7 @@ from typing import Protocol
 
 from nanoserve.config import ModelConfig
 from nanoserve.errors import EngineError, NanoserveError, Unavailable
-from nanoserve.orchestrator.memory import kill_group, process_tree
-from nanoserve.orchestrator.process import WorkerProcess
+from nanoserve.orchestrator.handles import WorkerHandle
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -75,17 +73,19 @@ class Reason(enum.StrEnum):
 class Host(Protocol):
     """What an instance needs from the orchestrator (the effects it does not own)."""
 
-    async def launch(self, config: ModelConfig) -> WorkerProcess: ...
+    async def launch(self, config: ModelConfig) -> WorkerHandle:
+        """A started (not yet healthy) handle for ``config``."""
+        ...
 
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
         """Return once memory for ``instance`` is free, calling ``on_reserved`` (in the caller's
         task) at the moment it is taken; raise ``InsufficientMemory`` or ``Unavailable``."""
         ...
 
-    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None: ...
+    async def measure(self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool) -> None: ...
 
     async def confirm_released(
-        self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]
+        self, instance: ModelInstance, worker: WorkerHandle, pids: list[int]
     ) -> None: ...
 
     def event(self, event: str, instance: ModelInstance, details: dict[str, object]) -> None: ...
@@ -93,7 +93,7 @@ class Host(Protocol):
 
 @dataclass(eq=False)
 class _Start:
-    future: asyncio.Future[WorkerProcess]
+    future: asyncio.Future[WorkerHandle]
 
 
 @dataclass(eq=False)
@@ -105,7 +105,7 @@ class _Stop:
 
 @dataclass(eq=False)
 class _Exited:
-    worker: WorkerProcess
+    worker: WorkerHandle
     error: str | None = None  # set when the worker is alive but was declared failed (heartbeat)
 
 
@@ -153,7 +153,7 @@ class ModelInstance:
         self._host = host
         self._start_timeout = start_timeout
         self.state = State.STOPPED
-        self.worker: WorkerProcess | None = None
+        self.worker: WorkerHandle | None = None
         self.error: str | None = None
         self.failures = 0  # in a row: load errors and crashes, see restart back-off
         self._failed_at: float | None = None  # monotonic
@@ -170,7 +170,7 @@ class ModelInstance:
         self.measured: dict[str, int] | None = None
         self.stats = InstanceStats()
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
-        self._pending_start: asyncio.Future[WorkerProcess] | None = None
+        self._pending_start: asyncio.Future[WorkerHandle] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._force = asyncio.Event()
@@ -237,7 +237,7 @@ class ModelInstance:
         if (self.keep_alive, self.pinned) != before:
             self._wake()  # the expiry moved
 
-    async def acquire(self) -> WorkerProcess:
+    async def acquire(self) -> WorkerHandle:
         """A ready worker with the caller counted in flight; loads the model if needed.
 
         The caller must call ``request_finished()`` exactly once afterwards (``Lease.release``).
@@ -253,7 +253,7 @@ class ModelInstance:
             finally:
                 self.waiting -= 1
 
-    async def ensure_ready(self) -> WorkerProcess:
+    async def ensure_ready(self) -> WorkerHandle:
         """A ready worker, starting one if needed; concurrent callers share one start."""
         worker = self._ready_worker()
         if worker is not None:
@@ -279,7 +279,7 @@ class ModelInstance:
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=timeout)
 
-    def worker_unresponsive(self, worker: WorkerProcess, error: str) -> None:
+    def worker_unresponsive(self, worker: WorkerHandle, error: str) -> None:
         """``worker`` stopped answering: the owner kills it and handles it as a crash."""
         self._send(_Exited(worker, error))
 
@@ -313,7 +313,7 @@ class ModelInstance:
             self._owner.cancel()
             self._owner = None
 
-    def _ready_worker(self) -> WorkerProcess | None:
+    def _ready_worker(self) -> WorkerHandle | None:
         worker = self.worker
         if self.state is State.READY and worker is not None and worker.alive:
             return worker
@@ -356,12 +356,11 @@ class ModelInstance:
             elif isinstance(command, _Exited) and command.worker is self.worker:
                 if command.error is not None:
                     self.error = command.error  # before the kill: requests that break see the reason
-                    with contextlib.suppress(ProcessLookupError):
-                        command.worker.proc.kill()  # its sockets close: in-flight requests fail now
-                    await command.worker.proc.wait()
+                    command.worker.kill_all()  # its sockets close: in-flight requests fail now
+                    await command.worker.wait_exited()
                 self._crashed(command.worker, command.error)
 
-    async def _start(self, future: asyncio.Future[WorkerProcess]) -> None:
+    async def _start(self, future: asyncio.Future[WorkerHandle]) -> None:
         if self.state is State.READY and self.worker is not None and self.worker.alive:
             if not future.done():
                 future.set_result(self.worker)
@@ -376,7 +375,7 @@ class ModelInstance:
             _fail(future, Unavailable(message, retry_after=math.ceil(wait)))
             return
         started = time.perf_counter()
-        worker: WorkerProcess | None = None
+        worker: WorkerHandle | None = None
         try:
             await self._host.reserve(self, lambda: self._set_state(State.STARTING))
         except Exception as exc:  # noqa: BLE001  (no memory, or a bug: the waiting callers must hear of it)
@@ -402,7 +401,7 @@ class ModelInstance:
         self.last_used = self.loaded_at
         self.stats.loads += 1
         self.stats.load_seconds = time.perf_counter() - started
-        asyncio.create_task(self._watch(worker), name=f"watch:{self.id}:{worker.pid}")
+        asyncio.create_task(self._watch(worker), name=f"watch:{self.id}:{worker.address}")
         self._set_state(State.READY, load_seconds=self.stats.load_seconds, pid=worker.pid)
         self._host.event("loaded", self, {"seconds": self.stats.load_seconds, "pid": worker.pid})
         self._measuring = asyncio.create_task(
@@ -411,11 +410,11 @@ class ModelInstance:
         if not future.done():
             future.set_result(worker)
 
-    async def _watch(self, worker: WorkerProcess) -> None:
-        await worker.proc.wait()
+    async def _watch(self, worker: WorkerHandle) -> None:
+        await worker.wait_exited()
         self._commands.put_nowait(_Exited(worker))
 
-    def _crashed(self, worker: WorkerProcess, error: str | None = None) -> None:
+    def _crashed(self, worker: WorkerHandle, error: str | None = None) -> None:
         if self.state not in (State.READY, State.DRAINING):
             return
         self.stats.crashes += 1
@@ -424,9 +423,9 @@ class ModelInstance:
         self.worker = None
         self.loaded_at = None
         self._reset_controls()
-        self.error = error or f"worker (pid {worker.pid}) exited with code {worker.proc.returncode}"
+        self.error = error or worker.exit_reason()
         log.warning("%s: %s", self.id, self.error)
-        kill_group(worker.pid)  # anything it started goes with it
+        worker.kill_all()  # anything it started goes with it
         self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error, in_flight=self.in_flight)
         self._host.event("unloaded", self, {"reason": str(Reason.CRASH), "forced": False})
         asyncio.create_task(worker.client.close())
@@ -468,13 +467,13 @@ class ModelInstance:
             self._measuring.cancel()
         if worker.alive:
             await self._host.measure(self, worker, after_load=False)
-        pids = [p.pid for p in await asyncio.to_thread(process_tree, worker.pid)]
+        pids = await asyncio.to_thread(worker.pids)
         if force and self.in_flight:  # what the requests cut off will say
             self.error = f"the model was unloaded ({reason}, forced) while the request was in flight"
         # A forced unload kills at once; at shutdown the gateway has already waited its grace for
         # requests, and a SIGTERM lets the worker close its engine and flush its traces.
         await worker.stop(kill=force and reason != Reason.SHUTDOWN)
-        await self._host.confirm_released(self, worker, pids or [worker.pid])
+        await self._host.confirm_released(self, worker, pids)
         self.loaded_at = None
         self._reset_controls()
         self.stats.unloads[reason] += 1
@@ -487,7 +486,7 @@ class ModelInstance:
         self.pinned = self.config.pinned
 
 
-def _fail(future: asyncio.Future[WorkerProcess], exc: BaseException) -> None:
+def _fail(future: asyncio.Future[WorkerHandle], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()  # mark retrieved: callers may all have gone
@@ -498,10 +497,13 @@ class Lease:
     """A request's hold on a ready instance; ``release()`` exactly once when the response ends."""
 
     instance: ModelInstance
-    worker: WorkerProcess
+    worker: WorkerHandle
     released: bool = field(default=False)
+    on_release: Callable[[], None] | None = None  # e.g. give back a slot of a capped backend
 
     def release(self) -> None:
         if not self.released:
             self.released = True
+            if self.on_release is not None:
+                self.on_release()
             self.instance.request_finished()

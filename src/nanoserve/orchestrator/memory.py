@@ -164,6 +164,15 @@ def ram_footprint(pid: int) -> int | None:
     return total if found else None
 
 
+def measure_worker(pid: int, gpu: Nvml) -> dict[str, int] | None:
+    """Bytes per device used by the process ``pid`` and its descendants (blocking)."""
+    ram = ram_footprint(pid)
+    if ram is None:
+        return None
+    pids = [p.pid for p in process_tree(pid)]
+    return {RAM: ram, **gpu.process_bytes(pids)}
+
+
 def _peak_rss(pid: int) -> int | None:
     """The process's peak resident size (Linux ``VmHWM``), or None where unknown."""
     try:

@@ -18,18 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from nanoserve.errors import NanoserveError
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
-from nanoserve.orchestrator.memory import (
-    RAM,
-    Nvml,
-    alive,
-    kill_group,
-    kill_process,
-    process_tree,
-    ram_footprint,
-    reset_peak,
-)
+from nanoserve.orchestrator.handles import WorkerHandle
+from nanoserve.orchestrator.memory import Nvml, alive, kill_process
 from nanoserve.orchestrator.planner import MIB
-from nanoserve.orchestrator.process import WorkerProcess
 from nanoserve.worker.metrics import WARM_UP_HEADER
 
 if TYPE_CHECKING:
@@ -41,15 +32,6 @@ WARM_UP_TIMEOUT = 60.0
 WARM_UP_HEADERS = {WARM_UP_HEADER: "1"}  # the worker leaves these requests out of its metrics
 RELEASE_TIMEOUT = 5.0  # seconds for a stopped worker's processes to disappear before a group kill
 _POLL = 0.05
-
-
-def measure_worker(pid: int, gpu: Nvml) -> dict[str, int] | None:
-    """Bytes per device used by the worker ``pid`` and its descendants (blocking)."""
-    ram = ram_footprint(pid)
-    if ram is None:
-        return None
-    pids = [p.pid for p in process_tree(pid)]
-    return {RAM: ram, **gpu.process_bytes(pids)}
 
 
 def _warm_up_request(instance: ModelInstance) -> tuple[str, bytes]:
@@ -67,20 +49,20 @@ class Meter:
         self._release_timeout = release_timeout
 
     async def measure(
-        self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool, warm_up: bool = True
+        self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool, warm_up: bool = True
     ) -> dict[str, int] | None:
         """Measure ``worker`` and record the footprint. ``after_load``: forget the load's peak
         first, and warm the worker up at full slots (unless ``warm_up`` is off)."""
         try:
             if after_load:
-                await asyncio.to_thread(reset_peak, worker.pid)
-                if warm_up:
+                await asyncio.to_thread(worker.reset_peak)
+                if warm_up and worker.speaks_nanoserve:  # others would count the warm-up as traffic
                     await self._warm_up(instance, worker)
-            measured = await asyncio.to_thread(measure_worker, worker.pid, self._gpu)
+            measured = await asyncio.to_thread(worker.memory, self._gpu)
         except (NanoserveError, OSError, TimeoutError) as exc:
             log.debug("%s: measuring the worker failed: %s", instance.id, exc)
             return None
-        if measured is None or not worker.alive:
+        if not measured or not worker.alive:  # {}: nothing held here (a remote backend)
             return None
         recorded = await asyncio.to_thread(
             self._store.record_footprint, footprint_key(instance.config), instance.id, measured
@@ -95,7 +77,7 @@ class Meter:
         )
         return measured
 
-    async def _warm_up(self, instance: ModelInstance, worker: WorkerProcess) -> None:
+    async def _warm_up(self, instance: ModelInstance, worker: WorkerHandle) -> None:
         path, body = _warm_up_request(instance)
 
         async def one() -> None:
@@ -115,17 +97,17 @@ class Meter:
             for _ in range(instance.config.parallel):
                 group.create_task(one())
 
-    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> bool:
+    async def confirm_released(self, instance: ModelInstance, worker: WorkerHandle, pids: list[int]) -> bool:
         """Wait until the stopped worker's processes (and their GPU memory) are gone; kill its
         process group if they linger. False if even that did not free them."""
         if await self._released(pids, self._release_timeout):
             return True
         log.warning(
-            "%s: worker (pid %d) still holds memory after stopping; killing its process group",
+            "%s: the stopped backend (pid %s) still holds memory; killing its process group",
             instance.id,
             worker.pid,
         )
-        kill_group(worker.pid)
+        worker.kill_all()
         for pid in await asyncio.to_thread(alive, pids):  # a descendant that left the group
             kill_process(pid)
         if await self._released(pids, self._release_timeout):

@@ -7,8 +7,10 @@ memory budget) and release it when their response ends. The admin API calls ``lo
 
 Events: listeners added with ``add_listener`` are called as ``listener(event, instance, details)``
 for every state change (event = the new state), and for ``loaded`` (``seconds``, ``pid``),
-``unloaded`` (``reason``: idle, memory, manual, crash, shutdown; ``forced``) and ``rejected``
-(``kind``: queue_full, no_room, never_fits). Counters: ``instance.stats`` per model and
+``unloaded`` (``reason``: idle, memory, manual, crash, shutdown; ``forced``), ``rejected``
+(``kind``: queue_full, no_room, never_fits) and ``heartbeat_missed`` (``misses``). The
+supervisor (``supervisor.py``: heartbeats, restarts, retries, unload-after-request) hears them
+first. Counters: ``instance.stats`` per model and
 ``memory_stats`` overall.
 """
 
@@ -25,14 +27,15 @@ from nanoserve.orchestrator.arbiter import MemoryArbiter, MemoryStats
 from nanoserve.orchestrator.baseline import measure_baseline
 from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
 from nanoserve.orchestrator.footprints import FootprintStore
+from nanoserve.orchestrator.handles import Translator, WorkerHandle, create_handle, translator_for
 from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView, Reason
 from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml, ram_device
 from nanoserve.orchestrator.meter import Meter
 from nanoserve.orchestrator.planner import Plan
-from nanoserve.orchestrator.process import WorkerProcess, launch_worker
 from nanoserve.orchestrator.registry import Registry
 from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
 from nanoserve.orchestrator.status import counters, device_status, model_status
+from nanoserve.orchestrator.supervisor import Supervisor
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -58,6 +61,8 @@ class Orchestrator:
             settings.data_dir, self.store, baseline_probe, gpus=len(self.gpu.devices())
         )
         self.meter = Meter(self.store, self.gpu)
+        # validates each backend's options up front: a bad config fails at start, naming the model
+        self.translators: dict[str, Translator] = {model.id: translator_for(model) for model in self.registry}
         self.instances: dict[str, ModelInstance] = {
             model.id: ModelInstance(model, self, start_timeout=settings.worker_start_timeout)
             for model in self.registry
@@ -70,6 +75,13 @@ class Orchestrator:
             settings.memory,
         )
         self.accepting = True
+        checks = settings.observability
+        self.supervisor = Supervisor(
+            self,
+            interval=checks.heartbeat_interval,
+            timeout=checks.heartbeat_timeout,
+            failures=checks.heartbeat_failures,
+        )
 
     @property
     def memory_stats(self) -> MemoryStats:
@@ -79,7 +91,13 @@ class Orchestrator:
         """Called on every event of every instance (metrics, logs); must not block."""
         self._listeners.append(listener)
 
-    def _emit(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
+    def start(self) -> None:
+        """Start supervising (heartbeats); called by the gateway's lifespan."""
+        self.supervisor.start()
+
+    def emit(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
+        """Tell the listeners (the supervisor first)."""
+        self.supervisor.on_event(event, instance, details)
         for listener in self._listeners:
             try:
                 listener(event, instance, details)
@@ -90,23 +108,25 @@ class Orchestrator:
     def event(self, event: str, instance: ModelInstance, details: dict[str, object]) -> None:
         self.memory.changed()
         if event != "idle":
-            self._emit(event, instance, details)
+            self.emit(event, instance, details)
 
-    async def launch(self, config: ModelConfig) -> WorkerProcess:
-        return await launch_worker(config, self.settings)
+    async def launch(self, config: ModelConfig) -> WorkerHandle:
+        handle = create_handle(config, self.settings)
+        await handle.start()
+        return handle
 
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
         await self.memory.reserve(instance, on_reserved)
 
-    async def measure(self, instance: ModelInstance, worker: WorkerProcess, *, after_load: bool) -> None:
+    async def measure(self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool) -> None:
         measured = await self.meter.measure(
             instance, worker, after_load=after_load, warm_up=self.settings.memory.warm_up
         )
         if measured is not None:
             self.memory.changed()
-            self._emit("measured", instance, {"bytes": measured, "after_load": after_load})
+            self.emit("measured", instance, {"bytes": measured, "after_load": after_load})
 
-    async def confirm_released(self, instance: ModelInstance, worker: WorkerProcess, pids: list[int]) -> None:
+    async def confirm_released(self, instance: ModelInstance, worker: WorkerHandle, pids: list[int]) -> None:
         await self.meter.confirm_released(instance, worker, pids)
 
     # -- routes --------------------------------------------------------------------------
@@ -149,7 +169,7 @@ class Orchestrator:
 
     def _rejected(self, instance: ModelInstance, kind: str) -> None:
         self.memory.stats.rejections[kind] += 1
-        self._emit("rejected", instance, {"kind": kind})
+        self.emit("rejected", instance, {"kind": kind})
 
     async def load(
         self,
@@ -211,6 +231,7 @@ class Orchestrator:
 
     async def shutdown(self) -> None:
         self.accepting = False
+        await self.supervisor.stop()  # no heartbeats or restarts while the workers stop
         self.memory.close()
         await asyncio.gather(*(i.close() for i in self.instances.values()), return_exceptions=True)
         self.gpu.close()

@@ -6,6 +6,9 @@ Checked without loading anything: ``/ready`` must answer fast.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shlex
+import shutil
 from pathlib import Path
 
 from nanoserve.config import ModelConfig
@@ -33,8 +36,26 @@ def _check_weights(engine: str, path: Path) -> str | None:
     return None
 
 
+def _backend_problem(config: ModelConfig) -> str | None:
+    """A managed server's program is on PATH; a remote's API key variable is set."""
+    if config.engine == "command":
+        try:
+            program = shlex.split(str(config.options.get("command", "")))[:1]
+        except ValueError as exc:
+            return f"options.command: {exc}"
+        if not program or shutil.which(program[0]) is None:
+            return f"the command {program[0] if program else ''!r} is not on PATH"
+    elif config.engine == "remote":
+        name = config.options.get("api_key_env")
+        if name and not os.environ.get(name):
+            return f"the environment variable {name} (options.api_key_env) is not set"
+    return None
+
+
 def model_problem(config: ModelConfig) -> str | None:
     """Why ``config`` cannot be loaded, or None if it can."""
+    if config.engine in ("command", "remote") and (problem := _backend_problem(config)) is not None:
+        return problem
     module = ENGINE_MODULES.get(config.engine)
     if module is not None and importlib.util.find_spec(module) is None:
         return f"engine '{config.engine}' needs the Python package '{module}', which is not installed"

@@ -1,6 +1,6 @@
 """``python -m llama_cpp.server`` with two adjustments, so it can be benchmarked next to nanoserve.
 
-    python benchmarks/llamacpp_server.py --model weights.q8_0.gguf --n_threads 2 --port 8001
+    python peers/llamacpp_server.py --model weights.q8_0.gguf --n_threads 2 --port 8001
 
 Takes exactly the arguments of ``python -m llama_cpp.server`` and runs its ``main()``, except:
 

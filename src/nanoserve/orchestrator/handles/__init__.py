@@ -1,0 +1,48 @@
+"""Worker handles: what runs a model instance (see ``base.py``), chosen by the model's engine.
+
+``engine: command`` is a managed OpenAI-compatible server, ``engine: remote`` a URL someone else
+runs; every other engine is hosted by our own worker process.
+"""
+
+from __future__ import annotations
+
+from nanoserve.config import ModelConfig, Settings
+from nanoserve.orchestrator.handles.base import WorkerHandle, exited_within
+from nanoserve.orchestrator.handles.command import CommandWorker, command_options
+from nanoserve.orchestrator.handles.local import LocalWorker
+from nanoserve.orchestrator.handles.remote import RemoteWorker, remote_options
+from nanoserve.orchestrator.handles.translate import ForeignRequests, Passthrough
+
+__all__ = [
+    "CommandWorker",
+    "LocalWorker",
+    "RemoteWorker",
+    "Translator",
+    "WorkerHandle",
+    "create_handle",
+    "exited_within",
+    "translator_for",
+]
+
+COMMAND = "command"
+REMOTE = "remote"
+Translator = Passthrough | ForeignRequests
+
+
+def create_handle(config: ModelConfig, settings: Settings) -> WorkerHandle:
+    """An unstarted handle for one instance of ``config``."""
+    if config.engine == COMMAND:
+        return CommandWorker(config, settings)
+    if config.engine == REMOTE:
+        return RemoteWorker(config)
+    return LocalWorker(config, settings)
+
+
+def translator_for(config: ModelConfig) -> Translator:
+    """How requests for ``config`` are rewritten for its backend; validates the backend's options
+    (a ``ConfigError`` naming the model)."""
+    if config.engine == COMMAND:
+        return ForeignRequests(config.id, command_options(config))
+    if config.engine == REMOTE:
+        return ForeignRequests(config.id, remote_options(config))
+    return Passthrough()

@@ -1,0 +1,104 @@
+"""Our own worker: ``nanoserve worker --engine ...`` in a child process.
+
+The gateway binds a listening socket on 127.0.0.1 and hands it to the worker (``--fd``), so the
+worker's address is known before it starts and no other process can take the port. The worker
+watches ``--parent-pid`` and exits when the gateway is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from nanoserve.config import ModelConfig, Settings
+from nanoserve.errors import EngineError
+from nanoserve.orchestrator.handles.base import get_ok, poll_health
+from nanoserve.orchestrator.handles.process import ProcessWorker, log_path_for
+from nanoserve.sources import resolve_source
+
+
+def worker_command(config: ModelConfig, settings: Settings, fd: int) -> list[str]:
+    """The ``nanoserve worker`` command line for a model."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "nanoserve",
+        "worker",
+        "--engine",
+        config.engine,
+        "--name",
+        config.id,
+        "--kind",
+        config.kind,
+        "--context-length",
+        str(config.context_length),
+        "--parallel",
+        str(config.parallel),
+        "--threads",
+        str(config.effective_threads),
+        "--options",
+        json.dumps(config.options),
+        "--data-dir",
+        str(settings.data_dir),
+        "--fd",
+        str(fd),
+        "--parent-pid",
+        str(os.getpid()),
+    ]
+    if config.source:
+        cmd += ["--model", str(resolve_source(config.source))]
+    if config.chat_template:
+        cmd += ["--chat-template", config.chat_template]
+    if config.kind == "chat":
+        cmd += ["--tool-format", config.tool_format]
+    return cmd
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: no Nagle delay between a response's header and body.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    return sock
+
+
+class LocalWorker(ProcessWorker):
+    kind = "worker"
+    speaks_nanoserve = True
+    metrics_path = "/metrics"
+
+    def __init__(self, config: ModelConfig, settings: Settings):
+        super().__init__(config.id, log_path_for(settings.data_dir, "worker", config.id))
+        self.config = config
+        self.settings = settings
+
+    async def start(self) -> None:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        if self.settings.observability.otlp_endpoint:  # the worker traces to the same collector
+            env["NANOSERVE_OTLP_ENDPOINT"] = self.settings.observability.otlp_endpoint
+        sock = listening_socket()
+        try:
+            self.listen_on(sock.getsockname()[1])
+            argv = worker_command(self.config, self.settings, sock.fileno())
+            await self.spawn(argv, env, pass_fds=(sock.fileno(),))
+        finally:
+            sock.close()
+
+    async def wait_healthy(self, timeout: float) -> None:
+        async def check() -> bool:
+            try:
+                status, body = await self.client.get_json("/health", timeout=2.0)
+            except EngineError:
+                return False
+            if status >= 500 and status != 503:  # 503: still loading
+                raise EngineError(f"model '{self.model}' failed to load: {body.get('error', body)}")
+            return status == 200
+
+        await poll_health(self, check, timeout)
+
+    async def healthy(self, timeout: float) -> bool:
+        return await get_ok(self.client, "/health", timeout)
