@@ -22,9 +22,17 @@ def free_port() -> int:
 
 
 class Gateway:
-    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, *, start_timeout: float = 60.0):
+    def __init__(
+        self,
+        data_dir: Path,
+        config: dict[str, Any] | None = None,
+        *,
+        start_timeout: float = 60.0,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "gateway.log"
@@ -42,9 +50,9 @@ class Gateway:
             config_path = data_dir / "config.yaml"
             config_path.write_text(yaml.safe_dump(config))
             cmd += ["--config", str(config_path)]
-        env = dict(os.environ, NANOSERVE_HOME=str(data_dir))
+        environ = dict(os.environ, NANOSERVE_HOME=str(data_dir), **(env or {}))
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=environ, start_new_session=True)
         self._wait(start_timeout)
 
     def _wait(self, timeout: float) -> None:
