@@ -4,10 +4,13 @@ translation for foreign backends, remote paths, metric relabelling."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from nanoserve.cli.main import cli
 from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError, EngineError, UnsupportedFeature
 from nanoserve.observability.exposition import with_model_label
@@ -164,3 +167,14 @@ def test_foreign_metrics_merge_under_the_models_label() -> None:
         'llamacpp:tokens_predicted_total{model="peer\\"1"} 12',
         'vllm:num_requests_running{model="peer\\"1",engine="0",upstream_model="Qwen/Q"} 2.0',
     ]
+
+
+def test_serve_refuses_bad_backend_options_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "models:\n  - id: x\n    engine: remote\n    options: {base_url: 'ftp://h', max_concurrent: 0}\n"
+    )
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "model 'x' (engine remote): options.base_url: " in result.output
+    assert "options.max_concurrent: " in result.output

@@ -43,10 +43,10 @@ def serve(
 
     try:
         settings = load_settings(config_path, host=host, port=port, data_dir=data_dir, log_format=log_format)
+        setup_logging(settings.log_format, log_level)
+        app = create_app(settings)  # checks each backend's options
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
-    setup_logging(settings.log_format, log_level)
-    app = create_app(settings)
     click.echo(
         f"nanoserve: serving {', '.join(m.id for m in settings.models)} on http://{settings.host}:{settings.port}",
         err=True,

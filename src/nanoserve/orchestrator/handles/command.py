@@ -29,7 +29,7 @@ from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import ConfigError, EngineError
 from nanoserve.orchestrator.handles.base import get_ok, poll_health
 from nanoserve.orchestrator.handles.process import ProcessWorker, log_path_for
-from nanoserve.orchestrator.handles.translate import ForeignOptions
+from nanoserve.orchestrator.handles.translate import ForeignOptions, parse_options
 from nanoserve.sources import resolve_source
 
 REAPER = Path(__file__).with_name("reaper.py")
@@ -59,10 +59,7 @@ class CommandOptions(ForeignOptions):
 
 
 def command_options(config: ModelConfig) -> CommandOptions:
-    try:
-        return CommandOptions.model_validate(config.options)
-    except ValueError as exc:
-        raise ConfigError(f"model '{config.id}': invalid options for engine 'command': {exc}") from exc
+    return parse_options(CommandOptions, config)
 
 
 def free_port() -> int:

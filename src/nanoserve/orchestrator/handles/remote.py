@@ -21,9 +21,9 @@ import aiohttp
 from pydantic import Field, field_validator
 
 from nanoserve.config import ModelConfig
-from nanoserve.errors import ConfigError, EngineError, WorkerUnavailable
+from nanoserve.errors import EngineError, WorkerUnavailable
 from nanoserve.orchestrator.handles.base import get_ok
-from nanoserve.orchestrator.handles.translate import ForeignOptions
+from nanoserve.orchestrator.handles.translate import ForeignOptions, parse_options
 from nanoserve.orchestrator.memory import Nvml
 from nanoserve.worker.client import KEEPALIVE_SECONDS, WorkerClient, WorkerResponse
 
@@ -52,10 +52,7 @@ class RemoteOptions(ForeignOptions):
 
 
 def remote_options(config: ModelConfig) -> RemoteOptions:
-    try:
-        return RemoteOptions.model_validate(config.options)
-    except ValueError as exc:
-        raise ConfigError(f"model '{config.id}': invalid options for engine 'remote': {exc}") from exc
+    return parse_options(RemoteOptions, config)
 
 
 class RemoteClient(WorkerClient):

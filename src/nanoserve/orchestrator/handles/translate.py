@@ -18,11 +18,12 @@ understands) is a 400 before any model is loaded: never silently dropped.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nanoserve.errors import BadRequest, UnsupportedFeature
+from nanoserve.config import ModelConfig
+from nanoserve.errors import BadRequest, ConfigError, UnsupportedFeature
 
 GATEWAY_FIELDS = ("keep_alive", "priority")
 Extension = Literal["top_k", "min_p", "repeat_penalty", "ignore_eos", "return_context"]
@@ -46,6 +47,20 @@ class ForeignOptions(BaseModel):
     extensions: list[Extension] = Field(
         default_factory=list, description="nanoserve extension fields the server accepts"
     )
+
+
+O = TypeVar("O", bound=BaseModel)
+
+
+def parse_options(cls: type[O], config: ModelConfig) -> O:
+    """A model's ``options`` as ``cls``; a ``ConfigError`` naming the model and each bad field."""
+    try:
+        return cls.model_validate(config.options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"model '{config.id}' (engine {config.engine}): {problems}") from None
 
 
 class Passthrough:
