@@ -26,10 +26,10 @@ from starlette.routing import Route
 
 from nanoserve.api.body import parse_body
 from nanoserve.api.errors import openai_error_response
-from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
 from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
+from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
