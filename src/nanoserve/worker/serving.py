@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from nanoserve.api.errors import openai_sse_error
 from nanoserve.engines.base import (
     EmbeddingEngine,
     Finished,
@@ -26,6 +25,7 @@ from nanoserve.engines.base import (
     Token,
 )
 from nanoserve.errors import BadRequest, ConfigError, ContextLengthExceeded, UnsupportedFeature
+from nanoserve.wire.errors import openai_sse_error
 from nanoserve.wire.protocol import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nanoserve.api import lifecycle, proxy
-from nanoserve.api.errors import openai_sse_error
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.wire.body import parse_json_object, read_body
+from nanoserve.wire.errors import openai_sse_error
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
