@@ -1,4 +1,9 @@
-"""Render the exception tree once per API dialect (OpenAI and Ollama)."""
+"""The exception tree as OpenAI errors: the worker's dialect, and the gateway's OpenAI routes'.
+
+Also the way back (``error_from_openai_body``: a worker's error body as a typed error, for the
+gateway to render in another dialect) and validation errors as 400s. The Ollama rendering is the
+gateway's own (``nanoserve.api.errors``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from starlette.responses import JSONResponse
 
 from nanoserve.errors import BadRequest, NanoserveError
 
-log = logging.getLogger("nanoserve.api")
+log = logging.getLogger("nanoserve.api")  # its name from before the move to wire
 
 
 def bad_request_from_validation(exc: ValidationError) -> BadRequest:
@@ -46,7 +51,8 @@ def openai_error_body(exc: NanoserveError) -> dict[str, Any]:
     return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
 
 
-def _headers(exc: NanoserveError) -> dict[str, str] | None:
+def error_headers(exc: NanoserveError) -> dict[str, str] | None:
+    """The response headers an error adds (``Retry-After``), in every dialect."""
     if exc.retry_after is None:
         return None
     return {"Retry-After": str(max(1, round(exc.retry_after)))}
@@ -54,12 +60,7 @@ def _headers(exc: NanoserveError) -> dict[str, str] | None:
 
 def openai_error_response(exc: BaseException) -> JSONResponse:
     err = as_nanoserve_error(exc)
-    return JSONResponse(openai_error_body(err), status_code=err.status, headers=_headers(err))
-
-
-def ollama_error_response(exc: BaseException) -> JSONResponse:
-    err = as_nanoserve_error(exc)
-    return JSONResponse({"error": err.message}, status_code=err.status, headers=_headers(err))
+    return JSONResponse(openai_error_body(err), status_code=err.status, headers=error_headers(err))
 
 
 def openai_sse_error(exc: BaseException) -> bytes:
