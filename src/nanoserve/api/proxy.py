@@ -25,7 +25,7 @@ from nanoserve.errors import NanoserveError, WorkerUnavailable
 from nanoserve.observability import requests
 from nanoserve.orchestrator.instance import Lease
 from nanoserve.orchestrator.orchestrator import Orchestrator
-from nanoserve.worker.client import WorkerResponse
+from nanoserve.wire.client import WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
 from nanoserve.sources import resolve_source
-from nanoserve.worker.client import WorkerClient
+from nanoserve.wire.client import WorkerClient
 
 log = logging.getLogger("nanoserve.orchestrator")
 
