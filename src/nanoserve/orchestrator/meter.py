@@ -30,7 +30,7 @@ from nanoserve.orchestrator.memory import (
 )
 from nanoserve.orchestrator.planner import MIB
 from nanoserve.orchestrator.process import WorkerProcess
-from nanoserve.worker.metrics import WARM_UP_HEADER
+from nanoserve.wire.headers import WARM_UP_HEADER
 
 if TYPE_CHECKING:
     from nanoserve.orchestrator.instance import ModelInstance

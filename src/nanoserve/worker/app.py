@@ -29,14 +29,13 @@ from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.wire.body import parse_body
 from nanoserve.wire.errors import openai_error_response
+from nanoserve.wire.headers import SSE_HEADERS
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
 log = logging.getLogger("nanoserve.worker")
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class WorkerState:

@@ -14,9 +14,8 @@ from nanoserve.errors import BadRequest
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.wire.body import parse_json_object, read_body
 from nanoserve.wire.errors import openai_sse_error
+from nanoserve.wire.headers import SSE_HEADERS
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _KIND_OF_ROUTE = {
     "/v1/chat/completions": "chat",
