@@ -38,6 +38,7 @@ test-slow: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts peers
 	$(BIN)/ruff format --check src tests benchmarks scripts peers
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -30,16 +30,16 @@ class Gateway:
         start_timeout: float = 60.0,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        launcher: list[str] | None = None,
     ):
+        """``launcher``: the command before nanoserve's arguments (default ``python -m nanoserve``)."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = data_dir / "gateway.log"
         cmd = [
-            sys.executable,
-            "-m",
-            "nanoserve",
+            *(launcher or [sys.executable, "-m", "nanoserve"]),
             "serve",
             "--port",
             str(self.port),

@@ -1,9 +1,9 @@
 """The one exception tree of nanoserve.
 
-Everything below the API layer raises these; each API dialect renders them once, at the edge
-(``api/errors.py``): OpenAI routes as ``{"error": {"message", "type", "param", "code"}}``, Ollama
-routes as ``{"error": "..."}``. An exception that is not a ``NanoserveError`` is a bug: it is logged
-and rendered as a 500.
+Everything below the API layer raises these; each API dialect renders them once, at the edge:
+OpenAI routes and workers as ``{"error": {"message", "type", "param", "code"}}``
+(``wire/errors.py``), Ollama routes as ``{"error": "..."}`` (``api/errors.py``). An exception that
+is not a ``NanoserveError`` is a bug: it is logged and rendered as a 500.
 
     NanoserveError                       500 unless a subclass says otherwise
     ├── BadRequest                       400 invalid_request_error

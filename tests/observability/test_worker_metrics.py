@@ -12,9 +12,9 @@ import pytest
 from prom import has, parse, value
 from prometheus_client import CollectorRegistry, generate_latest
 
-from nanoserve.api.openai.protocol import ChatCompletionRequest
 from nanoserve.engines.base import EngineSpec
 from nanoserve.engines.mock import MockEmbeddingEngine, MockEngine
+from nanoserve.wire.protocol import ChatCompletionRequest
 from nanoserve.worker.app import create_worker_app
 from nanoserve.worker.metrics import EngineStatsCollector, WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import GenerationService

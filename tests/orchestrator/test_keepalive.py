@@ -3,7 +3,7 @@ a connection the worker has just timed out (that failed with "Can not write requ
 
 from __future__ import annotations
 
-from nanoserve.worker.client import KEEPALIVE_SECONDS
+from nanoserve.wire.client import KEEPALIVE_SECONDS
 from nanoserve.worker.main import WORKER_KEEPALIVE_SECONDS
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nanoserve.api.openai.protocol import ChatMessage
 from nanoserve.config import ModelConfig, Settings, load_settings
 from nanoserve.engines.llamacpp.chat import ChatTemplate
 from nanoserve.errors import ConfigError
 from nanoserve.orchestrator.handles.local import worker_command
+from nanoserve.wire.protocol import ChatMessage
 from nanoserve.worker.tools import TOOL_FORMATS, parse_tools, render_messages, template_tools
 
 # A small template in the style of Qwen2.5's: it renders tools, calls and results itself.

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from sentences import sentence
 
-from nanoserve.api.openai.protocol import ResponseFormat
 from nanoserve.errors import BadRequest, UnsupportedFeature
+from nanoserve.wire.protocol import ResponseFormat
 from nanoserve.worker.output import OutputPlan, OutputReader, plan_output
 from nanoserve.worker.structured import Bounds
 from nanoserve.worker.tools import TOOL_FORMATS, CallArgs, CallStart, parse_tools

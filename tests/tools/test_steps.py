@@ -15,7 +15,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from nanoserve.api.openai.protocol import ChatCompletionRequest, ResponseFormat
 from nanoserve.engines.base import (
     EngineSpec,
     Finished,
@@ -26,6 +25,7 @@ from nanoserve.engines.base import (
     Token,
 )
 from nanoserve.errors import BadRequest
+from nanoserve.wire.protocol import ChatCompletionRequest, ResponseFormat
 from nanoserve.worker.output import OutputPlan, plan_output
 from nanoserve.worker.serving import GenerationService
 from nanoserve.worker.steps import Update, run_answer

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from sentences import sentence
 
-from nanoserve.api.openai.protocol import ChatMessage
 from nanoserve.engines.llamacpp.chat import CHATML_TEMPLATE, ChatTemplate
 from nanoserve.errors import BadRequest
+from nanoserve.wire.protocol import ChatMessage
 from nanoserve.worker.grammar import ROOT, Grammar
 from nanoserve.worker.structured import Bounds
 from nanoserve.worker.tools import (

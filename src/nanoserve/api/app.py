@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from nanoserve import __version__
 from nanoserve.api.admin import create_admin_router
-from nanoserve.api.errors import bad_request_from_validation, ollama_error_response, openai_error_response
+from nanoserve.api.errors import ollama_error_response
 from nanoserve.api.health import create_health_router
 from nanoserve.api.ollama.router import create_ollama_router
 from nanoserve.api.ollama.serving import OllamaServing
@@ -29,6 +29,7 @@ from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
 from nanoserve.observability.tracing import Tracing
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.wire.errors import bad_request_from_validation, openai_error_response
 
 log = logging.getLogger("nanoserve.api")
 

@@ -24,7 +24,7 @@ from nanoserve.errors import NanoserveError, WorkerUnavailable
 from nanoserve.observability import requests
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.orchestrator.supervisor import Sent
-from nanoserve.worker.client import WorkerResponse
+from nanoserve.wire.client import WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
 

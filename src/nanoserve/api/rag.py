@@ -3,7 +3,7 @@
 ``create_rag_router(get_service)`` returns an ``APIRouter`` that ``create_app`` mounts at
 ``/v1/rag``; ``get_service(request)`` returns the app's ``RagService``. Routes only parse, call the
 service and shape JSON. The router's route class renders errors in OpenAI's body (through
-``api.errors``), so the surface behaves the same whatever app mounts it.
+``wire.errors``), so the surface behaves the same whatever app mounts it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
-from nanoserve.api.errors import openai_error_response
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest
 from nanoserve.rag.client import InferenceClient
@@ -28,6 +27,7 @@ from nanoserve.rag.ingest import IngestResult
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
 from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import CollectionInfo, DocumentInfo
+from nanoserve.wire.errors import openai_error_response
 
 GetService = Callable[[Request], RagService]
 

@@ -29,10 +29,10 @@ from mcp_types import ToolAnnotations
 from pydantic import ValidationError
 
 from nanoserve import __version__
-from nanoserve.api.errors import bad_request_from_validation
 from nanoserve.errors import NanoserveError, NotFound
 from nanoserve.mcp.client import GatewayClient
 from nanoserve.mcp.tools import NanoserveTools
+from nanoserve.wire.errors import bad_request_from_validation
 
 INSTRUCTIONS = """\
 nanoserve serves small language and embedding models and answers questions about your documents.

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from nanoserve.errors import ConfigError
+from nanoserve.wire.headers import TRACEPARENT_HEADER
 
 WORKER_ENDPOINT_ENV = "NANOSERVE_OTLP_ENDPOINT"
 NO_SPAN: Any = None
@@ -131,7 +132,7 @@ class OtelTracing(Tracing):
         return carrier
 
     def extract(self, headers: Mapping[str, str]) -> Any:
-        if "traceparent" not in headers:
+        if TRACEPARENT_HEADER not in headers:
             return None
         return self._propagator.extract(headers)
 

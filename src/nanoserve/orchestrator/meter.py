@@ -21,7 +21,7 @@ from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.handles import WorkerHandle
 from nanoserve.orchestrator.memory import Nvml, alive, kill_process
 from nanoserve.orchestrator.planner import MIB
-from nanoserve.worker.metrics import WARM_UP_HEADER
+from nanoserve.wire.headers import WARM_UP_HEADER
 
 if TYPE_CHECKING:
     from nanoserve.orchestrator.instance import ModelInstance

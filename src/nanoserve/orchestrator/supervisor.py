@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from nanoserve.orchestrator.orchestrator import Orchestrator
-    from nanoserve.worker.client import WorkerResponse
+    from nanoserve.wire.client import WorkerResponse
 
 log = logging.getLogger("nanoserve.supervisor")
 

@@ -24,19 +24,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from nanoserve.api.body import parse_body
-from nanoserve.api.errors import openai_error_response
-from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
 from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
+from nanoserve.wire.body import parse_body
+from nanoserve.wire.errors import openai_error_response
+from nanoserve.wire.headers import SSE_HEADERS
+from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
 log = logging.getLogger("nanoserve.worker")
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class WorkerState:

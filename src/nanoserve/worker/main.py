@@ -24,7 +24,7 @@ from nanoserve.worker.app import create_worker_app
 
 log = logging.getLogger("nanoserve.worker")
 PR_SET_PDEATHSIG = 1
-# Longer than the gateway keeps idle connections (worker/client.py KEEPALIVE_SECONDS), so the
+# Longer than the gateway keeps idle connections (wire/client.py KEEPALIVE_SECONDS), so the
 # gateway always closes them first (not imported: the worker does not load aiohttp for it).
 WORKER_KEEPALIVE_SECONDS = 75.0
 

@@ -27,10 +27,9 @@ from prometheus_client.utils import floatToGoString
 
 from nanoserve.engines.base import Finished
 from nanoserve.observability.tracing import Tracing
+from nanoserve.wire.headers import WARM_UP_HEADER
 
 log = logging.getLogger("nanoserve.worker")
-
-WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not counted
 
 TTFT_BUCKETS = (
     0.005,

@@ -34,8 +34,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nanoserve.api.openai.protocol import ResponseFormat
 from nanoserve.errors import BadRequest, UnsupportedFeature
+from nanoserve.wire.protocol import ResponseFormat
 from nanoserve.worker.grammar import ANY_CHAR, ROOT, Chars, Cost, Element, Grammar, Repeat
 from nanoserve.worker.structured import Bounds, SchemaBuilder
 from nanoserve.worker.tools import (

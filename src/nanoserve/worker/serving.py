@@ -16,13 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from nanoserve.api.errors import openai_sse_error
-from nanoserve.api.openai.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    SamplingFields,
-)
 from nanoserve.engines.base import (
     EmbeddingEngine,
     Finished,
@@ -32,6 +25,13 @@ from nanoserve.engines.base import (
     Token,
 )
 from nanoserve.errors import BadRequest, ConfigError, ContextLengthExceeded, UnsupportedFeature
+from nanoserve.wire.errors import openai_sse_error
+from nanoserve.wire.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SamplingFields,
+)
 from nanoserve.worker.metrics import RequestProbe
 from nanoserve.worker.output import Answer, OutputEvent, OutputPlan, plan_output
 from nanoserve.worker.steps import run_answer

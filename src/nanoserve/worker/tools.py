@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nanoserve.api.openai.protocol import ChatMessage
 from nanoserve.errors import BadRequest
+from nanoserve.wire.protocol import ChatMessage
 from nanoserve.worker.grammar import Element, Grammar, Lit, Repeat
 from nanoserve.worker.structured import Bounds, SchemaBuilder, literal
 

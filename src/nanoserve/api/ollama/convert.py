@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nanoserve.api.ollama.protocol import ChatRequest, GenerateRequest, Message, Options
-from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest
 from nanoserve.config import ModelConfig
 from nanoserve.errors import BadRequest, UnsupportedFeature
+from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETION_PATH = "/v1/completions"

@@ -20,8 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from nanoserve.api import lifecycle, proxy
-from nanoserve.api.body import parse_json_object, read_body
-from nanoserve.api.errors import as_nanoserve_error, error_from_openai_body
 from nanoserve.api.ollama import convert, models
 from nanoserve.api.ollama.protocol import (
     ChatRequest,
@@ -40,6 +38,8 @@ from nanoserve.api.ollama.weights import WeightsCatalog
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest, NotFound, UnsupportedFeature
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.wire.body import parse_json_object, read_body
+from nanoserve.wire.errors import as_nanoserve_error, error_from_openai_body
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -9,14 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nanoserve.api import lifecycle, proxy
-from nanoserve.api.body import parse_json_object, read_body
-from nanoserve.api.errors import openai_sse_error
-from nanoserve.api.openai.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest
 from nanoserve.orchestrator.orchestrator import Orchestrator
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from nanoserve.wire.body import parse_json_object, read_body
+from nanoserve.wire.errors import openai_sse_error
+from nanoserve.wire.headers import SSE_HEADERS
+from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 _KIND_OF_ROUTE = {
     "/v1/chat/completions": "chat",

@@ -26,7 +26,7 @@ from nanoserve.errors import EngineError, WorkerUnavailable
 
 if TYPE_CHECKING:
     from nanoserve.orchestrator.memory import Nvml
-    from nanoserve.worker.client import WorkerClient
+    from nanoserve.wire.client import WorkerClient
 
 LOG_TAIL_BYTES = 4000
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from nanoserve.orchestrator.handles.base import read_log_tail
 from nanoserve.orchestrator.memory import Nvml, kill_group, measure_worker, process_tree
 from nanoserve.orchestrator.memory import reset_peak as _reset_peak
-from nanoserve.worker.client import WorkerClient
+from nanoserve.wire.client import WorkerClient
 
 log = logging.getLogger("nanoserve.orchestrator")
 

@@ -25,7 +25,7 @@ from nanoserve.errors import EngineError, WorkerUnavailable
 from nanoserve.orchestrator.handles.base import get_ok
 from nanoserve.orchestrator.handles.translate import ForeignOptions, parse_options
 from nanoserve.orchestrator.memory import Nvml
-from nanoserve.worker.client import KEEPALIVE_SECONDS, WorkerClient, WorkerResponse
+from nanoserve.wire.client import KEEPALIVE_SECONDS, WorkerClient, WorkerResponse
 
 API_ROOT = "/v1"  # the gateway's paths start here; the base URL stands for it
 

@@ -13,8 +13,7 @@ from typing import Any
 import aiohttp
 
 from nanoserve.errors import WorkerUnavailable
-
-JSON_HEADERS = {"Content-Type": "application/json"}
+from nanoserve.wire.headers import JSON_HEADERS
 
 
 class WorkerConnectFailed(WorkerUnavailable):

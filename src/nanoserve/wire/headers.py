@@ -1,0 +1,14 @@
+"""The headers of the gateway↔worker protocol (docs/worker-protocol.md).
+
+A request from the gateway carries a JSON body; when tracing is on, the W3C trace context
+(``traceparent``, written by the tracing propagator, read by the worker to join the trace); the
+warm-up requests after a load carry ``WARM_UP_HEADER``. Streamed answers are server-sent events.
+"""
+
+from __future__ import annotations
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+TRACEPARENT_HEADER = "traceparent"
+WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not counted
+# A streamed (SSE) response, the worker's and the gateway's relay of it: not cached, not buffered.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
