@@ -55,11 +55,12 @@ def _probe(engine: str) -> dict[str, int]:
 
     import nanoserve.worker.app  # noqa: F401  (what every worker imports)
     from nanoserve.engines import load_engine_class
-    from nanoserve.orchestrator.readiness import ENGINE_MODULES
+    from nanoserve.profiles import profile_for
 
     load_engine_class(engine)
-    if engine in ENGINE_MODULES:  # engines may import their library only when loading
-        importlib.import_module(ENGINE_MODULES[engine])
+    module = profile_for(engine).module
+    if module is not None:  # engines may import their library only when loading
+        importlib.import_module(module)
     from nanoserve.orchestrator.memory import ram_footprint, reset_peak
 
     gc.collect()

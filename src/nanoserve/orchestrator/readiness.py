@@ -1,47 +1,30 @@
 """Is every configured model loadable? (weights present and readable, engine installed)
 
-Checked without loading anything: ``/ready`` must answer fast.
+Checked without loading anything: ``/ready`` must answer fast. What an engine needs is its
+profile's fact (``nanoserve.profiles``): the Python package it needs and what a loadable source
+looks like.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError
+from nanoserve.profiles import profile_for
 from nanoserve.sources import resolve_source
-
-# engine -> the Python module it needs installed
-ENGINE_MODULES = {"llamacpp": "llama_cpp", "sentence-transformers": "sentence_transformers"}
-GGUF_MAGIC = b"GGUF"
-
-
-def _check_weights(engine: str, path: Path) -> str | None:
-    if engine == "llamacpp":
-        try:
-            with path.open("rb") as f:
-                magic = f.read(4)
-        except OSError as exc:
-            return f"cannot read {path}: {exc.strerror}"
-        if magic != GGUF_MAGIC:
-            return f"{path} is not a GGUF file"
-    elif engine == "sentence-transformers" and (
-        not path.is_dir() or not any((path / n).exists() for n in ("modules.json", "config.json"))
-    ):
-        return f"{path} is not a sentence-transformers model directory"
-    return None
 
 
 def model_problem(config: ModelConfig) -> str | None:
     """Why ``config`` cannot be loaded, or None if it can."""
-    module = ENGINE_MODULES.get(config.engine)
+    profile = profile_for(config.engine)
+    module = profile.module
     if module is not None and importlib.util.find_spec(module) is None:
         return f"engine '{config.engine}' needs the Python package '{module}', which is not installed"
     if config.source is None:
-        return None if module is None else "no source configured"
+        return None if profile.check_source is None else "no source configured"
     try:
         path = resolve_source(config.source)
     except ConfigError as exc:
         return exc.message
-    return _check_weights(config.engine, path)
+    return None if profile.check_source is None else profile.check_source(path)
