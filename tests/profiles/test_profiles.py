@@ -167,3 +167,22 @@ def test_engine_classes_agree_with_their_profiles(engine: str) -> None:
         profile.capabilities.grammar,
         profile.capabilities.vision,
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "shown"),
+    [
+        (ModelConfig(id="c", engine="llamacpp"), ["completion"]),
+        (ModelConfig(id="e", engine="sentence-transformers", kind="embedding"), ["embedding"]),
+        (ModelConfig(id="v", engine="seeing"), ["completion", "vision"]),
+        (ModelConfig(id="v", engine="seeing", kind="embedding"), ["embedding"]),
+    ],
+)
+def test_ollama_show_capabilities_come_from_the_profile(config: ModelConfig, shown: list[str]) -> None:
+    from nanoserve.api.ollama.models import capabilities
+
+    register_profile(EngineProfile(name="seeing", capabilities=Capabilities(vision=True)))
+    try:
+        assert capabilities(config) == shown
+    finally:
+        del REGISTERED["seeing"]
