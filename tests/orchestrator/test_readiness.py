@@ -30,6 +30,8 @@ def missing_package() -> Iterator[str]:
         (ModelConfig(id="e", engine="mock-embedding", kind="embedding"), None),
         (ModelConfig(id="x", engine="someone-elses", kind="embedding"), None),  # default profile
         (SMOLLM2.model_copy(update={"source": None}), "no source configured"),
+        (SMOLLM2.model_copy(update={"kind": "embedding"}), "serves chat models, not embedding"),
+        (ModelConfig(id="e", engine="mock-embedding"), "serves embedding models, not chat"),
         (SMOLLM2.model_copy(update={"source": MINILM.source}), "cannot read"),  # a directory
         (MINILM.model_copy(update={"source": SMOLLM2.source}), "not a sentence-transformers model"),
         (ModelConfig(id="m", engine="mock", source="/no/such/file"), "/no/such/file"),

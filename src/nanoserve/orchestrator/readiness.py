@@ -1,8 +1,8 @@
-"""Is every configured model loadable? (weights present and readable, engine installed)
+"""Is every configured model loadable? (engine serves its kind, engine installed, weights readable)
 
 Checked without loading anything: ``/ready`` must answer fast. What an engine needs is its
-profile's fact (``nanoserve.profiles``): the Python package it needs and what a loadable source
-looks like.
+profile's fact (``nanoserve.profiles``): the kinds it serves, the Python package it needs, and
+what a loadable source looks like.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from nanoserve.sources import resolve_source
 def model_problem(config: ModelConfig) -> str | None:
     """Why ``config`` cannot be loaded, or None if it can."""
     profile = profile_for(config.engine)
+    if config.kind not in profile.kinds:
+        served = " and ".join(sorted(profile.kinds))
+        return f"engine '{config.engine}' serves {served} models, not {config.kind} models"
     module = profile.module
     if module is not None and importlib.util.find_spec(module) is None:
         return f"engine '{config.engine}' needs the Python package '{module}', which is not installed"
