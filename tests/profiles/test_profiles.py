@@ -4,6 +4,7 @@ and the gateway agree with them."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from nanoserve.sources import resolve_source
 
 SMOLLM2, MINILM = default_models()
 MIB = 1 << 20
+SRC = Path(__file__).parents[2] / "src" / "nanoserve"
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +188,38 @@ def test_ollama_show_capabilities_come_from_the_profile(config: ModelConfig, sho
         assert capabilities(config) == shown
     finally:
         del REGISTERED["seeing"]
+
+
+# The gateway side: what runs in the gateway process. It reads profiles, never engines.
+GATEWAY = ("api", "orchestrator", "observability", "mcp", "rag", "profiles")
+# TODO(wire/): the gateway-worker protocol pieces still live under worker/ until they move to wire/.
+WIRE_IN_WORKER = {"nanoserve.worker.client", "nanoserve.worker.metrics"}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):  # also imports inside functions
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _forbidden(name: str) -> bool:
+    package = name.split(".")[:2]
+    if package == ["nanoserve", "engines"]:
+        return True
+    wire = any(name == w or name.startswith(w + ".") for w in WIRE_IN_WORKER)
+    return package == ["nanoserve", "worker"] and not wire
+
+
+def test_the_gateway_never_imports_an_engine_or_the_worker() -> None:
+    found = {}
+    for package in GATEWAY:
+        for path in sorted((SRC / package).rglob("*.py")):
+            bad = {name for name in _imports(path) if _forbidden(name)}
+            if bad:
+                found[str(path.relative_to(SRC))] = sorted(bad)
+    assert found == {}
