@@ -122,7 +122,7 @@ EOF
 weights() {  # weights QUANTIZE: the file the engine serves (converted on the gateway's first load)
     "$PY" -c "import sys; from pathlib import Path
 from nanoserve.sources import resolve_source
-from nanoserve.engines.llamacpp.weights import served_weights_path
+from nanoserve.profiles.llamacpp import served_weights_path
 print(served_weights_path(resolve_source(sys.argv[1]), sys.argv[2], Path(sys.argv[3])))" "$SOURCE_PKG" "$1" "$DATA"
 }
 

@@ -16,15 +16,6 @@ from pathlib import Path
 from gateway import Gateway, wait_until
 
 FORBIDDEN = ("llama_cpp", "torch", "sentence_transformers", "nanoserve.engines", "nanoserve.worker")
-# What orchestrator/estimate.py imports today (llama.cpp's options and served weights path; light,
-# no llama_cpp): removed by the engine-profiles change, and this set with it.
-KNOWN_UNTIL_ENGINE_PROFILES = {
-    "nanoserve.engines",
-    "nanoserve.engines.base",
-    "nanoserve.engines.llamacpp",
-    "nanoserve.engines.llamacpp.options",
-    "nanoserve.engines.llamacpp.weights",
-}
 
 # ``nanoserve serve`` as ``python -m nanoserve`` runs it, plus a SIGUSR1 handler (a signal nanoserve
 # leaves alone) that writes the names in sys.modules to the file given as the first argument.
@@ -78,4 +69,4 @@ def test_gateway_process_imports_no_engine_nor_worker(tmp_path: Path) -> None:
         gw.stop()
     modules = json.loads(out.read_text())
     assert {"nanoserve.api.app", "nanoserve.wire.client"} <= set(modules)  # this is the gateway
-    assert sorted(set(forbidden(modules)) - KNOWN_UNTIL_ENGINE_PROFILES) == []
+    assert sorted(forbidden(modules)) == []

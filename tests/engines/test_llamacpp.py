@@ -21,8 +21,8 @@ pytest.importorskip("llama_cpp")
 
 from nanoserve.engines.base import EngineSpec, Finished, GenerationRequest, SamplingParams, Token
 from nanoserve.engines.llamacpp import LlamaCppEngine
-from nanoserve.engines.llamacpp.weights import served_weights_path
 from nanoserve.errors import BadRequest, ContextLengthExceeded
+from nanoserve.profiles.llamacpp import served_weights_path
 from nanoserve.sources import resolve_source
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -14,8 +14,8 @@ import pytest
 from nanoserve.engines.llamacpp.chat import CHATML_TEMPLATE, ChatTemplate
 from nanoserve.engines.llamacpp.detokenize import TextStream
 from nanoserve.engines.llamacpp.slots import SlotChoice, SlotView, choose_slot, common_prefix
-from nanoserve.engines.llamacpp.weights import served_weights_path, source_digest
 from nanoserve.errors import BadRequest, UnsupportedFeature
+from nanoserve.profiles.llamacpp import served_weights_path, source_digest
 
 SYS = list(range(100, 400))  # a 300-token "system prompt"
 
@@ -137,9 +137,9 @@ def test_served_weights_path(tmp_path: Path) -> None:
     assert served_weights_path(q8_0, "q4_0", data).parent == data / "weights"
 
 
-def test_weights_module_does_not_import_llama_cpp() -> None:
+def test_light_modules_do_not_import_llama_cpp() -> None:
     code = (
-        "import sys; import nanoserve.engines.llamacpp.weights, nanoserve.engines.llamacpp.options; "
+        "import sys; import nanoserve.profiles.llamacpp; "
         "import nanoserve.engines.llamacpp.chat, nanoserve.engines.llamacpp.slots; "
         "assert 'llama_cpp' not in sys.modules, 'llama_cpp imported'"
     )
@@ -149,7 +149,7 @@ def test_weights_module_does_not_import_llama_cpp() -> None:
 def test_options_defaults_and_validation() -> None:
     from pydantic import ValidationError
 
-    from nanoserve.engines.llamacpp.options import LlamaCppOptions
+    from nanoserve.profiles.llamacpp import LlamaCppOptions
 
     options = LlamaCppOptions()
     assert (options.quantize, options.kv_cache_type) == ("q8_0", "q8_0")

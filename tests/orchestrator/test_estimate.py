@@ -9,9 +9,11 @@ import pytest
 
 from nanoserve.config import ModelConfig, default_models
 from nanoserve.models.gguf import read_gguf_info
-from nanoserve.orchestrator.estimate import Estimator, ModelParts, combine, llamacpp_parts
+from nanoserve.orchestrator.estimate import Estimator, combine
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.planner import MIB
+from nanoserve.profiles import ModelParts
+from nanoserve.profiles.llamacpp import llamacpp_parts
 from nanoserve.sources import resolve_source
 
 SMOLLM2, MINILM = default_models()

@@ -16,8 +16,9 @@ from nanoserve.errors import ConfigError, EngineError, UnsupportedFeature
 from nanoserve.observability.exposition import with_model_label
 from nanoserve.orchestrator.handles import translator_for
 from nanoserve.orchestrator.handles.command import expand_env, fill_template, template_values
-from nanoserve.orchestrator.handles.remote import RemoteClient, RemoteOptions
-from nanoserve.orchestrator.handles.translate import ForeignOptions, ForeignRequests
+from nanoserve.orchestrator.handles.remote import RemoteClient
+from nanoserve.orchestrator.handles.translate import ForeignRequests
+from nanoserve.profiles.foreign import ForeignOptions, RemoteOptions
 
 VALUES = {"source": "/m/a b.gguf", "port": "8081", "host": "127.0.0.1", "ctx_total": "4096"}
 

@@ -10,7 +10,8 @@ HTTP requests into calls on this interface, so a new engine never touches HTTP:
 * embedding engines embed a batch of texts (``embed``); concurrent calls may be micro-batched.
 
 Capabilities are class attributes; engine-specific options are a pydantic model with
-``extra="forbid"`` (``Options``), validated from the config's ``options:`` mapping.
+``extra="forbid"`` (``Options``), validated from the config's ``options:`` mapping. Both are
+declared in the engine's profile (``nanoserve.profiles``), which the gateway reads instead.
 """
 
 from __future__ import annotations
@@ -21,17 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from nanoserve.errors import ConfigError
+from nanoserve.profiles.base import EngineOptions
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
-
-
-class EngineOptions(BaseModel):
-    """Base for an engine's options; subclasses add fields."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(slots=True)

@@ -17,12 +17,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from pydantic import Field
-
 from nanoserve.engines.base import (
     EmbeddingEngine,
     Embeddings,
-    EngineOptions,
     EngineSpec,
     Finished,
     GenerationEngine,
@@ -33,6 +30,7 @@ from nanoserve.engines.base import (
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.engines.text import StopMatcher
 from nanoserve.errors import ContextLengthExceeded
+from nanoserve.profiles.mock import MOCK, MOCK_EMBEDDING, MockOptions
 
 _WORDS = [
     "the",
@@ -63,16 +61,6 @@ _WORDS = [
 ]
 
 
-class MockOptions(EngineOptions):
-    load_seconds: float = Field(default=0.0, ge=0, le=600)
-    ttft_ms: float = Field(default=0.0, ge=0, le=60_000, description="delay before the first token")
-    tokens_per_second: float = Field(default=0.0, ge=0, description="0 = as fast as possible")
-    memory_mib: int = Field(default=0, ge=0, le=1 << 20, description="memory to allocate on load")
-    fail_on_load: bool = False
-    reply: str | None = Field(default=None, description="fixed reply text instead of mock words")
-    dimensions: int = Field(default=384, ge=1, le=8192)
-
-
 def _allocate(mib: int) -> bytearray | None:
     if mib <= 0:
         return None
@@ -94,7 +82,7 @@ class _MockBase:
 
 
 class MockEngine(_MockBase, GenerationEngine):
-    name = "mock"
+    name = MOCK.name
     Options = MockOptions
     options: MockOptions
 
@@ -175,7 +163,7 @@ class MockEngine(_MockBase, GenerationEngine):
 
 
 class MockEmbeddingEngine(_MockBase, EmbeddingEngine):
-    name = "mock-embedding"
+    name = MOCK_EMBEDDING.name
     Options = MockOptions
     options: MockOptions
 

@@ -14,20 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
-
-from nanoserve.engines.base import EmbeddingEngine, Embeddings, EngineOptions
+from nanoserve.engines.base import EmbeddingEngine, Embeddings
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.errors import EngineError
-
-
-class SentenceOptions(EngineOptions):
-    max_batch_tokens: int = Field(default=8192, ge=64, description="token budget of one forward pass")
-    max_wait_ms: float = Field(
-        default=3.0, ge=0, le=1000, description="wait for more requests at most this long"
-    )
-    normalize: bool = True
-    device: str = "cpu"
+from nanoserve.profiles.sentence import PROFILE, SentenceOptions
 
 
 @dataclass(eq=False)
@@ -39,7 +29,7 @@ class _Job:
 
 
 class SentenceTransformersEngine(EmbeddingEngine):
-    name = "sentence-transformers"
+    name = PROFILE.name
     Options = SentenceOptions
     options: SentenceOptions
 

@@ -1,15 +1,15 @@
 """The memory a worker runtime takes before any model: Python, the worker app, the engine's libraries.
 
 Measured once per engine (and nanoserve/Python version) in a fresh process that imports what a
-worker imports, then kept in the footprints file::
+worker imports (``nanoserve.worker.baseline``, named here by its module name only: the gateway
+never imports the worker or an engine), then kept in the footprints file::
 
-    python -m nanoserve.orchestrator.baseline llamacpp   # prints {"ram": <bytes>}
+    python -m nanoserve.worker.baseline llamacpp   # prints {"ram": <bytes>}
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -19,6 +19,7 @@ from nanoserve.errors import EngineError
 
 log = logging.getLogger("nanoserve.orchestrator")
 
+PROBE_MODULE = "nanoserve.worker.baseline"
 PROBE_TIMEOUT = 300.0
 
 
@@ -28,7 +29,7 @@ async def measure_baseline(engine: str) -> dict[str, int]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "nanoserve.orchestrator.baseline",
+        PROBE_MODULE,
         engine,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -48,26 +49,3 @@ async def measure_baseline(engine: str) -> dict[str, int]:
         raise EngineError(f"measuring the runtime of engine '{engine}' failed: {tail}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     return {device: int(size) for device, size in result.items()}
-
-
-def _probe(engine: str) -> dict[str, int]:
-    import importlib
-
-    import nanoserve.worker.app  # noqa: F401  (what every worker imports)
-    from nanoserve.engines import load_engine_class
-    from nanoserve.orchestrator.readiness import ENGINE_MODULES
-
-    load_engine_class(engine)
-    if engine in ENGINE_MODULES:  # engines may import their library only when loading
-        importlib.import_module(ENGINE_MODULES[engine])
-    from nanoserve.orchestrator.memory import ram_footprint, reset_peak
-
-    gc.collect()
-    reset_peak(os.getpid())  # the runtime as it stays, not the peak of importing it
-    return {"ram": ram_footprint(os.getpid()) or 0}
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m nanoserve.orchestrator.baseline ENGINE")
-    print(json.dumps(_probe(sys.argv[1])))

@@ -17,6 +17,7 @@ from nanoserve.api.ollama.stream import iso
 from nanoserve.api.ollama.weights import Weights, human_number
 from nanoserve.config import ModelConfig
 from nanoserve.orchestrator.instance import ModelView
+from nanoserve.profiles import profile_for
 
 LATEST = ":latest"
 LOADED_STATES = ("ready", "draining")
@@ -79,6 +80,13 @@ def process_model(
     )
 
 
+def capabilities(config: ModelConfig) -> list[str]:
+    """Ollama's capability names: the model's kind, plus what its engine's profile declares."""
+    if config.kind != "chat":
+        return ["embedding"]
+    return ["completion"] + (["vision"] if profile_for(config.engine).capabilities.vision else [])
+
+
 def show(config: ModelConfig, weights: Weights) -> ShowResponse:
     template = config.chat_template or weights.template
     parameters = f"{'num_ctx':<30} {config.context_length}"
@@ -95,7 +103,7 @@ def show(config: ModelConfig, weights: Weights) -> ShowResponse:
         template=template,
         details=details(weights),
         model_info=weights.model_info,
-        capabilities=["completion"] if config.kind == "chat" else ["embedding"],
+        capabilities=capabilities(config),
         modified_at=iso(weights.modified_at),
         license=weights.license,
     )

@@ -1,7 +1,8 @@
 """The llama.cpp engine (GGUF chat models, continuous batching) over llama-cpp-python's low-level API.
 
-``LlamaCppEngine`` is imported lazily so that the pure helpers (``weights``, ``options``, ``chat``,
-``slots``) can be used, e.g. by the gateway, without loading llama.cpp.
+``LlamaCppEngine`` is imported lazily so that the pure helpers (``chat``, ``slots``) can be used
+without loading llama.cpp. The engine's options and served-weights path are in its profile
+(``nanoserve.profiles.llamacpp``), which the gateway reads instead of this package.
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ from pathlib import Path
 import llama_cpp
 
 from nanoserve.engines.llamacpp.native import install_native_logging
-from nanoserve.engines.llamacpp.options import Quantization
-from nanoserve.engines.llamacpp.weights import FTYPES, served_weights_path
 from nanoserve.errors import EngineError
+from nanoserve.profiles.llamacpp import FTYPES, Quantization, served_weights_path
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,11 @@ from nanoserve.engines.base import EngineSpec, Finished, GenerationEngine, Gener
 from nanoserve.engines.llamacpp.chat import CHATML_TEMPLATE, ChatTemplate
 from nanoserve.engines.llamacpp.convert import ensure_served_weights
 from nanoserve.engines.llamacpp.native import ContextConfig, LlamaModel
-from nanoserve.engines.llamacpp.options import LlamaCppOptions
 from nanoserve.engines.llamacpp.sampling import Sampler
 from nanoserve.engines.llamacpp.scheduler import Job, Outcome, Scheduler, SchedulerConfig
 from nanoserve.engines.llamacpp.stats import EngineStats
-from nanoserve.engines.llamacpp.weights import file_type_name
 from nanoserve.errors import BadRequest, ConfigError, ContextLengthExceeded, NanoserveError, Unavailable
+from nanoserve.profiles.llamacpp import PROFILE, LlamaCppOptions, file_type_name
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +33,10 @@ _INLINE_TOKENIZE_CHARS = 16_384
 
 
 class LlamaCppEngine(GenerationEngine):
-    name = "llamacpp"
-    supports_grammar = True
+    name = PROFILE.name
+    kinds = PROFILE.kinds
+    supports_grammar = PROFILE.capabilities.grammar
+    supports_vision = PROFILE.capabilities.vision
     Options = LlamaCppOptions
     options: LlamaCppOptions
 

@@ -21,41 +21,19 @@ import socket
 import string
 import sys
 from pathlib import Path
-from typing import Literal
-
-from pydantic import Field
 
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import ConfigError, EngineError
 from nanoserve.orchestrator.handles.base import get_ok, poll_health
 from nanoserve.orchestrator.handles.process import ProcessWorker, log_path_for
-from nanoserve.orchestrator.handles.translate import ForeignOptions, parse_options
+from nanoserve.orchestrator.handles.translate import parse_options
+from nanoserve.profiles.foreign import CommandOptions
 from nanoserve.sources import resolve_source
 
 REAPER = Path(__file__).with_name("reaper.py")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 PLACEHOLDERS = ("source", "port", "host", "context_length", "parallel", "threads", "model_id", "ctx_total")
 LOOPBACK = "127.0.0.1"
-
-
-class CommandOptions(ForeignOptions):
-    command: str = Field(min_length=1, description="the server's command line, with placeholders")
-    health_path: str = Field(default="/health", description="GET path answering 200 once the model is loaded")
-    start_timeout: float | None = Field(
-        default=None, gt=0, description="seconds to wait for health (default: worker_start_timeout)"
-    )
-    stop_signal: Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"] = "SIGTERM"
-    stop_grace: float = Field(default=10.0, ge=0, description="seconds between the stop signal and SIGKILL")
-    env: dict[str, str] = Field(
-        default_factory=dict,
-        description="extra environment; values may name variables ($HF_TOKEN): never write secrets here",
-    )
-    metrics_path: str | None = Field(
-        default="/metrics", description="the server's Prometheus metrics, merged into /metrics (None: none)"
-    )
-    memory_mib: int | None = Field(
-        default=None, ge=0, description="declared footprint when the source is not a GGUF file"
-    )
 
 
 def command_options(config: ModelConfig) -> CommandOptions:

@@ -18,37 +18,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator
 
 from nanoserve.config import ModelConfig
 from nanoserve.errors import EngineError, WorkerUnavailable
 from nanoserve.orchestrator.handles.base import get_ok
-from nanoserve.orchestrator.handles.translate import ForeignOptions, parse_options
+from nanoserve.orchestrator.handles.translate import parse_options
 from nanoserve.orchestrator.memory import Nvml
+from nanoserve.profiles.foreign import RemoteOptions
 from nanoserve.wire.client import KEEPALIVE_SECONDS, WorkerClient, WorkerResponse
 
 API_ROOT = "/v1"  # the gateway's paths start here; the base URL stands for it
-
-
-class RemoteOptions(ForeignOptions):
-    base_url: str = Field(
-        description="the API root, e.g. https://host/v1 (what OpenAI clients call base_url)"
-    )
-    api_key_env: str | None = Field(default=None, description="environment variable holding the API key")
-    connect_timeout: float = Field(default=5.0, gt=0, description="seconds to connect (and to probe health)")
-    read_timeout: float = Field(
-        default=300.0, gt=0, description="seconds the upstream may stay silent within a response"
-    )
-    max_concurrent: int | None = Field(default=None, ge=1, description="requests sent at once (None: no cap)")
-    health_path: str = Field(default="/models", description="GET path under base_url answering 200")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value.rstrip("/")
 
 
 def remote_options(config: ModelConfig) -> RemoteOptions:

@@ -18,35 +18,16 @@ understands) is a 400 before any model is loaded: never silently dropped.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nanoserve.config import ModelConfig
 from nanoserve.errors import BadRequest, ConfigError, UnsupportedFeature
+from nanoserve.profiles.foreign import EXTENSIONS, ForeignOptions
 
 GATEWAY_FIELDS = ("keep_alive", "priority")
-Extension = Literal["top_k", "min_p", "repeat_penalty", "ignore_eos", "return_context"]
-EXTENSIONS: tuple[Extension, ...] = ("top_k", "min_p", "repeat_penalty", "ignore_eos", "return_context")
-Capability = Literal["tools", "response_format", "vision"]
 IMAGE_PARTS = ("image_url", "input_image", "image")
-
-
-class ForeignOptions(BaseModel):
-    """Options every foreign backend shares (a model's ``options``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    upstream_model: str | None = Field(
-        default=None, description="the model name the server expects (default: the model's id)"
-    )
-    capabilities: list[Capability] = Field(
-        default_factory=list,
-        description="what the server can do beyond plain chat: tools, response_format, vision",
-    )
-    extensions: list[Extension] = Field(
-        default_factory=list, description="nanoserve extension fields the server accepts"
-    )
 
 
 O = TypeVar("O", bound=BaseModel)
