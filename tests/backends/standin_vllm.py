@@ -47,7 +47,13 @@ def create_app(args: argparse.Namespace) -> Starlette:
 
     def record(request: Request, body: dict[str, object]) -> None:
         if args.record:
-            line = {"path": request.url.path, "authorization": request.headers.get("authorization"), **body}
+            headers = request.headers
+            line = {
+                "path": request.url.path,
+                "authorization": headers.get("authorization"),
+                "request_id": headers.get("x-request-id"),
+                **body,
+            }
             with open(args.record, "a") as f:
                 f.write(json.dumps(line) + "\n")
 

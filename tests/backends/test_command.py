@@ -167,6 +167,14 @@ def test_foreign_server_gets_its_model_name_and_none_of_our_fields(gw: Gateway) 
     assert sent[0]["authorization"] is None  # the client's key is never forwarded
 
 
+def test_the_request_id_is_forwarded(gw: Gateway) -> None:
+    with gw.client() as http:
+        body = {"model": "vllm-standin", "messages": HI, "max_tokens": 2}
+        answer = http.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "req-standin-42"})
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "req-standin-42"
+    assert recorded(gw)[-1]["request_id"] == "req-standin-42"
+
+
 def test_ollama_counts_tokens_of_a_foreign_stream(gw: Gateway) -> None:
     parts = list(ollama.Client(host=gw.url, timeout=120).chat(model="vllm-standin", messages=HI, stream=True))
     assert "".join(p.message.content or "" for p in parts) == "The stand-in answers in eight tokens."

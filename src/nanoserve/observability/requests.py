@@ -29,6 +29,7 @@ from nanoserve.errors import (
     Unavailable,
     WorkerUnavailable,
 )
+from nanoserve.wire.headers import REQUEST_ID_HEADER
 
 if TYPE_CHECKING:
     from nanoserve.observability.metrics import GatewayMetrics
@@ -102,13 +103,15 @@ class RequestRecord:
                 self.running = True
                 series.running.inc()
 
-    def worker_headers(self) -> dict[str, str] | None:
-        """Headers for the call to the worker: the trace context when tracing is on."""
+    def worker_headers(self) -> dict[str, str]:
+        """Headers for the call to the backend: the request id, and the trace context when
+        tracing is on."""
+        headers = {REQUEST_ID_HEADER: self.request_id}
         if not self.tracing.enabled:
-            return None
+            return headers
         if self.worker_span is None:
             self.worker_span = self.tracing.start("worker", parent=self.span, kind="client")
-        return self.tracing.inject(self.worker_span)
+        return {**headers, **(self.tracing.inject(self.worker_span) or {})}
 
     def first_chunk(self) -> None:
         self.first_byte = time.perf_counter()
