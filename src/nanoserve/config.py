@@ -69,6 +69,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ReplicaSettings(_Strict):
+    """How many instances of a model run at once (docs/replicas.md). The default, at most one,
+    loaded on demand and unloaded to zero when idle, is a single-instance model."""
+
+    min: int = Field(default=0, ge=0, le=64, description="replicas kept loaded (0: load on demand)")
+    max: int = Field(default=1, ge=1, le=64, description="replicas at most")
+    scale_up_queue_wait_ms: float = Field(
+        default=500.0, ge=0, description="requests queued beyond every replica's slots this long: add one"
+    )
+    scale_up_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="at least this long between two scale-ups (a new one takes the queue first)",
+    )
+    scale_down_idle_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="an extra replica idle this long is removed (the first follows keep_alive)",
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> ReplicaSettings:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) is above replicas.max ({self.max})")
+        return self
+
+
 class ModelConfig(_Strict):
     id: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
@@ -92,6 +119,7 @@ class ModelConfig(_Strict):
     pinned: bool = False
     keep_alive: float = Field(default=300.0, description="seconds idle before unload; -1 forever")
     max_queue: int = Field(default=256, ge=0, description="requests allowed to wait for this model")
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -104,7 +132,9 @@ class ModelConfig(_Strict):
 
     @property
     def effective_threads(self) -> int:
-        return self.threads or (os.cpu_count() or 1)
+        """Threads per replica: as configured, else the cores shared among the most replicas the
+        model may have (two replicas with all cores each would spin OpenMP threads against each other)."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.replicas.max)
 
 
 class MemorySettings(_Strict):

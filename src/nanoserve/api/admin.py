@@ -1,8 +1,9 @@
 """The admin API: model status, load (or its dry run) and unload. JSON, sizes in MiB.
 
-    GET  /models/status                        devices (RAM, each GPU) and every model
-    POST /models/load   {model, priority?, keep_alive?, pinned?, dry_run?}
-    POST /models/unload {model, force?}
+    GET  /models/status                        devices (RAM, each GPU) and every model (with its replicas)
+    POST /models/load   {model, priority?, keep_alive?, pinned?, replicas?, dry_run?}
+    POST /models/unload {model, force?}                 every replica
+    POST /models/scale  {model, replicas}               exactly that many (null: automatic again)
 
 Errors are the OpenAI error body: 404 unknown model, 409 unload with requests in flight (without
 ``force``), 503 no room right now (``Retry-After``), 507 the model can never fit the budget.
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nanoserve.config import parse_duration
 from nanoserve.orchestrator.orchestrator import Orchestrator
-from nanoserve.orchestrator.status import model_status, plan_status
+from nanoserve.orchestrator.status import group_status, plan_status
 
 
 class LoadRequest(BaseModel):
@@ -29,12 +30,22 @@ class LoadRequest(BaseModel):
         default=None, description="seconds or a duration ('5m'); -1 forever, 0 unload when idle"
     )
     pinned: bool | None = Field(default=None, description="never evicted while loaded")
+    replicas: int | None = Field(default=None, ge=1, le=64, description="load this many replicas")
     dry_run: bool = Field(default=False, description="only say what loading would evict and leave")
 
     @field_validator("keep_alive", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+
+class ScaleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    replicas: int | None = Field(
+        ge=0, le=64, description="replicas to run; 0 unloads them all; null returns to replicas.min/max"
+    )
 
 
 class UnloadRequest(BaseModel):
@@ -61,14 +72,23 @@ def create_admin_router() -> APIRouter:
         orchestrator = _orchestrator(request)
         if body.dry_run:
             return plan_status(await orchestrator.plan(body.model))
-        instance = await orchestrator.load(
-            body.model, priority=body.priority, keep_alive=body.keep_alive, pinned=body.pinned
+        await orchestrator.load(
+            body.model,
+            priority=body.priority,
+            keep_alive=body.keep_alive,
+            pinned=body.pinned,
+            replicas=body.replicas,
         )
-        return model_status(instance.view(), instance.stats)
+        return group_status(orchestrator.group(body.model))
 
     @router.post("/unload")
     async def unload(request: Request, body: UnloadRequest) -> dict[str, Any]:
-        instance = await _orchestrator(request).unload(body.model, force=body.force)
-        return model_status(instance.view(), instance.stats)
+        orchestrator = _orchestrator(request)
+        await orchestrator.unload(body.model, force=body.force)
+        return group_status(orchestrator.group(body.model))
+
+    @router.post("/scale")
+    async def scale(request: Request, body: ScaleRequest) -> dict[str, Any]:
+        return group_status(await _orchestrator(request).scale(body.model, body.replicas))
 
     return router

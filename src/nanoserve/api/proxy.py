@@ -23,6 +23,7 @@ from nanoserve.api.lifecycle import Controls
 from nanoserve.errors import NanoserveError, WorkerUnavailable
 from nanoserve.observability import requests
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.supervisor import Sent
 from nanoserve.wire.client import WorkerResponse
 
@@ -67,9 +68,15 @@ class Upstream:
 
 
 async def send(
-    orchestrator: Orchestrator, model: str, path: str, body: bytes, controls: Controls | None = None
+    orchestrator: Orchestrator,
+    model: str,
+    path: str,
+    body: bytes,
+    controls: Controls | None = None,
+    affinity: Affinity = NO_AFFINITY,
 ) -> Upstream:
-    """A lease on the model's backend and its response (body unread)."""
+    """A lease on the model's backend (the replica ``affinity`` suggests, if the model has several)
+    and its response (body unread)."""
     controls = controls or Controls()
     record = requests.current()
     sent = await orchestrator.supervisor.send(
@@ -80,6 +87,7 @@ async def send(
         priority=controls.priority,
         headers=record.worker_headers if record is not None else None,
         waiting=lambda: requests.waiting(record, orchestrator, model),
+        affinity=affinity,
     )
     return Upstream(orchestrator, sent)
 

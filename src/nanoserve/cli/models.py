@@ -63,19 +63,36 @@ def format_status(status: dict[str, Any]) -> str:
         ]
         for d in status["devices"]
     ]
-    models = [["MODEL", "STATE", "ESTIMATED", "MEASURED", "IN FLIGHT", "QUEUED", "PRIORITY", "EXPIRES"]] + [
-        [
-            m["id"] + (" (pinned)" if m["pinned"] else ""),
-            m["state"],
-            _mib(m["estimated_mib"]),
-            _mib(m["measured_mib"]),
-            str(m["in_flight"]),
-            str(m["queued"]),
-            str(m["priority"]),
-            m["expires_at"] or ("never" if m["state"] == "ready" and m.get("keep_alive", 0) < 0 else "-"),
-        ]
-        for m in status["models"]
-    ]
+    models = [["MODEL", "STATE", "ESTIMATED", "MEASURED", "IN FLIGHT", "QUEUED", "PRIORITY", "EXPIRES"]]
+    for m in status["models"]:
+        models.append(
+            [
+                m["id"] + (" (pinned)" if m["pinned"] else ""),
+                m["state"],
+                _mib(m["estimated_mib"]),
+                _mib(m["measured_mib"]),
+                str(m["in_flight"]),
+                str(m["queued"]),
+                str(m["priority"]),
+                m["expires_at"] or ("never" if m["state"] == "ready" and m.get("keep_alive", 0) < 0 else "-"),
+            ]
+        )
+        replicas = m.get("replicas") or []
+        if len(replicas) > 1:  # one row per replica under its model
+            for r in replicas:
+                where = f"pid {r['pid']}" if r.get("pid") else (r.get("address") or "-")
+                models.append(
+                    [
+                        f"  #{r['replica']} {r['device']} {where}",
+                        r["state"],
+                        "",
+                        _mib(r["measured_mib"]),
+                        str(r["in_flight"]),
+                        str(r["queued"]),
+                        "",
+                        f"{r['requests_total']} served",
+                    ]
+                )
     counters = status.get("counters", {})
     rejections = ", ".join(f"{k} {v}" for k, v in sorted(counters.get("rejections", {}).items())) or "none"
     footer = f"evictions: {counters.get('evictions', 0)}   rejections: {rejections}"
@@ -140,6 +157,24 @@ def load(
             f"{result['id']}: {result['state']} (estimated {_mib(result['estimated_mib'])}, "
             f"measured {_mib(result['measured_mib'])})"
         )
+
+
+@models.command()
+@click.argument("model")
+@click.argument("replicas")
+@url_option
+@json_option
+def scale(model: str, replicas: str, url: str, as_json: bool) -> None:
+    """Run REPLICAS replicas of MODEL (a number; 'auto' returns to its configured min/max)."""
+    if replicas != "auto" and not replicas.isdigit():
+        raise click.BadParameter("a number of replicas, or 'auto'", param_hint="REPLICAS")
+    count = None if replicas == "auto" else int(replicas)
+    result = _call(url, "POST", "/models/scale", {"model": model, "replicas": count})
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    states = ", ".join(f"#{r['replica']} {r['state']}" for r in result["replicas"])
+    click.echo(f"{result['id']}: {states}")
 
 
 @models.command()

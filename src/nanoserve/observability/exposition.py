@@ -20,7 +20,7 @@ import aiohttp
 
 if TYPE_CHECKING:
     from nanoserve.observability.metrics import GatewayMetrics
-    from nanoserve.orchestrator.handles import WorkerHandle
+    from nanoserve.orchestrator.instance import ModelInstance
     from nanoserve.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("nanoserve.observability")
@@ -80,29 +80,41 @@ def merge_expositions(texts: Iterable[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def with_model_label(text: str, model: str) -> str:
-    """A foreign server's exposition (vLLM's, llama-server's) with ``model="<id>"`` on every
-    sample, so it merges under the model's label; a ``model`` label of its own is kept as
-    ``upstream_model``."""
-    label = 'model="{}"'.format(model.replace("\\", "\\\\").replace('"', '\\"'))
+def _quoted(value: str) -> str:
+    return '"{}"'.format(value.replace("\\", "\\\\").replace('"', '\\"'))
+
+
+def with_labels(text: str, labels: dict[str, str], *, own_model_as_upstream: bool = False) -> str:
+    """``text`` with ``labels`` put first on every sample. ``own_model_as_upstream``: for a foreign
+    server's exposition (vLLM's, llama-server's), a ``model`` label of its own is kept as
+    ``upstream_model`` so the sample merges under our model's label."""
+    prefix = ",".join(f"{name}={_quoted(value)}" for name, value in labels.items())
+    if not prefix:
+        return text
     out = []
     for line in text.splitlines():
         sample = _SAMPLE.match(line)
         if sample is None or line.startswith("#"):
             out.append(line)
             continue
-        name, labels, rest = sample.groups()
-        if labels:
-            labels = _MODEL_LABEL.sub(r"\1upstream_model=", labels)
-            out.append(f"{name}{{{label},{labels}}}{rest}")
-        else:
-            out.append(f"{name}{{{label}}}{rest}")
+        name, own, rest = sample.groups()
+        if own and own_model_as_upstream:
+            own = _MODEL_LABEL.sub(r"\1upstream_model=", own)
+        out.append(f"{name}{{{prefix},{own}}}{rest}" if own else f"{name}{{{prefix}}}{rest}")
     return "\n".join(out) + "\n"
 
 
-async def fetch_worker_metrics(worker: WorkerHandle, timeout: float) -> str | None:
-    """A backend's metrics text (relabelled if it is not ours), or None if it did not answer in time."""
-    if worker.metrics_path is None:
+def with_model_label(text: str, model: str) -> str:
+    """A foreign server's exposition under our model's label."""
+    return with_labels(text, {"model": model}, own_model_as_upstream=True)
+
+
+async def fetch_worker_metrics(instance: ModelInstance, timeout: float) -> str | None:
+    """A backend's metrics text, or None if it did not answer in time. Our workers label their
+    samples with the model; a foreign server's are labelled here; a replica after the first adds
+    ``replica="<n>"`` (two replicas of one model would otherwise expose the same series)."""
+    worker = instance.worker
+    if worker is None or worker.metrics_path is None:
         return None
     try:
         async with worker.client.session.get(
@@ -113,25 +125,28 @@ async def fetch_worker_metrics(worker: WorkerHandle, timeout: float) -> str | No
             text = await resp.text()
     except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
         log.warning(
-            "could not read the metrics of the backend of %s: %s", worker.model, exc or type(exc).__name__
+            "could not read the metrics of the backend of %s: %s", instance.key, exc or type(exc).__name__
         )
         return None
-    return text if worker.speaks_nanoserve else with_model_label(text, worker.model)
+    labels = {} if worker.speaks_nanoserve else {"model": instance.id}
+    if instance.replica:
+        labels["replica"] = str(instance.replica)
+    return with_labels(text, labels, own_model_as_upstream=not worker.speaks_nanoserve)
 
 
 async def gather_metrics(metrics: GatewayMetrics, orchestrator: Orchestrator, timeout: float) -> str:
     """The gateway's metrics followed by those of every ready backend that has some, merged."""
-    workers = [
-        instance.worker
+    instances = [
+        instance
         for instance in orchestrator.instances.values()
         if instance.state in SCRAPED_STATES
         and instance.worker is not None
         and instance.worker.alive
         and instance.worker.metrics_path is not None
     ]
-    texts = await asyncio.gather(*(fetch_worker_metrics(w, timeout) for w in workers))
-    for worker, text in zip(workers, texts):
+    texts = await asyncio.gather(*(fetch_worker_metrics(i, timeout) for i in instances))
+    for instance, text in zip(instances, texts, strict=True):
         if text is None:
-            metrics.worker_scrape_errors.labels(worker.model).inc()
+            metrics.worker_scrape_errors.labels(instance.id).inc()
     own = metrics.render().decode()
     return merge_expositions([own, *(t for t in texts if t is not None)])

@@ -73,7 +73,7 @@ class MemoryArbiter:
     def snapshot(self) -> Snapshot:
         residents = tuple(
             Resident(
-                id=i.id,
+                id=i.key,
                 footprint=i.footprint() or {},
                 priority=i.priority,
                 pinned=i.pinned,
@@ -97,21 +97,21 @@ class MemoryArbiter:
     async def plan(self, instance: ModelInstance, *, force: bool = False) -> Plan:
         """The dry run of a load: what would be evicted and what would be left."""
         need = await self.need(instance)
-        return plan_load(self.snapshot(), instance.id, need, force=force)
+        return plan_load(self.snapshot(), instance.key, need, force=force)
 
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
         need = await self.need(instance)
         started = time.monotonic()
         ticket = next(self._tickets)
         settings = self._settings
-        self._waiting[instance.id] = (ticket, need)
+        self._waiting[instance.key] = (ticket, need)
         try:
             while True:
                 async with self._lock:
                     if not self.accepting:
                         raise Unavailable("the server is shutting down", retry_after=5)
                     snapshot = self.snapshot()
-                    plan = plan_load(snapshot, instance.id, need)
+                    plan = plan_load(snapshot, instance.key, need)
                     waited = time.monotonic() - started
                     decision = next_step(
                         plan,
@@ -128,7 +128,7 @@ class MemoryArbiter:
                             on_reserved()
                             return
                         for victim in plan.evict:
-                            await self._evict(victim, instance.id)
+                            await self._evict(victim, instance.key)
                         continue  # plan again with the memory given back
                     if step is Step.NEVER:
                         raise InsufficientMemory(self.never_message(plan))
@@ -138,7 +138,7 @@ class MemoryArbiter:
                         )
                     if step is Step.DRAIN:
                         for blocker in decision.drain:
-                            self._drain(blocker, instance.id)
+                            self._drain(blocker, instance.key)
                     self._changed.clear()
                     timeout = decision.wake_in
                 try:
@@ -146,12 +146,12 @@ class MemoryArbiter:
                 except TimeoutError:
                     pass
         finally:
-            del self._waiting[instance.id]
+            del self._waiting[instance.key]
             self.changed()
 
     def _ready_for(self) -> dict[str, float]:
         now = time.time()
-        return {i.id: now - (i.loaded_at or now) for i in self._instances.values() if i.state is State.READY}
+        return {i.key: now - (i.loaded_at or now) for i in self._instances.values() if i.state is State.READY}
 
     def _earlier_fits(self, snapshot: Snapshot, ticket: int) -> bool:
         """Whether a load that has waited longer could go now (it goes first, when it wakes)."""

@@ -68,6 +68,7 @@ class Reason(enum.StrEnum):
     MANUAL = "manual"  # POST /models/unload
     CRASH = "crash"  # the worker died
     SHUTDOWN = "shutdown"
+    SCALE_DOWN = "scale_down"  # a replica no longer wanted (idle, or scaled by hand)
 
 
 class Host(Protocol):
@@ -139,17 +140,42 @@ class ModelView:
     pid: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """One replica of a model, as status endpoints show it."""
+
+    id: str  # the instance key: "<model>" for replica 0, "<model>#<n>" for the others
+    replica: int
+    state: str
+    device: str  # where its memory is: "ram", "gpu0", ...
+    address: str | None
+    in_flight: int
+    queued: int
+    requests_total: int
+    measured_bytes: int | None
+    pid: int | None
+
+
+def instance_key(model: str, replica: int) -> str:
+    """Unique per instance: the model's id for its first replica (so a single-replica model reads
+    as before everywhere), ``<model>#<n>`` for the others."""
+    return model if replica == 0 else f"{model}#{replica}"
+
+
 @dataclass
 class InstanceStats:
     loads: int = 0
+    requests: int = 0
     crashes: int = 0
     load_seconds: float | None = None
     unloads: Counter[str] = field(default_factory=Counter)  # by Reason
 
 
 class ModelInstance:
-    def __init__(self, config: ModelConfig, host: Host, *, start_timeout: float):
+    def __init__(self, config: ModelConfig, host: Host, *, start_timeout: float, replica: int = 0):
         self.config = config
+        self.replica = replica
+        self.key = instance_key(config.id, replica)
         self._host = host
         self._start_timeout = start_timeout
         self.state = State.STOPPED
@@ -196,9 +222,26 @@ class ModelInstance:
             or self.waiting
             or self.pinned
             or self.keep_alive < 0
+            or self.replica < self.config.replicas.min  # replicas.min are kept loaded
         ):
             return None
         return self.last_used + self.keep_alive
+
+    def replica_view(self) -> ReplicaView:
+        footprint = self.footprint() or {}
+        gpus = sorted(d for d, size in footprint.items() if d.startswith("gpu") and size)
+        return ReplicaView(
+            id=self.key,
+            replica=self.replica,
+            state=str(self.state),
+            device=gpus[0] if gpus else "ram",
+            address=self.worker.address if self.worker is not None else None,
+            in_flight=self.in_flight,
+            queued=self.queued,
+            requests_total=self.stats.requests,
+            measured_bytes=sum(self.measured.values()) if self.measured is not None else None,
+            pid=self.worker.pid if self.worker is not None else None,
+        )
 
     def view(self) -> ModelView:
         footprint = self.footprint() or {}
@@ -292,6 +335,7 @@ class ModelInstance:
 
     def request_started(self) -> None:
         self.in_flight += 1
+        self.stats.requests += 1
         self._idle.clear()
         self.last_used = time.time()
 
@@ -322,7 +366,7 @@ class ModelInstance:
     # -- the owner -------------------------------------------------------------------
     def _send(self, command: _Command) -> None:
         if self._owner is None or self._owner.done():
-            self._owner = asyncio.create_task(self._run(), name=f"instance:{self.id}")
+            self._owner = asyncio.create_task(self._run(), name=f"instance:{self.key}")
         self._commands.put_nowait(command)
 
     def _wake(self) -> None:
@@ -331,7 +375,7 @@ class ModelInstance:
 
     def _set_state(self, state: State, **details: object) -> None:
         previous, self.state = self.state, state
-        log.debug("%s: %s -> %s", self.id, previous, state)
+        log.debug("%s: %s -> %s", self.key, previous, state)
         self._host.event(str(state), self, {"previous": str(previous), **details})
 
     def _idle_timeout(self) -> float | None:
@@ -424,7 +468,7 @@ class ModelInstance:
         self.loaded_at = None
         self._reset_controls()
         self.error = error or worker.exit_reason()
-        log.warning("%s: %s", self.id, self.error)
+        log.warning("%s: %s", self.key, self.error)
         worker.kill_all()  # anything it started goes with it
         self._set_state(State.FAILED, reason=Reason.CRASH, error=self.error, in_flight=self.in_flight)
         self._host.event("unloaded", self, {"reason": str(Reason.CRASH), "forced": False})

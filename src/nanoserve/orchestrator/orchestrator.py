@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from nanoserve.config import ModelConfig, Settings
@@ -28,13 +30,16 @@ from nanoserve.orchestrator.baseline import measure_baseline
 from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
 from nanoserve.orchestrator.footprints import FootprintStore
 from nanoserve.orchestrator.handles import Translator, WorkerHandle, create_handle, translator_for
-from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView, Reason
+from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView, Reason, State
 from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml, ram_device
 from nanoserve.orchestrator.meter import Meter
 from nanoserve.orchestrator.planner import Plan
 from nanoserve.orchestrator.registry import Registry
+from nanoserve.orchestrator.replicas import ReplicaGroup
+from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
+from nanoserve.orchestrator.scaling import GroupLoad, replica_to_remove
 from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
-from nanoserve.orchestrator.status import counters, device_status, model_status
+from nanoserve.orchestrator.status import counters, device_status, group_status
 from nanoserve.orchestrator.supervisor import Supervisor
 
 log = logging.getLogger("nanoserve.orchestrator")
@@ -63,9 +68,10 @@ class Orchestrator:
         self.meter = Meter(self.store, self.gpu)
         # validates each backend's options up front: a bad config fails at start, naming the model
         self.translators: dict[str, Translator] = {model.id: translator_for(model) for model in self.registry}
-        self.instances: dict[str, ModelInstance] = {
-            model.id: ModelInstance(model, self, start_timeout=settings.worker_start_timeout)
-            for model in self.registry
+        # every instance of every model, by instance key (a model's first replica: its id)
+        self.instances: dict[str, ModelInstance] = {}
+        self.groups: dict[str, ReplicaGroup] = {
+            model.id: ReplicaGroup(model, partial(self._new_instance, model)) for model in self.registry
         }
         self.memory = MemoryArbiter(
             self.instances,
@@ -82,6 +88,13 @@ class Orchestrator:
             timeout=checks.heartbeat_timeout,
             failures=checks.heartbeat_failures,
         )
+
+    def _new_instance(self, config: ModelConfig, replica: int) -> ModelInstance:
+        instance = ModelInstance(
+            config, self, start_timeout=self.settings.worker_start_timeout, replica=replica
+        )
+        self.instances[instance.key] = instance
+        return instance
 
     @property
     def memory_stats(self) -> MemoryStats:
@@ -130,31 +143,43 @@ class Orchestrator:
         await self.meter.confirm_released(instance, worker, pids)
 
     # -- routes --------------------------------------------------------------------------
+    def group(self, name: str) -> ReplicaGroup:
+        return self.groups[self.registry.get(name).id]
+
     def instance(self, name: str) -> ModelInstance:
-        return self.instances[self.registry.get(name).id]
+        """The model's first replica (the model itself, for a single-replica model)."""
+        return self.group(name).first
 
     async def acquire(
-        self, name: str, *, keep_alive: float | None = None, priority: int | None = None
+        self,
+        name: str,
+        *,
+        keep_alive: float | None = None,
+        priority: int | None = None,
+        affinity: Affinity = NO_AFFINITY,
     ) -> Lease:
-        """A lease on a ready worker for model ``name`` (loads it if needed).
+        """A lease on a ready backend of model ``name`` (loads it if needed).
 
         ``keep_alive`` (seconds, -1 forever, 0 unload after this request; None: the model's
-        default) and ``priority`` (None: unchanged) are the request's lifecycle controls.
+        default) and ``priority`` (None: unchanged) are the request's lifecycle controls;
+        ``affinity`` says which replica would serve it best (``router.py``).
         Raises ``QueueFull`` (429), ``Unavailable`` (503: no room right now) or
         ``InsufficientMemory`` (507: the model can never fit).
         """
         if not self.accepting:
             raise Unavailable("the server is shutting down", retry_after=5)
-        instance = self.instance(name)
-        config = instance.config
-        if not admit(QueueState(instance.waiting, instance.in_flight, config.parallel, config.max_queue)):
+        group = self.group(name)
+        config = group.config
+        if not admit(QueueState(group.waiting, group.in_flight, group.slots(), config.max_queue)):
+            instance = group.first
             self._rejected(instance, "queue_full")
             raise QueueFull(
-                f"model '{instance.id}' is at its limit: {instance.in_flight} request(s) in flight and "
-                f"{instance.queued} queued ({config.parallel} slots + {config.max_queue} queued allowed); "
+                f"model '{group.id}' is at its limit: {group.in_flight} request(s) in flight and "
+                f"{group.queued()} queued ({group.slots()} slots + {config.max_queue} queued allowed); "
                 "retry later",
                 retry_after=QUEUE_RETRY_AFTER,
             )
+        instance = group.choose(affinity) or group.to_start()
         instance.apply_controls(keep_alive=keep_alive, priority=priority)
         try:
             worker = await instance.acquire()
@@ -178,28 +203,85 @@ class Orchestrator:
         priority: int | None = None,
         keep_alive: float | None = None,
         pinned: bool | None = None,
+        replicas: int | None = None,
     ) -> ModelInstance:
-        instance = self.instance(name)
-        instance.apply_controls(keep_alive=keep_alive, priority=priority, pinned=pinned)
+        """Load the model (``replicas``: that many, as ``scale`` does)."""
+        group = self.group(name)
+        for instance in group.replicas:
+            instance.apply_controls(keep_alive=keep_alive, priority=priority, pinned=pinned)
+        if replicas is not None:
+            await self.scale(name, replicas)
+        await group.first.ensure_ready()
+        await group.first.measured_after_load()
+        return group.first
+
+    async def scale(self, name: str, replicas: int | None) -> ReplicaGroup:
+        """Run exactly ``replicas`` replicas of the model (None: back to automatic scaling within
+        its ``replicas.min``/``max``); returns once the new ones are ready and the removed ones
+        have drained."""
+        group = self.group(name)
+        group.target = replicas
+        if replicas is not None:
+            await self.rescale(group, replicas)
+        return group
+
+    async def rescale(self, group: ReplicaGroup, want: int, *, load: GroupLoad | None = None) -> None:
+        """Start or stop replicas until ``want`` are live: new ones only where memory allows without
+        evicting a model that has requests in flight; removed ones drain their requests first."""
+        async with group.lock:
+            await self._rescale(group, want, load)
+
+    async def _rescale(self, group: ReplicaGroup, want: int, load: GroupLoad | None) -> None:
+        live = group.live()
+        group.last_scaled = time.monotonic()
+        if want > len(live):
+            idle = [
+                r
+                for r in group.replicas
+                if r.state in (State.STOPPED, State.FAILED) and not r.backoff_remaining()
+            ]
+            missing = want - len(live)
+            starts = idle[:missing] + [group.replica(len(group.replicas)) for _ in range(missing - len(idle))]
+            self.emit("scaled", group.first, {"replicas": want, "from": len(live)})
+            results = await asyncio.gather(*(self._start_replica(r) for r in starts), return_exceptions=True)
+            for instance, result in zip(starts, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.warning("%s: replica %d not started: %s", group.id, instance.replica, result)
+        elif want < len(live):
+            extras = sorted((r for r in live if r.replica > 0), key=lambda r: (r.in_flight, -r.replica))
+            if load is not None and (index := replica_to_remove(load)) is not None:
+                extras.sort(key=lambda r: r.replica != index)
+            stopping = extras[: len(live) - want]
+            if want == 0:
+                stopping = live
+            self.emit("scaled", group.first, {"replicas": want, "from": len(live)})
+            for instance in stopping:
+                group.prefixes.forget(instance.replica)
+            await asyncio.gather(*(r.stop(Reason.SCALE_DOWN) for r in stopping), return_exceptions=True)
+
+    async def _start_replica(self, instance: ModelInstance) -> None:
+        plan = await self.memory.plan(instance)
+        busy = {r.id for r in self.memory.snapshot().residents if r.in_flight}
+        if busy.intersection(plan.evict):
+            raise Unavailable(f"no room for another replica of '{instance.id}' without evicting a busy model")
         await instance.ensure_ready()
-        await instance.measured_after_load()
-        return instance
 
     async def plan(self, name: str) -> Plan:
         """Dry run of loading ``name``: what would be evicted and how much would be left."""
         return await self.memory.plan(self.instance(name))
 
     async def unload(self, name: str, *, force: bool = False, reason: str = Reason.MANUAL) -> ModelInstance:
-        """Unload ``name``. Without ``force``, a model with requests in flight is a 409; with it,
-        they are cut off (streams end with an error event)."""
-        instance = self.instance(name)
-        if not force and instance.in_flight:
+        """Unload every replica of ``name``. Without ``force``, a model with requests in flight is
+        a 409; with it, they are cut off (streams end with an error event)."""
+        group = self.group(name)
+        if not force and group.in_flight:
             raise Conflict(
-                f"model '{instance.id}' has {instance.in_flight} request(s) in flight; "
+                f"model '{group.id}' has {group.in_flight} request(s) in flight; "
                 "retry when they finish or unload with force"
             )
-        await instance.stop(reason, force=force)
-        return instance
+        group.target = None
+        await asyncio.gather(*(r.stop(reason, force=force) for r in reversed(group.replicas)))
+        return group.first
 
     # -- status ----------------------------------------------------------------------------
     def devices(self) -> list[DeviceMemory]:
@@ -209,10 +291,9 @@ class Orchestrator:
     async def status(self) -> dict[str, Any]:
         """``GET /models/status``: devices and models, sizes in MiB."""
         devices = await asyncio.to_thread(self.devices)
-        results = await asyncio.gather(
-            *(self.memory.need(i) for i in self.instances.values()), return_exceptions=True
-        )
-        for instance, result in zip(self.instances.values(), results, strict=True):
+        firsts = [group.first for group in self.groups.values()]
+        results = await asyncio.gather(*(self.memory.need(i) for i in firsts), return_exceptions=True)
+        for instance, result in zip(firsts, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("%s: no memory estimate: %s", instance.id, result)
         held = self.memory.snapshot().used()
@@ -221,17 +302,17 @@ class Orchestrator:
             "devices": [
                 device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
             ],
-            "models": [model_status(i.view(), i.stats) for i in self.instances.values()],
+            "models": [group_status(group) for group in self.groups.values()],
             "counters": counters(stats.evictions, stats.drains, stats.rejections),
         }
 
     def views(self) -> list[ModelView]:
         """A read-only snapshot of every model, for status endpoints (``/models/status``, ``/api/ps``)."""
-        return [instance.view() for instance in self.instances.values()]
+        return [group.view() for group in self.groups.values()]
 
     async def shutdown(self) -> None:
         self.accepting = False
         await self.supervisor.stop()  # no heartbeats or restarts while the workers stop
         self.memory.close()
-        await asyncio.gather(*(i.close() for i in self.instances.values()), return_exceptions=True)
+        await asyncio.gather(*(i.close() for i in list(self.instances.values())), return_exceptions=True)
         self.gpu.close()

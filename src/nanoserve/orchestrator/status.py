@@ -6,13 +6,17 @@ model-management tools, so both say the same thing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nanoserve.orchestrator.instance import InstanceStats, ModelView
+from nanoserve.orchestrator.instance import InstanceStats, ModelView, ReplicaView
 from nanoserve.orchestrator.memory import DeviceMemory
 from nanoserve.orchestrator.planner import MIB, Plan
+
+if TYPE_CHECKING:
+    from nanoserve.orchestrator.replicas import ReplicaGroup
 
 
 def mib(size: int | None) -> int | None:
@@ -61,6 +65,34 @@ def model_status(view: ModelView, stats: InstanceStats) -> dict[str, Any]:
         "loads": stats.loads,
         "unloads": dict(stats.unloads),
     }
+
+
+def replica_status(view: ReplicaView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "replica": view.replica,
+        "state": view.state,
+        "device": view.device,
+        "address": view.address,
+        "in_flight": view.in_flight,
+        "queued": view.queued,
+        "requests_total": view.requests_total,
+        "measured_mib": mib(view.measured_bytes),
+        "pid": view.pid,
+    }
+
+
+def group_status(group: ReplicaGroup) -> dict[str, Any]:
+    """A model as one (its replicas aggregated: state, in flight, memory summed), with each
+    replica under ``replicas``."""
+    stats = InstanceStats(
+        loads=sum(r.stats.loads for r in group.replicas),
+        unloads=sum((r.stats.unloads for r in group.replicas), Counter()),
+    )
+    settings = group.config.replicas
+    scaling = {"min": settings.min, "max": settings.max, "target": group.target}
+    replicas = [replica_status(v) for v in group.replica_views()]
+    return {**model_status(group.view(), stats), "scaling": scaling, "replicas": replicas}
 
 
 def plan_status(plan: Plan) -> dict[str, Any]:

@@ -30,21 +30,48 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nanoserve.errors import Conflict, NanoserveError, WorkerUnavailable
 from nanoserve.orchestrator.handles import WorkerHandle, exited_within
 from nanoserve.orchestrator.instance import Lease, ModelInstance
+from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
+from nanoserve.orchestrator.scaling import desired_replicas
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from nanoserve.orchestrator.orchestrator import Orchestrator
+    from nanoserve.orchestrator.handles import Translator
+    from nanoserve.orchestrator.registry import Registry
+    from nanoserve.orchestrator.replicas import ReplicaGroup
+    from nanoserve.orchestrator.scaling import GroupLoad
     from nanoserve.wire.client import WorkerResponse
+
+
+class Supervised(Protocol):
+    """What the supervisor needs of the orchestrator (which owns it)."""
+
+    accepting: bool
+    registry: Registry
+    instances: dict[str, ModelInstance]
+    groups: dict[str, ReplicaGroup]
+    translators: dict[str, Translator]
+
+    async def acquire(
+        self, name: str, *, keep_alive: float | None, priority: int | None, affinity: Affinity
+    ) -> Lease: ...
+
+    async def unload(self, name: str, *, force: bool = False, reason: str = ...) -> ModelInstance: ...
+
+    async def rescale(self, group: ReplicaGroup, want: int, *, load: GroupLoad | None = None) -> None: ...
+
+    def emit(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None: ...
+
 
 log = logging.getLogger("nanoserve.supervisor")
 
 CHECKED_STATES = ("ready", "draining")
+SCALE_TICK_SECONDS = 0.25  # how often replica counts are looked at
 EXIT_GRACE_SECONDS = 2.0  # how long a refused connection waits to see its worker's exit
 
 
@@ -86,29 +113,33 @@ async def _take_slot(lease: Lease) -> None:
 
 
 class Supervisor:
-    def __init__(self, orchestrator: Orchestrator, *, interval: float, timeout: float, failures: int):
+    def __init__(self, orchestrator: Supervised, *, interval: float, timeout: float, failures: int):
         self.orchestrator = orchestrator
         self.interval = interval
         self.timeout = timeout
         self.failures = failures
         self._misses: dict[WorkerHandle, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._scaler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # restarts and unloads under way
         self._broken: set[str] = set()  # models with a request broken by their worker since it was ready
 
     # -- heartbeats ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Check every ``interval`` seconds (0 disables the checks; crash restarts still apply)."""
+        """Check every ``interval`` seconds (0 disables the checks; crash restarts still apply),
+        and look at replica counts every ``SCALE_TICK_SECONDS``."""
         if self.interval > 0 and self._task is None:
             self._task = asyncio.create_task(self._run(), name="heartbeat")
+        if self._scaler is None:
+            self._scaler = asyncio.create_task(self._scale_loop(), name="scaler")
 
     async def stop(self) -> None:
         """No more heartbeats or restarts (the gateway is stopping its workers)."""
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        tasks = [t for t in (self._task, self._scaler, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._task = None
+        self._task = self._scaler = None
 
     async def _run(self) -> None:
         while True:
@@ -150,6 +181,33 @@ class Supervisor:
                     f"backend ({what}) stopped answering health checks "
                     f"({misses} missed, {self.timeout:g}s timeout each)",
                 )
+
+    # -- replicas ---------------------------------------------------------------------------
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SCALE_TICK_SECONDS)
+            try:
+                self.scale_round(time.monotonic())
+            except Exception:  # the loop must survive anything one round does
+                log.exception("scaling round failed")
+
+    def scale_round(self, now: float) -> None:
+        """Track each model's queue pressure; start or stop replicas its settings ask for."""
+        if not self.orchestrator.accepting:
+            return
+        for group in self.orchestrator.groups.values():
+            if group.queued() > 0:
+                group.pressure_since = group.pressure_since or now
+            else:
+                group.pressure_since = None
+            settings = group.config.replicas
+            if group.lock.locked() or (settings.max == 1 and settings.min == 0 and group.target is None):
+                continue  # being rescaled, or a single on-demand instance (its keep-alive decides)
+            load = group.load(now)
+            want = desired_replicas(load, settings)
+            if want != load.live:
+                log.info("%s: %d replica(s) wanted, %d live", group.id, want, load.live)
+                self._spawn(self.orchestrator.rescale(group, want, load=load), f"scale:{group.id}")
 
     # -- restarts ---------------------------------------------------------------------------
     def on_event(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
@@ -196,6 +254,7 @@ class Supervisor:
         priority: int | None = None,
         headers: Callable[[], Mapping[str, str] | None] | None = None,
         waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        affinity: Affinity = NO_AFFINITY,
     ) -> Sent:
         """A lease on the model's backend and its response to ``body`` (body unread).
 
@@ -209,7 +268,9 @@ class Supervisor:
         for attempt in (1, 2):
             started = time.perf_counter()
             with waiting():
-                lease = await self.orchestrator.acquire(model, keep_alive=keep_alive, priority=priority)
+                lease = await self.orchestrator.acquire(
+                    model, keep_alive=keep_alive, priority=priority, affinity=affinity
+                )
                 await _take_slot(lease)
             acquired = time.perf_counter() - started
             worker = lease.worker

@@ -12,7 +12,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from nanoserve.api import lifecycle, proxy
+from nanoserve.api.affinity import affinity
 from nanoserve.api.ollama import convert, models
 from nanoserve.api.ollama.protocol import (
     ChatRequest,
@@ -102,7 +103,14 @@ class OllamaServing:
             )
         path, body = convert.generate_body(req, config)
         return await self._generation(
-            req.model, path, body, controls, req.streaming, chat=False, started=started
+            req.model,
+            path,
+            body,
+            controls,
+            req.streaming,
+            chat=False,
+            started=started,
+            headers=request.headers,
         )
 
     async def chat(self, request: Request) -> Response:
@@ -124,7 +132,14 @@ class OllamaServing:
             )
         body = convert.chat_body(req, config)
         return await self._generation(
-            req.model, convert.CHAT_PATH, body, controls, req.streaming, chat=True, started=started
+            req.model,
+            convert.CHAT_PATH,
+            body,
+            controls,
+            req.streaming,
+            chat=True,
+            started=started,
+            headers=request.headers,
         )
 
     async def _generation(
@@ -137,8 +152,12 @@ class OllamaServing:
         *,
         chat: bool,
         started: float,
+        headers: Mapping[str, str],
     ) -> Response:
-        upstream = await proxy.send(self.orchestrator, name, path, json.dumps(body).encode(), controls)
+        route = affinity(
+            self.orchestrator, name, headers, messages=body.get("messages"), prompt=body.get("prompt")
+        )
+        upstream = await proxy.send(self.orchestrator, name, path, json.dumps(body).encode(), controls, route)
         reply = Reply(name, chat=chat, started=started, load_seconds=upstream.acquire_seconds)
         if upstream.status_code != 200:
             raw = await proxy.read_all(upstream)

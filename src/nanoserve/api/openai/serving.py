@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nanoserve.api import lifecycle, proxy
+from nanoserve.api.affinity import affinity
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest
 from nanoserve.orchestrator.orchestrator import Orchestrator
@@ -68,7 +69,13 @@ class OpenAIServing:
         assert isinstance(req, (ChatCompletionRequest, CompletionRequest))
         self._check_kind(req.model, path)
         controls = lifecycle.controls(req.keep_alive, req.priority, request.headers)
-        upstream = await proxy.send(self.orchestrator, req.model, path, raw, controls)
+        if isinstance(req, ChatCompletionRequest):
+            route = affinity(
+                self.orchestrator, req.model, request.headers, user=req.user, messages=req.messages
+            )
+        else:
+            route = affinity(self.orchestrator, req.model, request.headers, user=req.user, prompt=req.prompt)
+        upstream = await proxy.send(self.orchestrator, req.model, path, raw, controls, route)
         if not req.stream or upstream.status_code != 200:
             body = await proxy.read_all(upstream)
             return Response(body, status_code=upstream.status_code, media_type="application/json")
