@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow lint clean
+.PHONY: install run test test-slow peers lint clean
 
 install: $(STAMP)
 
@@ -31,8 +31,13 @@ run: install
 test: lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: install peers
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Servers the slow tests run beside nanoserve: llama.cpp's llama-server, built once (~5 min on
+# 2 cores) into ~/.cache/nanoserve, outside the repository; instant once built.
+peers: install
+	PYTHON=$(BIN)/python bash peers/build-llama-server.sh
 
 # Fails on any finding: ruff's checks, its formatting, and the import contract (pyproject.toml).
 lint: install

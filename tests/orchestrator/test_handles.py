@@ -1,9 +1,11 @@
 """The pure parts of worker handles, by tables: command templates, environment, request
-translation for foreign backends, remote paths, metric relabelling."""
+translation for foreign backends, remote paths, metric relabelling; and how the reaper exits."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError, EngineError, UnsupportedFeature
 from nanoserve.observability.exposition import with_model_label
 from nanoserve.orchestrator.handles import translator_for
-from nanoserve.orchestrator.handles.command import expand_env, fill_template, template_values
+from nanoserve.orchestrator.handles.command import REAPER, expand_env, fill_template, template_values
 from nanoserve.orchestrator.handles.remote import RemoteClient
 from nanoserve.orchestrator.handles.translate import ForeignRequests
 from nanoserve.profiles.foreign import ForeignOptions, RemoteOptions
@@ -179,3 +181,16 @@ def test_serve_refuses_bad_backend_options_naming_the_field(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "model 'x' (engine remote): options.base_url: " in result.output
     assert "options.max_concurrent: " in result.output
+
+
+@pytest.mark.parametrize(
+    ("script", "returncode"),
+    [("exit 0", 0), ("exit 3", 3), ("kill -TERM $$", -15), ("kill -KILL $$", -9)],
+)
+def test_the_reaper_exits_the_way_its_server_did(script: str, returncode: int) -> None:
+    # a new session, as the gateway starts it: the reaper signals its whole process group
+    argv = [sys.executable, "-I", str(REAPER), "1", "15", "--", "sh", "-c", script]
+    done = subprocess.run(
+        argv, start_new_session=True, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (done.returncode, done.stderr) == (returncode, "")
