@@ -195,6 +195,7 @@ class ModelInstance:
         self.estimated: dict[str, int] | None = None
         self.measured: dict[str, int] | None = None
         self.stats = InstanceStats()
+        self.on_change: Callable[[], None] | None = None  # a request ended or the state changed
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
         self._pending_start: asyncio.Future[WorkerHandle] | None = None
         self._idle = asyncio.Event()
@@ -342,6 +343,8 @@ class ModelInstance:
     def request_finished(self) -> None:
         self.in_flight -= 1
         self.last_used = time.time()
+        if self.on_change is not None:
+            self.on_change()
         if self.in_flight == 0:
             self._idle.set()
             self._wake()
@@ -375,6 +378,8 @@ class ModelInstance:
 
     def _set_state(self, state: State, **details: object) -> None:
         previous, self.state = self.state, state
+        if self.on_change is not None:
+            self.on_change()
         log.debug("%s: %s -> %s", self.key, previous, state)
         self._host.event(str(state), self, {"previous": str(previous), **details})
 

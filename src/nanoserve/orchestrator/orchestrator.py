@@ -179,9 +179,10 @@ class Orchestrator:
                 "retry later",
                 retry_after=QUEUE_RETRY_AFTER,
             )
-        instance = group.choose(affinity) or group.to_start()
-        instance.apply_controls(keep_alive=keep_alive, priority=priority)
+        instance = group.first
         try:
+            instance = await self._route(group, affinity)
+            instance.apply_controls(keep_alive=keep_alive, priority=priority)
             worker = await instance.acquire()
         except InsufficientMemory:
             self._rejected(instance, "never_fits")
@@ -191,6 +192,25 @@ class Orchestrator:
                 self._rejected(instance, "no_room")
             raise
         return Lease(instance, worker)
+
+    async def _route(self, group: ReplicaGroup, affinity: Affinity) -> ModelInstance:
+        """The replica for a request. A model that may have several holds requests beyond its
+        ready replicas' slots here until a slot frees or another replica is ready."""
+        if not group.spread:
+            return group.choose(affinity) or group.to_start()
+        group.held += 1
+        try:
+            while True:
+                group.changed.clear()
+                instance = group.choose(affinity, free_slot=True)
+                if instance is not None:
+                    return instance
+                if not group.ready():  # nothing ready: start one, then route among the ready
+                    await group.to_start().ensure_ready()
+                    continue
+                await group.changed.wait()
+        finally:
+            group.held -= 1
 
     def _rejected(self, instance: ModelInstance, kind: str) -> None:
         self.memory.stats.rejections[kind] += 1
@@ -265,6 +285,7 @@ class Orchestrator:
         if busy.intersection(plan.evict):
             raise Unavailable(f"no room for another replica of '{instance.id}' without evicting a busy model")
         await instance.ensure_ready()
+        await instance.measured_after_load()
 
     async def plan(self, name: str) -> Plan:
         """Dry run of loading ``name``: what would be evicted and how much would be left."""

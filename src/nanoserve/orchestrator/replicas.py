@@ -26,7 +26,10 @@ class ReplicaGroup:
     def __init__(self, config: ModelConfig, new_instance: Callable[[int], ModelInstance]):
         self.config = config
         self._new_instance = new_instance
-        self.replicas: list[ModelInstance] = [new_instance(0)]
+        self.replicas: list[ModelInstance] = []
+        self.changed = asyncio.Event()  # a slot was freed or a replica changed state
+        self.held = 0  # requests waiting in the gateway for a free slot on any replica
+        self.replica(0)
         self.prefixes = PrefixTable()
         self.target: int | None = None  # set by hand (POST /models/scale); None: automatic
         self.pressure_since: float | None = None  # monotonic; requests queued beyond all slots
@@ -53,14 +56,25 @@ class ReplicaGroup:
     def replica(self, index: int) -> ModelInstance:
         """Replica ``index``, created if it does not exist yet."""
         while len(self.replicas) <= index:
-            self.replicas.append(self._new_instance(len(self.replicas)))
+            instance = self._new_instance(len(self.replicas))
+            instance.on_change = self.changed.set
+            self.replicas.append(instance)
         return self.replicas[index]
 
+    @property
+    def spread(self) -> bool:
+        """More than one replica may serve: requests beyond the ready replicas' slots wait in the
+        gateway (where a new replica can take them) instead of in one worker's queue."""
+        return self.config.replicas.max > 1 or len(self.replicas) > 1 or bool(self.target)
+
     # -- routing ----------------------------------------------------------------------------
-    def choose(self, affinity: Affinity) -> ModelInstance | None:
-        """The ready replica to serve a request (None: none is ready); remembers the prompt's
-        blocks there for the next request with the same prefix."""
+    def choose(self, affinity: Affinity, *, free_slot: bool = False) -> ModelInstance | None:
+        """The ready replica to serve a request (None: none is ready, or with ``free_slot`` none
+        has a free slot and the request has no session to keep); remembers the prompt's blocks
+        there for the next request with the same prefix."""
         ready = self.ready()
+        if free_slot and not affinity.session:
+            ready = [r for r in ready if r.in_flight + r.waiting < self.config.parallel]
         candidates = [Candidate(r.replica, r.in_flight + r.waiting) for r in ready]
         index = choose(candidates, affinity, self.prefixes.seen if len(ready) > 1 else None)
         if index is None:
@@ -83,7 +97,7 @@ class ReplicaGroup:
 
     @property
     def waiting(self) -> int:
-        return sum(r.waiting for r in self.replicas)
+        return self.held + sum(r.waiting for r in self.replicas)
 
     def slots(self) -> int:
         """Requests the ready replicas serve at once (at least one replica's worth)."""
