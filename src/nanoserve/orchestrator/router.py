@@ -30,7 +30,7 @@ from dataclasses import dataclass
 BLOCK_CHARS = 128  # about 32 tokens of English text
 MIN_MATCH_BLOCKS = 4  # ~128 tokens must match before a prefix pins a request
 MAX_IMBALANCE = 4  # requests; beyond this load wins over the cached prefix
-MAX_BLOCKS = 256  # a prompt's first 32 K characters are enough to tell prefixes apart
+MAX_BLOCKS = 32  # the first ~4 K characters (~1 K tokens) tell shared prefixes apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +44,20 @@ class Affinity:
     """What a request says about where it would be served best."""
 
     session: str | None = None
-    prefix_blocks: tuple[bytes, ...] = ()
+    prefix_blocks: tuple[int, ...] = ()
 
 
 NO_AFFINITY = Affinity()
 
 
-def prefix_blocks(text: str, block_chars: int = BLOCK_CHARS, limit: int = MAX_BLOCKS) -> tuple[bytes, ...]:
+def prefix_blocks(text: str, block_chars: int = BLOCK_CHARS, limit: int = MAX_BLOCKS) -> tuple[int, ...]:
     """Chained hashes of the whole ``block_chars`` blocks of ``text`` (a partial last block is left
-    out: it would match nothing next time)."""
+    out: it would match nothing next time). Python's own string hash: the table lives in this
+    process only, and it is several times cheaper than a cryptographic digest."""
     blocks = []
-    digest = b""
+    digest = 0
     for start in range(0, min(len(text), block_chars * limit) - block_chars + 1, block_chars):
-        digest = hashlib.blake2b(digest + text[start : start + block_chars].encode(), digest_size=8).digest()
+        digest = hash((digest, text[start : start + block_chars]))
         blocks.append(digest)
     return tuple(blocks)
 
@@ -65,7 +66,7 @@ def _rendezvous(session: str, replica: int) -> bytes:
     return hashlib.blake2b(f"{session}\0{replica}".encode(), digest_size=8).digest()
 
 
-def matched_blocks(blocks: Sequence[bytes], seen: Mapping[bytes, int], replica: int) -> int:
+def matched_blocks(blocks: Sequence[int], seen: Mapping[int, int], replica: int) -> int:
     """How many leading blocks of ``blocks`` were last sent to ``replica`` (``seen``: block → replica)."""
     count = 0
     for block in blocks:
@@ -78,7 +79,7 @@ def matched_blocks(blocks: Sequence[bytes], seen: Mapping[bytes, int], replica: 
 def choose(
     candidates: Sequence[Candidate],
     affinity: Affinity = NO_AFFINITY,
-    seen: Mapping[bytes, int] | None = None,
+    seen: Mapping[int, int] | None = None,
     *,
     rng: random.Random | None = None,
     min_match_blocks: int = MIN_MATCH_BLOCKS,
@@ -110,16 +111,16 @@ class PrefixTable:
 
     def __init__(self, capacity: int = 65536):
         self.capacity = capacity
-        self._owner: OrderedDict[bytes, int] = OrderedDict()
+        self._owner: OrderedDict[int, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._owner)
 
     @property
-    def seen(self) -> Mapping[bytes, int]:
+    def seen(self) -> Mapping[int, int]:
         return self._owner
 
-    def record(self, blocks: Iterable[bytes], replica: int) -> None:
+    def record(self, blocks: Iterable[int], replica: int) -> None:
         for block in blocks:
             self._owner[block] = replica
             self._owner.move_to_end(block)
