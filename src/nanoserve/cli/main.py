@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "nanoserve.cli.rag:ingest",
     "rag": "nanoserve.cli.rag:rag",
     "mcp": "nanoserve.cli.mcp:mcp",
+    "keys": "nanoserve.cli.keys:keys",
 }
 
 _SHORT_HELP = {
@@ -32,6 +33,7 @@ _SHORT_HELP = {
     "ingest": "Add documents to a collection.",
     "rag": "Query collections and evaluate retrieval.",
     "mcp": "MCP server over stdio, forwarding to a gateway.",
+    "keys": "API keys: create, list, revoke.",
 }
 
 
