@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -352,3 +353,28 @@ def test_every_route_refuses_rebinding_and_foreign_pages(gw: Gateway) -> None:
         )
         assert attack.status_code == 403
         assert http.get("/v1/rag/collections/pwned").status_code == 404
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_readme_curl_examples_work_without_keys(mock_gateway: Gateway) -> None:
+    """Keys not required: curl from a terminal (no Origin; `-d` sends a form content type)."""
+    base = f"localhost:{mock_gateway.port}"
+
+    def curl(*args: str) -> dict[str, Any]:
+        out = subprocess.run(
+            ["curl", "-s", "--fail-with-body", *args], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout)
+
+    assert curl(f"{base}/v1/embeddings", "-d", '{"model": "mock-embed", "input": "hello"}')["usage"]
+    chat = curl(
+        f"http://{base}/v1/chat/completions",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        '{"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}',
+    )
+    assert chat["choices"]
+    assert "data" in curl(f"{base}/v1/rag/metrics")
+    assert curl(f"{base}/models/status")["models"]
