@@ -4,6 +4,7 @@ the official openai, ollama and mcp clients and raw HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -204,16 +205,18 @@ def test_keys_created_and_revoked_while_running_count_at_once(gw: Gateway) -> No
     cli = [sys.executable, "-m", "nanoserve", "keys"]
     where = ["--data-dir", str(gw.data_dir)]
     created = subprocess.run(
-        [*cli, "create", "late", "--scope", "inference", *where], capture_output=True, text=True
+        [*cli, "create", "late", "--scope", "inference", *where], check=False, capture_output=True, text=True
     )
     assert created.returncode == 0, created.stderr
     secret = created.stdout.strip()
     assert "shown once" in created.stderr and secret.startswith("ns-")
-    listed = subprocess.run([*cli, "list", *where], capture_output=True, text=True).stdout
+    listed = subprocess.run(check=False, args=[*cli, "list", *where], capture_output=True, text=True).stdout
     assert "late" in listed and secret not in listed
     with gw.client(headers=bearer(secret)) as http:
         assert http.get("/v1/models").status_code == 200
-        revoked = subprocess.run([*cli, "revoke", "late", *where], capture_output=True, text=True)
+        revoked = subprocess.run(
+            check=False, args=[*cli, "revoke", "late", *where], capture_output=True, text=True
+        )
         assert revoked.returncode == 0, revoked.stderr
         assert http.get("/v1/models").status_code == 401
 
@@ -276,22 +279,23 @@ async def test_mcp_client_with_a_key(gw: Gateway) -> None:
     _, inference = new_key(gw, ["inference"])
     refused = await models_status(bearer(inference))
     assert refused.is_error and "'admin' scope" in refused.content[0].text  # type: ignore[union-attr]
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the SDK wraps the 401 in its own error types
+    with pytest.raises(Exception):  # noqa: B017 - the SDK wraps the 401 in its own error types
         await models_status({})
 
 
 def test_serve_refuses_to_expose_without_keys(tmp_path: Path) -> None:
     serve = [sys.executable, "-m", "nanoserve", "serve", "--data-dir", str(tmp_path), "--port", "1"]
-    refused = subprocess.run([*serve, "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        check=False, args=[*serve, "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 1 and "--insecure-no-auth" in refused.stderr
 
 
 def test_short_bootstrap_key_is_refused(tmp_path: Path) -> None:
     env_cmd = [sys.executable, "-m", "nanoserve", "serve", "--data-dir", str(tmp_path), "--port", "1"]
-    import os
-
     result = subprocess.run(
-        env_cmd,
+        args=env_cmd,
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -362,7 +366,11 @@ def test_readme_curl_examples_work_without_keys(mock_gateway: Gateway) -> None:
 
     def curl(*args: str) -> dict[str, Any]:
         out = subprocess.run(
-            ["curl", "-s", "--fail-with-body", *args], capture_output=True, text=True, timeout=60
+            args=["curl", "-s", "--fail-with-body", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stdout + out.stderr
         return json.loads(out.stdout)
