@@ -190,6 +190,49 @@ class ObservabilitySettings(_Strict):
     service_name: str = "nanoserve"
 
 
+ALLOWED_HOSTS_ENV = "NANOSERVE_ALLOWED_HOSTS"
+
+
+class AuthSettings(_Strict):
+    """API keys (docs/security.md). Keys live in the data dir; ``nanoserve keys`` manages them."""
+
+    required: bool = Field(
+        default=False, description="every route but /health, /ready, / and /api/version needs a key"
+    )
+    bootstrap_key_env: str | None = Field(
+        default="NANOSERVE_BOOTSTRAP_KEY",
+        description="environment variable whose value, when set, is an admin key (for containers)",
+    )
+
+
+class CorsSettings(_Strict):
+    """Cross-origin browser access: off unless origins are listed ("*" allows any origin)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description="e.g. https://app.example.com")
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-api-key", "x-request-id"]
+    )
+    max_age: int = Field(default=600, ge=0, description="seconds a browser may cache a preflight answer")
+
+
+class TlsSettings(_Strict):
+    """HTTPS served by uvicorn itself (or put a reverse proxy in front: docs/security.md)."""
+
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> TlsSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.certfile is not None
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -202,6 +245,23 @@ class Settings(_Strict):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description=(
+            "Host header names accepted besides loopback and the bound address (compose service "
+            f"names, a reverse proxy's name; '*' accepts any); also ${ALLOWED_HOSTS_ENV}, comma-separated"
+        ),
+    )
+
+    @field_validator("allowed_hosts", mode="after")
+    @classmethod
+    def _hosts_from_env(cls, value: list[str]) -> list[str]:
+        extra = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+        return [*value, *(h for h in extra if h not in value)]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

@@ -9,11 +9,15 @@ is not a ``NanoserveError`` is a bug: it is logged and rendered as a 500.
     ├── BadRequest                       400 invalid_request_error
     │   ├── ContextLengthExceeded        400 (prompt tokens vs. context)
     │   └── UnsupportedFeature           400 (a capability the model or engine lacks)
+    ├── Unauthorized                     401 (no API key, or an unknown or revoked one)
+    ├── Forbidden                        403 (the key lacks the scope or model; a foreign Origin)
     ├── NotFound                         404
     │   └── ModelNotFound                404
     ├── Conflict                         409 (e.g. unload with a stream in flight)
     ├── PayloadTooLarge                  413
+    ├── MisdirectedRequest               421 (a Host header that does not name this server)
     ├── QueueFull                        429 + Retry-After
+    ├── RateLimited                      429 + Retry-After (a key's rpm, tpm or concurrency limit)
     ├── Unavailable                      503 + Retry-After (no room right now, shutting down)
     ├── InsufficientMemory               507 (the model can never fit the budget)
     └── EngineError                      500 (the engine or worker failed)
@@ -62,6 +66,24 @@ class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
 
 
+class Unauthorized(NanoserveError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(NanoserveError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class MisdirectedRequest(NanoserveError):
+    status = 421
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
 class NotFound(NanoserveError):
     status = 404
     type = "invalid_request_error"
@@ -92,6 +114,18 @@ class QueueFull(NanoserveError):
     status = 429
     type = "rate_limit_error"
     code = "queue_full"
+
+
+class RateLimited(NanoserveError):
+    """A key's limit is reached; ``limit`` names it (``rpm``, ``tpm`` or ``concurrency``)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, retry_after: float):
+        super().__init__(message, retry_after=retry_after)
+        self.limit = limit
 
 
 class Unavailable(NanoserveError):

@@ -96,7 +96,7 @@ async def test_request_spans_from_gateway_to_engine(tmp_path: Path, receiver: Ot
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     try:
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://gw", timeout=60
+            transport=httpx.ASGITransport(app), base_url="http://localhost", timeout=60
         ) as http:
             resp = await http.post("/v1/chat/completions", json=body, headers={"traceparent": parent})
             assert resp.status_code == 200

@@ -12,7 +12,7 @@ from nanoserve.config import Settings
 
 
 def test_create_app_mounts_rag_and_its_metrics(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as client:
         assert client.get("/v1/rag/collections").json() == {"object": "list", "data": []}
         assert client.get("/v1/rag/metrics").json() == {"object": "list", "data": []}
         missing = client.get("/v1/rag/traces/tr_nope")

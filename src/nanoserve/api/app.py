@@ -16,11 +16,13 @@ from nanoserve import __version__
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import ollama_error_response
 from nanoserve.api.health import create_health_router
+from nanoserve.api.keys import create_keys_router
 from nanoserve.api.ollama.router import create_ollama_router
 from nanoserve.api.ollama.serving import OllamaServing
 from nanoserve.api.openai.router import create_openai_router
 from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.api.rag import create_rag_router, create_rag_service
+from nanoserve.auth.middleware import AuthMiddleware, Gate
 from nanoserve.config import Settings
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.mcp.mount import McpEndpoint
@@ -42,6 +44,11 @@ def render_error(request: Request, exc: BaseException) -> JSONResponse:
     if request.url.path.startswith(OLLAMA_PREFIX):
         return ollama_error_response(exc)
     return openai_error_response(exc)
+
+
+def render_gate_error(path: str, exc: NanoserveError) -> JSONResponse:
+    """The gate's refusals (401, 403, 421, 429) in the dialect of the route they were aimed at."""
+    return ollama_error_response(exc) if path.startswith(OLLAMA_PREFIX) else openai_error_response(exc)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -89,6 +96,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
             await rag.aclose()
             await orchestrator.shutdown()
             telemetry.close()
+            gate.close()
 
     app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -97,13 +105,16 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.openai = OpenAIServing(orchestrator, settings)
     app.state.ollama = OllamaServing(orchestrator, settings)
     _install_error_handlers(app)
+    gate = app.state.gate = Gate(settings, registry=telemetry.metrics.registry)
+    app.add_middleware(AuthMiddleware, gate=gate, render=render_gate_error)  # inside RequestMiddleware
     app.add_middleware(RequestMiddleware, telemetry=telemetry)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
     app.include_router(create_admin_router())
+    app.include_router(create_keys_router())
     app.include_router(create_ollama_router())
-    rag = app.state.rag = create_rag_service(settings)
+    rag = app.state.rag = create_rag_service(settings, gate.internal.headers)
     telemetry.metrics.registry.register(rag.prometheus_collector())
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     mcp = app.state.mcp = McpEndpoint(settings)

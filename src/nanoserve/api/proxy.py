@@ -20,6 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from nanoserve.api.lifecycle import Controls
+from nanoserve.auth.context import check_model
 from nanoserve.errors import NanoserveError, WorkerUnavailable
 from nanoserve.observability import requests
 from nanoserve.orchestrator.orchestrator import Orchestrator
@@ -78,6 +79,8 @@ async def send(
     """A lease on the model's backend (the replica ``affinity`` suggests, if the model has several)
     and its response (body unread)."""
     controls = controls or Controls()
+    if (config := orchestrator.registry.find(model)) is not None:
+        check_model(config.names)  # the key's model allow-list (403)
     record = requests.current()
     sent = await orchestrator.supervisor.send(
         model,

@@ -9,7 +9,7 @@ service and shape JSON. The router's route class renders errors in OpenAI's body
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -86,11 +86,18 @@ def gateway_url(settings: Settings) -> str:
         host = "[::1]"
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    scheme = "https" if settings.tls.enabled else "http"
+    return f"{scheme}://{host}:{settings.port}"
 
 
-def create_rag_service(settings: Settings) -> RagService:
-    return RagService(settings.data_dir, InferenceClient(gateway_url(settings)), settings.rag)
+def create_rag_service(
+    settings: Settings, auth_headers: Callable[[], Mapping[str, str]] | None = None
+) -> RagService:
+    """``auth_headers``: the gateway's internal credential, charging the asking key (nanoserve.auth)."""
+    client = InferenceClient(
+        gateway_url(settings), auth_headers=auth_headers, verify=not settings.tls.enabled
+    )
+    return RagService(settings.data_dir, client, settings.rag)
 
 
 def create_rag_router(get_service: GetService) -> APIRouter:

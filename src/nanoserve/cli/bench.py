@@ -135,7 +135,12 @@ def _positive_rate(ctx: click.Context, param: click.Parameter, value: float) -> 
     help="Draw throughput and latency versus concurrency to this PNG (needs nanoserve[bench]).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of prompts and arrivals.")
-@click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token [env: OPENAI_API_KEY].")
+@click.option(
+    "--api-key",
+    envvar=["NANOSERVE_API_KEY", "OPENAI_API_KEY"],
+    default=None,
+    help="Bearer token [env: NANOSERVE_API_KEY or OPENAI_API_KEY].",
+)
 @click.option(
     "--request-timeout",
     type=click.FloatRange(min=0, min_open=True),

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "rag": "nanoserve.cli.rag:rag",
     "mcp": "nanoserve.cli.mcp:mcp",
     "demo": "nanoserve.cli.demo:demo",
+    "keys": "nanoserve.cli.keys:keys",
 }
 
 _SHORT_HELP = {
@@ -34,6 +35,7 @@ _SHORT_HELP = {
     "rag": "Query collections and evaluate retrieval.",
     "mcp": "MCP server over stdio, forwarding to a gateway.",
     "demo": "Demonstrations on a gateway of their own (the provisioning cycle).",
+    "keys": "API keys: create, list, revoke.",
 }
 
 

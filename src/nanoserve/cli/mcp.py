@@ -12,7 +12,14 @@ DEFAULT_URL = "http://127.0.0.1:8000"
     "--url", default=DEFAULT_URL, show_default=True, envvar="NANOSERVE_URL", help="The gateway's base URL."
 )
 @click.option("--log-level", default="warning", show_default=True, help="Level of the log written to stderr.")
-def mcp(url: str, log_level: str) -> None:
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="NANOSERVE_API_KEY",
+    show_envvar=True,
+    help="API key for a gateway that requires one (its scopes limit the tools).",
+)
+def mcp(url: str, log_level: str, api_key: str | None) -> None:
     """Serve MCP over stdio (for Claude Desktop, Cursor, VS Code, ...), forwarding to a gateway.
 
     Tools: query, ingest (text, files and folders), feedback, document_values, list_collections,
@@ -28,4 +35,4 @@ def mcp(url: str, log_level: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("must start with http:// or https://", param_hint="--url")
     setup_logging("text", log_level)  # stderr: stdout carries the protocol
-    anyio.run(serve_stdio, url)
+    anyio.run(serve_stdio, url, api_key)

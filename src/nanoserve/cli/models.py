@@ -8,14 +8,22 @@ from typing import Any
 
 import click
 
+from nanoserve.cli.options import api_key_option, auth_headers
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
-url_option = click.option(
+_url = click.option(
     "--url",
     default=lambda: os.environ.get("NANOSERVE_URL", DEFAULT_URL),
     show_default=f"$NANOSERVE_URL or {DEFAULT_URL}",
     help="The gateway's address.",
 )
+
+
+def url_option(f: Any) -> Any:
+    return _url(api_key_option(f))
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the gateway's JSON answer.")
 
 
@@ -23,7 +31,14 @@ def _call(url: str, method: str, path: str, body: dict[str, Any] | None = None, 
     import httpx
 
     try:
-        response = httpx.request(method, url.rstrip("/") + path, json=body, timeout=timeout, trust_env=False)
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            timeout=timeout,
+            trust_env=False,
+            headers=auth_headers(),
+        )
     except httpx.TransportError as exc:
         raise click.ClickException(f"cannot reach the gateway at {url}: {exc}") from exc
     try:

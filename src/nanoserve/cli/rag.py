@@ -16,11 +16,14 @@ from typing import Any
 import click
 import httpx
 
+from nanoserve.cli.options import api_key_option, auth_headers
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 STRATEGY_CHOICES = ["semantic", "keyword", "hybrid"]
 
 
 def _url_option(f: Any) -> Any:
+    f = api_key_option(f)
     return click.option(
         "--url",
         default=DEFAULT_URL,
@@ -31,7 +34,9 @@ def _url_option(f: Any) -> Any:
 
 
 def _client(url: str, timeout: float = 600.0) -> httpx.Client:
-    return httpx.Client(base_url=url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0))
+    return httpx.Client(
+        base_url=url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=10.0), headers=auth_headers()
+    )
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:

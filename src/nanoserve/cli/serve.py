@@ -25,6 +25,11 @@ import click
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve beyond loopback without API keys (anyone who can connect may use and manage it).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -32,25 +37,42 @@ def serve(
     data_dir: Path | None,
     log_format: str | None,
     log_level: str,
+    insecure_no_auth: bool,
 ) -> None:
     """Serve the configured models behind OpenAI- and Ollama-compatible APIs on one port."""
     import uvicorn
 
     from nanoserve.api.app import create_app
+    from nanoserve.auth.policy import exposure_problem
     from nanoserve.config import load_settings
     from nanoserve.errors import ConfigError
     from nanoserve.observability.logging import setup_logging
 
     try:
         settings = load_settings(config_path, host=host, port=port, data_dir=data_dir, log_format=log_format)
+        problem = exposure_problem(
+            settings.host, auth_required=settings.auth.required, insecure_no_auth=insecure_no_auth
+        )
+        if problem is not None:
+            raise ConfigError(problem)
         setup_logging(settings.log_format, log_level)
         app = create_app(settings)  # checks each backend's options
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
+    scheme = "https" if settings.tls.enabled else "http"
     click.echo(
-        f"nanoserve: serving {', '.join(m.id for m in settings.models)} on http://{settings.host}:{settings.port}",
+        f"nanoserve: serving {', '.join(m.id for m in settings.models)} on "
+        f"{scheme}://{settings.host}:{settings.port}",
         err=True,
     )
+    if insecure_no_auth and not settings.auth.required:
+        click.secho(
+            f"WARNING: --insecure-no-auth: {settings.host} is served WITHOUT API keys; anyone who can "
+            "connect can run, load and unload models and read and change documents.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
     uvicorn.run(
         app,
         host=settings.host,
@@ -59,4 +81,6 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace),
+        ssl_certfile=str(settings.tls.certfile) if settings.tls.certfile else None,
+        ssl_keyfile=str(settings.tls.keyfile) if settings.tls.keyfile else None,
     )

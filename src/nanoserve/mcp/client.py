@@ -12,6 +12,9 @@ timeout is ``Unavailable``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -46,6 +49,23 @@ _BY_STATUS: dict[int, type[NanoserveError]] = {
 }
 
 
+# The caller's credential headers, for the mounted /mcp: its tools call the REST API with the key
+# that called /mcp (set by the server around each tool call and resource read).
+_forwarded: ContextVar[Mapping[str, str] | None] = ContextVar("nanoserve_mcp_forwarded", default=None)
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+
+
+@contextmanager
+def forwarding(headers: Mapping[str, str]) -> Iterator[None]:
+    """Calls made inside carry these credential headers (only ``CREDENTIAL_HEADERS`` are kept)."""
+    kept = {name: headers[name] for name in CREDENTIAL_HEADERS if name in headers}
+    token = _forwarded.set(kept)
+    try:
+        yield
+    finally:
+        _forwarded.reset(token)
+
+
 class GatewayClient:
     """Typed calls to ``/v1/rag``, ``/models`` and ``/metrics`` of a running gateway."""
 
@@ -55,9 +75,16 @@ class GatewayClient:
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
+        verify: bool = True,
     ):
+        """``api_key``: sent as a bearer token (``nanoserve mcp --api-key``); inside ``forwarding``
+        the caller's own credential is sent instead."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers, verify=verify
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -175,6 +202,8 @@ class GatewayClient:
         self, method: str, path: str, *, ok_statuses: tuple[int, ...] = (), **kwargs: Any
     ) -> httpx.Response:
         try:
+            if (forwarded := _forwarded.get()) is not None:
+                kwargs["headers"] = {**forwarded, **kwargs.get("headers", {})}
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise Unavailable(

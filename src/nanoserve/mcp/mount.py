@@ -9,28 +9,24 @@ pydantic models), which would delay every gateway start. So ``running()`` builds
 the background after the gateway is up (the import in a worker thread) and then runs the SDK's
 session manager; a request that arrives before that waits for it.
 
-DNS rebinding: a web page must not reach a local MCP server through a hostname it controls, so
-the Host header must name this machine: a loopback name, the configured ``host``, or, when bound
-to every interface (0.0.0.0 / ::), one of this machine's addresses or its hostname. A browser's
-Origin, when sent, must be one of those too. Clients that send no Origin (every non-browser MCP
-client) are not affected.
+DNS rebinding: the gateway checks Host and Origin on every route (``nanoserve.auth``); the SDK's
+own check is given the same names (``auth/hosts.py``), a second lock on the same door.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import psutil
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nanoserve.api.rag import gateway_url
+from nanoserve.auth.hosts import ANY, WILDCARDS, allowed_hosts, machine_addresses
 from nanoserve.config import Settings
 
 if TYPE_CHECKING:
@@ -42,49 +38,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("nanoserve.mcp")
 
 PATH = "/mcp"
-LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
-WILDCARDS = ("0.0.0.0", "::", "[::]", "", "*")
 START_TIMEOUT = 60.0  # seconds a request waits for the MCP server to be built
-
-
-def _as_host(address: str) -> str:
-    """An address as it appears in a Host header (IPv6 in brackets, without a zone)."""
-    address = address.split("%", 1)[0]
-    if ":" in address and not address.startswith("["):
-        return f"[{address}]"
-    return address
-
-
-def allowed_hosts(bind_host: str, local_addresses: Iterable[str] = ()) -> list[str]:
-    """The host names a request may use (pure): loopback, the bound host, and the machine's own
-    addresses when bound to a wildcard."""
-    names = list(LOOPBACK)
-    extra = local_addresses if bind_host in WILDCARDS else [bind_host]
-    for name in extra:
-        host = _as_host(name.strip().lower())
-        if host and host not in names:
-            names.append(host)
-    return names
 
 
 def transport_security(hosts: Iterable[str]) -> TransportSecuritySettings:
     """Host patterns with and without a port; Origins over http and https."""
     from mcp.server.transport_security import TransportSecuritySettings
 
+    hosts = list(hosts)
     patterns = [pattern for h in hosts for pattern in (h, f"{h}:*")]
     return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
+        enable_dns_rebinding_protection=ANY not in hosts,
         allowed_hosts=patterns,
         allowed_origins=[f"{scheme}://{p}" for scheme in ("http", "https") for p in patterns],
     )
-
-
-def machine_addresses() -> list[str]:
-    """This machine's hostname and interface addresses (no DNS lookup)."""
-    addresses = [socket.gethostname()]
-    for interface in psutil.net_if_addrs().values():
-        addresses += [a.address for a in interface if a.family in (socket.AF_INET, socket.AF_INET6)]
-    return addresses
 
 
 class McpEndpoint:
@@ -94,8 +61,9 @@ class McpEndpoint:
     def __init__(self, settings: Settings):
         self.url = gateway_url(settings)
         local = machine_addresses() if settings.host in WILDCARDS else []
-        self.hosts = allowed_hosts(settings.host, local)
+        self.hosts = allowed_hosts(settings.host, local, settings.allowed_hosts)
         self.max_body_bytes = settings.max_body_bytes
+        self.verify = not settings.tls.enabled  # its own certificate, on loopback
         self.route = Route(PATH, self, include_in_schema=False)  # an ASGI app: every method
         self._app: asyncio.Future[ASGIApp] | None = None
 
@@ -125,7 +93,7 @@ class McpEndpoint:
     async def _serve(self, ready: asyncio.Future[ASGIApp], stop: asyncio.Event) -> None:
         from nanoserve.mcp.client import GatewayClient
 
-        client = GatewayClient(self.url)
+        client = GatewayClient(self.url, verify=self.verify)
         try:
             server, app = await asyncio.to_thread(self._build, client)
             async with server.session_manager.run():

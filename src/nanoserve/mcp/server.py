@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from nanoserve import __version__
 from nanoserve.errors import NanoserveError, NotFound
-from nanoserve.mcp.client import GatewayClient
+from nanoserve.mcp.client import GatewayClient, forwarding
 from nanoserve.mcp.tools import NanoserveTools
 from nanoserve.wire.errors import bad_request_from_validation
 
@@ -128,9 +128,28 @@ def _json(body: Any) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False)
 
 
+class _ForwardingServer(MCPServer):
+    """Over HTTP, each tool call and resource read reaches the REST API with the credential of
+    the request that carried it (its key's scopes apply there); over stdio nothing changes."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        with _forwarding(context):
+            return await super().call_tool(name, arguments, context)
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        with _forwarding(context):
+            return await super().read_resource(uri, context)
+
+
+def _forwarding(context: Any) -> AbstractContextManager[None]:
+    request = getattr(getattr(context, "request_context", None), "request", None)
+    headers = getattr(request, "headers", None)
+    return forwarding(headers) if headers is not None else nullcontext()
+
+
 def create_mcp_server(client: GatewayClient, *, allow_paths: bool) -> MCPServer:
     tools = NanoserveTools(client, allow_paths=allow_paths)
-    server: MCPServer = MCPServer(
+    server: MCPServer = _ForwardingServer(
         "nanoserve",
         title="nanoserve",
         version=__version__,

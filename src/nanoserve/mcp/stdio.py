@@ -10,7 +10,7 @@ from nanoserve.mcp.client import GatewayClient
 from nanoserve.mcp.server import create_mcp_server
 
 
-async def serve_stdio(url: str) -> None:
+async def serve_stdio(url: str, api_key: str | None = None) -> None:
     """Serve MCP on stdin/stdout until the client closes them."""
-    async with GatewayClient(url) as client:
+    async with GatewayClient(url, api_key=api_key) as client:
         await create_mcp_server(client, allow_paths=True).run_stdio_async()

@@ -9,7 +9,7 @@ a refused connection is ``Unavailable``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -37,10 +37,19 @@ class InferenceClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        auth_headers: Callable[[], Mapping[str, str]] | None = None,
+        verify: bool = True,
     ):
+        """``auth_headers``: called per request (the gateway's internal credential and the key
+        that asked); ``verify=False`` only for the gateway's own TLS on loopback."""
         self.base_url = base_url.rstrip("/")
+        self._auth_headers = auth_headers
         self._http = httpx.AsyncClient(
-            base_url=self.base_url + "/v1", timeout=timeout, transport=transport, headers=headers
+            base_url=self.base_url + "/v1",
+            timeout=timeout,
+            transport=transport,
+            headers=headers,
+            verify=verify,
         )
 
     async def aclose(self) -> None:
@@ -69,7 +78,8 @@ class InferenceClient:
 
     async def _post(self, path: str, payload: dict[str, Any], model: str) -> dict[str, Any]:
         try:
-            response = await self._http.post(path, json=payload)
+            headers = self._auth_headers() if self._auth_headers is not None else None
+            response = await self._http.post(path, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             raise Unavailable(f"model {model!r} did not answer in time ({path})", retry_after=5) from exc
         except httpx.TransportError as exc:

@@ -36,6 +36,7 @@ from nanoserve.api.ollama.protocol import (
 )
 from nanoserve.api.ollama.stream import Reply, lines, ndjson, now_iso
 from nanoserve.api.ollama.weights import WeightsCatalog
+from nanoserve.auth.context import check_model
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest, NotFound, UnsupportedFeature
 from nanoserve.orchestrator.orchestrator import Orchestrator
@@ -66,6 +67,7 @@ class OllamaServing:
         config = self.orchestrator.registry.find(name)
         if config is None:
             raise NotFound(f"model '{name}' not found", param="model")
+        check_model(config.names)  # the key's model allow-list (403), loads included
         return config
 
     def _require(self, config: ModelConfig, name: str, kind: str, what: str) -> None:
