@@ -29,6 +29,7 @@ from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
 from nanoserve.observability.tracing import Tracing
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import bad_request_from_validation, openai_error_response
 
 log = logging.getLogger("nanoserve.api")
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.ollama = OllamaServing(orchestrator, settings)
     _install_error_handlers(app)
     app.add_middleware(RequestMiddleware, telemetry=telemetry)
+    app.add_middleware(CancelOnDisconnect)  # outside the request records: they see the cancel
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())

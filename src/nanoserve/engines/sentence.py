@@ -129,6 +129,9 @@ class SentenceTransformersEngine(EmbeddingEngine):
             await self._encode(batch)
 
     async def _encode(self, batch: list[_Job]) -> None:
+        batch = [job for job in batch if not job.future.done()]  # a cancelled job's client left
+        if not batch:
+            return
         texts = [t for job in batch for t in job.texts]
         try:
             array = await asyncio.to_thread(
