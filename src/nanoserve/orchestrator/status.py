@@ -58,7 +58,9 @@ def model_status(view: ModelView, stats: InstanceStats) -> dict[str, Any]:
         "priority": view.priority,
         "pinned": view.pinned,
         "pid": view.pid,
+        "error": view.error,
         "loads": stats.loads,
+        "crashes": stats.crashes,  # exits, failed heartbeats and stalls
         "unloads": dict(stats.unloads),
     }
 
