@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api import openapi
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import ollama_error_response
 from nanoserve.api.health import create_health_router
@@ -110,4 +111,5 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     mcp = app.state.mcp = McpEndpoint(settings)
     app.router.routes.append(mcp.route)  # /mcp, streamable HTTP; its tools call this gateway's REST API
+    openapi.install(app)  # every operation typed, errors in each dialect (api/openapi.py)
     return app

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from nanoserve.config import Settings
@@ -118,7 +119,10 @@ def create_rag_router(get_service: GetService) -> APIRouter:
         service = get_service(request)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            form = await request.form()
+            try:
+                form = await request.form()
+            except HTTPException as exc:  # a malformed multipart body (no boundary, bad parts)
+                raise BadRequest(f"the multipart body cannot be read: {exc.detail}") from exc
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise BadRequest("a multipart upload needs a 'file' field", param="file")
