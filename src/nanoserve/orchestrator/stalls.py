@@ -8,6 +8,11 @@ short deadline: a busy backend (a long prefill, a plain request still generating
 is left alone; one that does not is reported to its owner (``worker_unresponsive``), which kills
 it and handles it as a crash: its streams end with an error event naming the stall, the status
 says ``failed``, and the next request starts a fresh backend instead of waiting behind it.
+
+Only our own workers are watched (``kind == "worker"``): their ``/health`` is answered by the
+event loop whatever the engine is doing. A managed server's or a remote URL's health check may
+wait behind a generation (llama-cpp-python's server takes one lock for ``/v1/models`` and for
+completions), so a slow token there would look like a stall; those keep the heartbeat.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from nanoserve.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("nanoserve.supervisor")
+WATCHED_KIND = "worker"  # our own workers (handles/local.py)
 
 
 class Activity:
@@ -85,7 +91,11 @@ class StallWatch:
 
     async def check(self) -> None:
         now = time.monotonic()
-        suspects = [(w, a) for w, a in self._activity.items() if suspect(a, now, self.seconds)]
+        suspects = [
+            (w, a)
+            for w, a in self._activity.items()
+            if getattr(w, "kind", None) == WATCHED_KIND and suspect(a, now, self.seconds)
+        ]
         if not suspects:
             return
         answers = await asyncio.gather(*(w.healthy(self.probe_timeout) for w, _ in suspects))
