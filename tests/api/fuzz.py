@@ -55,7 +55,7 @@ def fuzz(max_examples: int, *, timeout: float = 900, extra: list[str] | None = N
             "--generation-deterministic",
             *(extra or []),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=data_dir)
         output = proc.stdout + proc.stderr
         log = gateway.log()
     finally:
