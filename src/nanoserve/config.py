@@ -180,6 +180,13 @@ class ObservabilitySettings(_Strict):
     heartbeat_failures: int = Field(
         default=3, ge=1, description="missed checks in a row before a worker is failed"
     )
+    stall_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="a backend whose open requests all made no progress this long is health-checked "
+        "at once (stall_probe_timeout) and failed if it does not answer; 0 = off",
+    )
+    stall_probe_timeout: float = Field(default=2.0, gt=0, description="seconds for that health check")
     worker_metrics_timeout: float = Field(
         default=2.0, gt=0, description="seconds to wait for a worker's /metrics"
     )

@@ -128,6 +128,14 @@ class RateLimited(NanoserveError):
         self.limit = limit
 
 
+class QuotaExceeded(NanoserveError):
+    """A configured quota is reached (collections, documents, store size): the message names it."""
+
+    status = 429
+    type = "quota_error"
+    code = "quota_exceeded"
+
+
 class Unavailable(NanoserveError):
     status = 503
     type = "service_unavailable"

@@ -11,14 +11,17 @@ Errors are the OpenAI error body: 404 unknown model, 409 unload with requests in
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from nanoserve.config import parse_duration
 from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.orchestrator.status import group_status, plan_status
+from nanoserve.wire.body import parse_body
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class LoadRequest(BaseModel):
@@ -29,9 +32,9 @@ class LoadRequest(BaseModel):
     keep_alive: float | None = Field(
         default=None, description="seconds or a duration ('5m'); -1 forever, 0 unload when idle"
     )
-    pinned: bool | None = Field(default=None, description="never evicted while loaded")
+    pinned: StrictBool | None = Field(default=None, description="never evicted while loaded")
     replicas: int | None = Field(default=None, ge=1, le=64, description="load this many replicas")
-    dry_run: bool = Field(default=False, description="only say what loading would evict and leave")
+    dry_run: StrictBool = Field(default=False, description="only say what loading would evict and leave")
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -52,12 +55,19 @@ class UnloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
-    force: bool = Field(default=False, description="cut off requests in flight (streams end with an error)")
+    force: StrictBool = Field(
+        default=False, description="cut off requests in flight (streams end with an error)"
+    )
 
 
 def _orchestrator(request: Request) -> Orchestrator:
     orchestrator: Orchestrator = request.app.state.orchestrator
     return orchestrator
+
+
+async def _parse(request: Request, model: type[M]) -> M:
+    """The body as ``model``: our own parser (size, depth, Unicode bounds; errors name the problem)."""
+    return await parse_body(request, model, request.app.state.settings.max_body_bytes)
 
 
 def create_admin_router() -> APIRouter:
@@ -68,7 +78,8 @@ def create_admin_router() -> APIRouter:
         return await _orchestrator(request).status()
 
     @router.post("/load")
-    async def load(request: Request, body: LoadRequest) -> dict[str, Any]:
+    async def load(request: Request) -> dict[str, Any]:
+        body = await _parse(request, LoadRequest)
         orchestrator = _orchestrator(request)
         if body.dry_run:
             return plan_status(await orchestrator.plan(body.model))
@@ -82,13 +93,15 @@ def create_admin_router() -> APIRouter:
         return group_status(orchestrator.group(body.model))
 
     @router.post("/unload")
-    async def unload(request: Request, body: UnloadRequest) -> dict[str, Any]:
+    async def unload(request: Request) -> dict[str, Any]:
+        body = await _parse(request, UnloadRequest)
         orchestrator = _orchestrator(request)
         await orchestrator.unload(body.model, force=body.force)
         return group_status(orchestrator.group(body.model))
 
     @router.post("/scale")
-    async def scale(request: Request, body: ScaleRequest) -> dict[str, Any]:
+    async def scale(request: Request) -> dict[str, Any]:
+        body = await _parse(request, ScaleRequest)
         return group_status(await _orchestrator(request).scale(body.model, body.replicas))
 
     return router

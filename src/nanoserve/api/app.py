@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
+from nanoserve.api import openapi
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import ollama_error_response
 from nanoserve.api.health import create_health_router
@@ -31,6 +32,7 @@ from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
 from nanoserve.observability.tracing import Tracing
 from nanoserve.orchestrator.orchestrator import Orchestrator
+from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import bad_request_from_validation, openai_error_response
 
 log = logging.getLogger("nanoserve.api")
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     gate = app.state.gate = Gate(settings, registry=telemetry.metrics.registry)
     app.add_middleware(AuthMiddleware, gate=gate, render=render_gate_error)  # inside RequestMiddleware
     app.add_middleware(RequestMiddleware, telemetry=telemetry)
+    app.add_middleware(CancelOnDisconnect)  # outside the request records: they see the cancel
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
@@ -119,4 +122,5 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     mcp = app.state.mcp = McpEndpoint(settings)
     app.router.routes.append(mcp.route)  # /mcp, streamable HTTP; its tools call this gateway's REST API
+    openapi.install(app)  # every operation typed, errors in each dialect (api/openapi.py)
     return app

@@ -51,6 +51,14 @@ class Upstream:
     def acquire_seconds(self) -> float:
         return self.sent.acquire_seconds
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The response body as it arrives; each chunk is progress for the stall watch."""
+        activity = self.sent.activity
+        async for chunk in self.sent.response.chunks():
+            if activity is not None:
+                activity.progress()
+            yield chunk
+
     async def close(self) -> None:
         """Idempotent; with ``keep_alive`` 0 the model is unloaded before this returns."""
         await self.orchestrator.supervisor.finish(self.sent)
@@ -113,7 +121,7 @@ async def relay(upstream: Upstream, error_event: Callable[[NanoserveError], byte
     record = requests.current()
     previous = last = b""
     try:
-        async for chunk in upstream.response.chunks():
+        async for chunk in upstream.chunks():
             if not last and record is not None:
                 record.first_chunk()
             previous, last = last, chunk

@@ -8,7 +8,6 @@ service and shape JSON. The router's route class renders errors in OpenAI's body
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict
 from typing import Any, cast
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from nanoserve.config import Settings
@@ -27,6 +27,7 @@ from nanoserve.rag.ingest import IngestResult
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
 from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import CollectionInfo, DocumentInfo
+from nanoserve.wire.body import DEFAULT_LIMIT, loads, read_body
 from nanoserve.wire.errors import openai_error_response
 
 GetService = Callable[[Request], RagService]
@@ -54,10 +55,12 @@ class _RagRoute(APIRoute):
 
 
 async def _json(request: Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    """The body as JSON, bounded like every other route's (size, depth, Unicode)."""
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    raw = await read_body(request, settings.max_body_bytes if settings is not None else DEFAULT_LIMIT)
+    if not raw.strip():
+        raise BadRequest("the request body is empty; expected a JSON object")
+    return loads(raw)
 
 
 def collection_json(info: CollectionInfo) -> dict[str, Any]:
@@ -123,7 +126,10 @@ def create_rag_router(get_service: GetService) -> APIRouter:
         service = get_service(request)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            form = await request.form()
+            try:
+                form = await request.form()
+            except HTTPException as exc:  # a malformed multipart body (no boundary, bad parts)
+                raise BadRequest(f"the multipart body cannot be read: {exc.detail}") from exc
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise BadRequest("a multipart upload needs a 'file' field", param="file")

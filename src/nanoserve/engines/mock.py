@@ -86,11 +86,25 @@ class MockEngine(_MockBase, GenerationEngine):
     Options = MockOptions
     options: MockOptions
 
+    running = 0  # generations under way (closed ones, whose client left, are not counted)
+
     async def start(self) -> None:
         await self._load()
 
     def info(self) -> dict[str, Any]:
-        return {"slots": self.spec.parallel, "memory_mib": self.options.memory_mib}
+        return {
+            "slots": self.spec.parallel,
+            "memory_mib": self.options.memory_mib,
+            "stats": {"requests_running": self.running},
+        }
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        self.running += 1
+        try:
+            async for event in self._generate(request):
+                yield event
+        finally:
+            self.running -= 1
 
     def render_chat(
         self,
@@ -117,7 +131,7 @@ class MockEngine(_MockBase, GenerationEngine):
         rng = random.Random(seed)
         return [rng.choice(_WORDS) + " " for _ in range(request.params.max_tokens)]
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    async def _generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         params = request.params
         prompt_tokens = (
             len(request.prompt) if isinstance(request.prompt, list) else len(self.tokenize(request.prompt))

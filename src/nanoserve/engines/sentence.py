@@ -16,7 +16,9 @@ from typing import Any
 
 from nanoserve.engines.base import EmbeddingEngine, Embeddings
 from nanoserve.engines.stats import BucketCounts
-from nanoserve.errors import EngineError
+from nanoserve.errors import EngineError, PayloadTooLarge
+
+MAX_CHARS_PER_TOKEN = 32  # texts are cut to max_seq_length * this before tokenizing
 from nanoserve.profiles.sentence import PROFILE, SentenceOptions
 
 
@@ -90,7 +92,17 @@ class SentenceTransformersEngine(EmbeddingEngine):
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         if self._batcher is None:
             raise EngineError("engine not started")
+        # Inputs are truncated to max_seq_length tokens anyway; cutting absurd texts first keeps
+        # the tokenizer from spending seconds on a megabyte it would throw away.
+        cut = self._model.max_seq_length * MAX_CHARS_PER_TOKEN
+        texts = [t[:cut] for t in texts]
         tokens = sum(self._count_tokens(texts))
+        if tokens > self.options.max_batch_tokens:
+            raise PayloadTooLarge(
+                f"this embedding request is {tokens} tokens; one request may have at most "
+                f"{self.options.max_batch_tokens} (the model's options.max_batch_tokens): split the input",
+                param="input",
+            )
         job = _Job(texts, tokens, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(job)
         vectors, _ = await job.future
@@ -117,6 +129,9 @@ class SentenceTransformersEngine(EmbeddingEngine):
             await self._encode(batch)
 
     async def _encode(self, batch: list[_Job]) -> None:
+        batch = [job for job in batch if not job.future.done()]  # a cancelled job's client left
+        if not batch:
+            return
         texts = [t for job in batch for t in job.texts]
         try:
             array = await asyncio.to_thread(

@@ -138,6 +138,7 @@ class ModelView:
     measured_bytes: int | None  # all devices; from this or an earlier load with the same settings
     vram_bytes: int | None  # the GPU part of the footprint (measured, else estimated); None: no GPU use
     pid: int | None
+    error: str | None = None  # why it failed (a crash, a stall, a failed load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +265,7 @@ class ModelInstance:
             measured_bytes=sum(self.measured.values()) if self.measured is not None else None,
             vram_bytes=vram or None,
             pid=self.worker.pid if self.worker is not None else None,
+            error=self.error,
         )
 
     # -- API for other tasks -----------------------------------------------------------

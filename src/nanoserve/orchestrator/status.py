@@ -62,7 +62,9 @@ def model_status(view: ModelView, stats: InstanceStats) -> dict[str, Any]:
         "priority": view.priority,
         "pinned": view.pinned,
         "pid": view.pid,
+        "error": view.error,
         "loads": stats.loads,
+        "crashes": stats.crashes,  # exits, failed heartbeats and stalls
         "unloads": dict(stats.unloads),
     }
 
@@ -87,6 +89,8 @@ def group_status(group: ReplicaGroup) -> dict[str, Any]:
     replica under ``replicas``."""
     stats = InstanceStats(
         loads=sum(r.stats.loads for r in group.replicas),
+        requests=sum(r.stats.requests for r in group.replicas),
+        crashes=sum(r.stats.crashes for r in group.replicas),
         unloads=sum((r.stats.unloads for r in group.replicas), Counter()),
     )
     settings = group.config.replicas

@@ -18,7 +18,9 @@ unload-after-request.
   (``finish``).
 
 A process that exits is noticed at once by its owner; heartbeats catch the ones that are alive
-but stuck (a hung engine, a blocked event loop, SIGSTOP) and remote servers that went away.
+but stuck (a hung engine, a blocked event loop, SIGSTOP) and remote servers that went away, and
+the stall watch (``stalls.py``) catches a stuck backend within seconds from its requests' own
+progress.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nanoserve.orchestrator.handles import WorkerHandle, exited_within
 from nanoserve.orchestrator.instance import Lease, ModelInstance
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.scaling import desired_replicas
+from nanoserve.orchestrator.stalls import Activity, StallWatch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -96,6 +99,7 @@ class Sent:
     acquire_seconds: float
     unload_after: bool = False
     finished: bool = field(default=False)
+    activity: Activity | None = None  # the stall watch's count of this backend's open requests
 
 
 async def _take_slot(lease: Lease) -> None:
@@ -123,6 +127,10 @@ class Supervisor:
         self._scaler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # restarts and unloads under way
         self._broken: set[str] = set()  # models with a request broken by their worker since it was ready
+        checks = orchestrator.settings.observability
+        self.stalls = StallWatch(
+            orchestrator, seconds=checks.stall_seconds, probe_timeout=checks.stall_probe_timeout
+        )
 
     # -- heartbeats ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,9 +140,11 @@ class Supervisor:
             self._task = asyncio.create_task(self._run(), name="heartbeat")
         if self._scaler is None:
             self._scaler = asyncio.create_task(self._scale_loop(), name="scaler")
+        self.stalls.start()
 
     async def stop(self) -> None:
         """No more heartbeats or restarts (the gateway is stopping its workers)."""
+        await self.stalls.stop()
         tasks = [t for t in (self._task, self._scaler, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -274,10 +284,13 @@ class Supervisor:
                 await _take_slot(lease)
             acquired = time.perf_counter() - started
             worker = lease.worker
+            activity = self.stalls.begin(worker)  # watched from here: a stuck backend is found
             try:
                 response = await worker.client.post(path, body, headers=headers() if headers else None)
-                return Sent(lease, response, acquired, unload_after=keep_alive == 0)
+                activity.progress()
+                return Sent(lease, response, acquired, unload_after=keep_alive == 0, activity=activity)
             except WorkerUnavailable as exc:
+                self.stalls.end(worker, activity)
                 lease.release()
                 if worker.pid is None:  # a remote upstream: down until its health probe says otherwise
                     lease.instance.worker_unresponsive(worker, f"the upstream {worker.address} failed: {exc}")
@@ -291,6 +304,7 @@ class Supervisor:
                     raise
                 log.warning("the backend of %s was gone; restarting it and retrying", lease.instance.id)
             except BaseException:
+                self.stalls.end(worker, activity)
                 lease.release()
                 raise
         raise AssertionError("unreachable")
@@ -301,6 +315,9 @@ class Supervisor:
         completed by the next call."""
         if sent.finished:
             return
+        if sent.activity is not None:
+            self.stalls.end(sent.lease.worker, sent.activity)
+            sent.activity = None
         sent.lease.release()  # first, and synchronous: the await below may be cancelled (client gone)
         sent.response.close()
         if sent.unload_after and not sent.lease.instance.in_flight:

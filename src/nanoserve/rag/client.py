@@ -19,12 +19,13 @@ from nanoserve.errors import (
     EngineError,
     ModelNotFound,
     NanoserveError,
+    PayloadTooLarge,
     QueueFull,
     Unavailable,
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
-EMBED_BATCH = 64
+EMBED_BATCH = 32  # chunks of ~800 characters: within the embedding engine's default per-request cap
 
 
 class InferenceClient:
@@ -56,16 +57,28 @@ class InferenceClient:
         await self._http.aclose()
 
     async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order (sent in batches of ``EMBED_BATCH``)."""
+        """One vector per text, in order (sent in batches of ``EMBED_BATCH``; a batch over the
+        model's per-request token cap, a 413, is sent again in halves)."""
         vectors: list[list[float]] = []
         for i in range(0, len(texts), EMBED_BATCH):
-            batch = list(texts[i : i + EMBED_BATCH])
-            body = await self._post("/embeddings", {"model": model, "input": batch}, model)
-            data = sorted(body.get("data", []), key=lambda d: d.get("index", 0))
-            if len(data) != len(batch):
-                raise EngineError(f"model {model!r} returned {len(data)} embeddings for {len(batch)} texts")
-            vectors.extend([float(x) for x in d["embedding"]] for d in data)
+            vectors.extend(await self._embed_batch(model, list(texts[i : i + EMBED_BATCH])))
         return vectors
+
+    async def _embed_batch(self, model: str, batch: list[str]) -> list[list[float]]:
+        try:
+            body = await self._post("/embeddings", {"model": model, "input": batch}, model)
+        except PayloadTooLarge:
+            if len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            return [
+                *await self._embed_batch(model, batch[:half]),
+                *await self._embed_batch(model, batch[half:]),
+            ]
+        data = sorted(body.get("data", []), key=lambda d: d.get("index", 0))
+        if len(data) != len(batch):
+            raise EngineError(f"model {model!r} returned {len(data)} embeddings for {len(batch)} texts")
+        return [[float(x) for x in d["embedding"]] for d in data]
 
     async def chat(self, model: str, messages: Sequence[dict[str, Any]], **sampling: Any) -> str:
         """The assistant message text of a non-streamed chat completion."""
@@ -109,6 +122,8 @@ def _error_from_response(response: httpx.Response, model: str) -> NanoserveError
         return QueueFull(f"model {model!r}: {message}", retry_after=retry_after)
     if status in (502, 503, 504):
         return Unavailable(f"model {model!r}: {message}", retry_after=retry_after)
+    if status == 413:
+        return PayloadTooLarge(f"model {model!r}: {message}")
     if 400 <= status < 500:
         return BadRequest(f"model {model!r}: {message}")
     return EngineError(f"model {model!r}: {message}")

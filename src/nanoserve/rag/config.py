@@ -37,6 +37,10 @@ class RagConfig(BaseModel):
     context_chars: int = Field(default=1800, ge=200, description="context budget of the prompt")
     chunk_max_chars: int = Field(default=800, ge=100, le=20_000)
     max_document_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # quotas (a 429 naming the quota when one is reached)
+    max_collections: int = Field(default=100, ge=1, description="collections in the store")
+    max_documents: int = Field(default=100_000, ge=1, description="documents in one collection")
+    max_store_mib: int = Field(default=4096, ge=1, description="size of the store on disk (SQLite)")
     intents: list[IntentConfig] | None = Field(default=None, description="replaces the built-in intents")
 
     @model_validator(mode="after")

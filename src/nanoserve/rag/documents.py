@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nanoserve.errors import BadRequest, UnsupportedFeature
 
@@ -191,6 +192,7 @@ _MAIN_SELECTORS = ("main", "[role=main]", "article", "div.body", "body")
 def parse_html(text: str, fallback_title: str) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser
 
+    check_html_nesting(text)
     tree = LexborHTMLParser(text)
     title_node = tree.css_first("title")
     page_title = _clean(title_node.text()) if title_node is not None else ""
@@ -205,16 +207,55 @@ def parse_html(text: str, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(h1 or page_title or fallback_title, blocks)
 
 
-def _walk_html(node: object, blocks: list[Block]) -> None:
-    inline: list[str] = []
+MAX_HTML_DEPTH = 256  # block elements inside each other; real pages stay far below
+# Tags counted by the scan before parsing: the parser's tree building slows down with depth
+# (50,000 nested <div>s took 3 s), so an absurd nesting is refused before the parser sees it.
+# Elements whose end tag may be left out, and void ones, are not counted.
+MAX_HTML_TAG_NESTING = 4 * MAX_HTML_DEPTH
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
+_UNCOUNTED = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup",
+    "rp", "rt", "colgroup", "caption", "html", "head", "body",
+})  # fmt: skip
 
-    def flush() -> None:
+
+def check_html_nesting(text: str) -> None:
+    """A 400 for HTML whose open tags nest deeper than ``MAX_HTML_TAG_NESTING`` (before parsing)."""
+    depth = 0
+    for match in _TAG.finditer(text):
+        closing, tag, self_closing = match.groups()
+        if self_closing or tag.lower() in _UNCOUNTED:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+            continue
+        depth += 1
+        if depth > MAX_HTML_TAG_NESTING:
+            raise BadRequest(
+                f"the HTML document nests elements more than {MAX_HTML_TAG_NESTING} deep", param="file"
+            )
+
+
+def _walk_html(root: object, blocks: list[Block]) -> None:
+    """Blocks of the tree in document order. Iterative, with an explicit stack bounded by
+    ``MAX_HTML_DEPTH``: a page nested 50,000 deep is a 400, not a ``RecursionError``."""
+    # one frame per open block element: its children and the inline text gathered so far
+    stack: list[tuple[Iterator[Any], list[str]]] = [(root.iter(include_text=True), [])]  # type: ignore[attr-defined]
+
+    def flush(inline: list[str]) -> None:
         text = _clean("".join(inline).replace("\n", " "))  # text nodes carry their own spaces
         inline.clear()
         if text:
             blocks.append(Block("paragraph", text))
 
-    for child in node.iter(include_text=True):  # type: ignore[attr-defined]
+    while stack:
+        children, inline = stack[-1]
+        child = next(children, None)
+        if child is None:
+            flush(inline)
+            stack.pop()
+            continue
         tag = child.tag
         if tag == "-text":
             inline.append(child.text_content or "")
@@ -225,19 +266,22 @@ def _walk_html(node: object, blocks: list[Block]) -> None:
         elif tag == "br":
             inline.append("\n")
         elif tag in _HEADINGS:
-            flush()
+            flush(inline)
             heading = _clean(child.text(deep=True, separator=" ").replace("\n", " "))
             if heading:
                 blocks.append(Block("heading", heading, _HEADINGS[tag]))
         elif tag == "pre":
-            flush()
+            flush(inline)
             code = child.text(deep=True, separator="").strip("\n")
             if code.strip():
                 blocks.append(Block("code", code))
         else:
-            flush()
-            _walk_html(child, blocks)
-    flush()
+            flush(inline)
+            if len(stack) >= MAX_HTML_DEPTH:
+                raise BadRequest(
+                    f"the HTML document nests elements more than {MAX_HTML_DEPTH} deep", param="file"
+                )
+            stack.append((child.iter(include_text=True), []))
 
 
 # --- PDF ----------------------------------------------------------------------------------------

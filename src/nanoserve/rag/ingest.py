@@ -19,7 +19,7 @@ from nanoserve.errors import BadRequest, NotFound, PayloadTooLarge
 from nanoserve.rag.chunking import chunk_document, embedding_text
 from nanoserve.rag.client import EMBED_BATCH, InferenceClient
 from nanoserve.rag.documents import Format, parse_document
-from nanoserve.rag.store.base import NewChunk, NewDocument, VectorStore
+from nanoserve.rag.store.base import NewChunk, NewDocument, VectorStore, check_document_name
 
 log = logging.getLogger("nanoserve.rag")
 
@@ -71,8 +71,7 @@ class Ingestor:
         title: str | None = None,
         progress: Progress | None = None,
     ) -> IngestResult:
-        if not name or len(name) > 512:
-            raise BadRequest("a document name of 1-512 characters is required", param="name")
+        check_document_name(name)
         raw = data.encode() if isinstance(data, str) else data
         if len(raw) > self.max_document_bytes:
             raise PayloadTooLarge(

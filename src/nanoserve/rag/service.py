@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.registry import Collector
 
-from nanoserve.errors import BadRequest, Unavailable
+from nanoserve.errors import BadRequest, NotFound, QuotaExceeded, Unavailable
 from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.config import RagConfig
 from nanoserve.rag.documents import Format
@@ -141,12 +141,40 @@ class RagService:
             max_document_bytes=self.config.max_document_bytes,
         )
         check_collection_name(collection)
+        await asyncio.to_thread(self._check_quotas, store, collection, name)
         result = await ingestor.ingest(
             collection, name, data, fmt, source=source, title=title, progress=progress
         )
         if result.status != "unchanged":
             self.stats.observe_ingest(collection, result.chunks)
         return result
+
+    def _check_quotas(self, store: VectorStore, collection: str, document: str) -> None:
+        """``QuotaExceeded`` naming the quota this document would pass (rag.max_*)."""
+        config = self.config
+        size = store.size_bytes()
+        if size is not None and size > config.max_store_mib * 1024 * 1024:
+            raise QuotaExceeded(
+                f"the document store is {size // (1024 * 1024)} MiB, over its quota "
+                f"(rag.max_store_mib: {config.max_store_mib}); delete collections or documents first"
+            )
+        try:
+            info = store.get_collection(collection)
+        except NotFound:
+            if len(store.list_collections()) >= config.max_collections:
+                raise QuotaExceeded(
+                    f"there are {config.max_collections} collections already, the quota "
+                    "(rag.max_collections); delete one first",
+                    param="collection",
+                ) from None
+            return
+        # replacing a document adds none
+        if info.documents >= config.max_documents and store.get_document(collection, document) is None:
+            raise QuotaExceeded(
+                f"collection {collection!r} has {info.documents} documents, the quota "
+                "(rag.max_documents); delete some first",
+                param="name",
+            )
 
     # --- queries --------------------------------------------------------------------------------
 

@@ -20,6 +20,24 @@ class WorkerConnectFailed(WorkerUnavailable):
     """The worker did not accept the connection: the request was not sent."""
 
 
+def plain(exc: BaseException) -> str:
+    """What went wrong, in plain words (clients see it in error events): not the HTTP library's
+    class names and messages ("TransferEncodingError: 400, message='Not enough data ...'")."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the worker's connection closed in the middle of its answer"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the worker closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"the connection was refused ({exc.os_error.strerror or 'no answer'})"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"the connection to the worker was lost ({exc.strerror or 'network error'})"
+    if isinstance(exc, (aiohttp.ServerTimeoutError, TimeoutError)):
+        return "the worker did not answer in time"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"the worker sent a malformed response (HTTP {exc.status})"
+    return "the connection to the worker failed"
+
+
 class WorkerResponse:
     """A worker's response, body not yet read. Close it (or read it fully) exactly once."""
 
@@ -33,7 +51,7 @@ class WorkerResponse:
         try:
             return await self._resp.read()
         except aiohttp.ClientError as exc:
-            raise WorkerUnavailable(f"the worker's response broke off: {exc}") from exc
+            raise WorkerUnavailable(f"the worker's response broke off: {plain(exc)}") from exc
         finally:
             self._resp.release()
 
@@ -43,7 +61,7 @@ class WorkerResponse:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
         except aiohttp.ClientError as exc:
-            raise WorkerUnavailable(f"the worker's stream broke off: {exc}") from exc
+            raise WorkerUnavailable(f"the worker's stream broke off: {plain(exc)}") from exc
 
     async def lines(self) -> AsyncIterator[bytes]:
         """The body line by line, without the line ending (for translating SSE events)."""
@@ -51,7 +69,7 @@ class WorkerResponse:
             async for line in self._resp.content:
                 yield line.rstrip(b"\r\n")
         except aiohttp.ClientError as exc:
-            raise WorkerUnavailable(f"the worker's stream broke off: {exc}") from exc
+            raise WorkerUnavailable(f"the worker's stream broke off: {plain(exc)}") from exc
 
     def close(self) -> None:
         self._resp.close()
@@ -84,9 +102,11 @@ class WorkerClient:
                 path, data=body, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS
             )
         except aiohttp.ClientConnectorError as exc:
-            raise WorkerConnectFailed(f"cannot connect to the worker at {self.base_url}: {exc}") from exc
+            raise WorkerConnectFailed(
+                f"cannot connect to the worker at {self.base_url}: {plain(exc)}"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise WorkerUnavailable(f"the worker at {self.base_url} failed: {exc}") from exc
+            raise WorkerUnavailable(f"the worker at {self.base_url} failed: {plain(exc)}") from exc
         return WorkerResponse(resp)
 
     async def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -94,8 +114,12 @@ class WorkerClient:
         try:
             async with self.session.get(path, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise WorkerUnavailable(f"the worker at {self.base_url} did not answer {path}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise WorkerUnavailable(
+                f"the worker at {self.base_url} did not answer {path}: {plain(exc)}"
+            ) from exc
+        except ValueError as exc:
+            raise WorkerUnavailable(f"the worker at {self.base_url} sent invalid JSON for {path}") from exc
 
     async def close(self) -> None:
         if self._session is not None:

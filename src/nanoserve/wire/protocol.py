@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 MAX_STOP = 16
+MAX_STOP_CHARS = 1024  # one stop sequence
+MAX_MESSAGES = 4096
+MAX_TOOLS = 256
+MAX_EMBEDDING_INPUTS = 2048
 MAX_TOKENS_LIMIT = 1 << 20
 
 
@@ -23,7 +27,7 @@ class _Wire(BaseModel):
 
 
 class StreamOptions(_Wire):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ResponseFormat(_Wire):
@@ -65,9 +69,9 @@ class SamplingFields(_Wire):
     seed: int | None = None
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1, le=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    ignore_eos: bool = False
+    ignore_eos: StrictBool = False
     user: str | None = None
     # lifecycle controls, read by the gateway
     keep_alive: str | float | int | None = None
@@ -81,6 +85,8 @@ class SamplingFields(_Wire):
         stops = [value] if isinstance(value, str) else value
         if len(stops) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} stop sequences are allowed")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
         return [s for s in stops if s]
 
     @property
@@ -89,17 +95,17 @@ class SamplingFields(_Wire):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: ResponseFormat | None = None
     # Ollama's /api/generate "context", translated by the gateway
     context: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, max_length=MAX_TOKENS_LIMIT)
-    return_context: bool = False
+    return_context: StrictBool = False
 
     @field_validator("logprobs", "top_logprobs")
     @classmethod
@@ -117,7 +123,7 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] = Field(...)
-    echo: bool = False
+    echo: StrictBool = False
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = Field(default=None, ge=1, le=1)
@@ -155,8 +161,8 @@ class EmbeddingRequest(_Wire):
     def _non_empty(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:
             raise ValueError("input must not be empty")
-        if isinstance(value, list) and len(value) > 2048:
-            raise ValueError("at most 2048 inputs per request")
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
         if isinstance(value, list) and value and isinstance(value[0], (int, list)):
             raise ValueError("token-id input is not supported; send text")
         return value

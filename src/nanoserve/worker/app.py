@@ -20,6 +20,7 @@ import psutil
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
 from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.wire.body import parse_body
+from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import openai_error_response
 from nanoserve.wire.headers import SSE_HEADERS
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -228,6 +230,7 @@ def create_worker_app(
             _route("/v1/completions", completions, ["POST"]),
             _route("/v1/embeddings", embeddings, ["POST"]),
         ],
+        middleware=[Middleware(CancelOnDisconnect)],  # the gateway left: stop the engine's work
         lifespan=lifespan,
     )
     app.state.worker = state

@@ -8,11 +8,11 @@ in ``stream.py``; the other responses are the models below.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-MAX_STOP = 16
+from nanoserve.wire.protocol import MAX_EMBEDDING_INPUTS, MAX_MESSAGES, MAX_STOP, MAX_STOP_CHARS, MAX_TOOLS
 
 
 class _Request(BaseModel):
@@ -30,7 +30,9 @@ class Options(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int | None = None  # -1: random
-    stop: list[str] | None = Field(default=None, max_length=MAX_STOP)
+    stop: list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]] | None = Field(
+        default=None, max_length=MAX_STOP
+    )
     num_ctx: int | None = Field(default=None, ge=1)
     repeat_penalty: float | None = Field(default=None, ge=0.0)
     presence_penalty: float | None = None
@@ -49,13 +51,13 @@ class _Lifecycle(_Request):
 
 
 class _Generation(_Lifecycle):
-    stream: bool | None = None  # None: true
+    stream: StrictBool | None = None  # None: true
     format: str | dict[str, Any] | None = None  # "json" or a JSON schema
     options: Options = Field(default_factory=Options)
-    think: bool | str | None = None
-    truncate: bool | None = None
-    shift: bool | None = None
-    logprobs: bool | None = None
+    think: StrictBool | str | None = None
+    truncate: StrictBool | None = None
+    shift: StrictBool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @field_validator("options", mode="before")
@@ -74,7 +76,7 @@ class GenerateRequest(_Generation):
     system: str = ""
     template: str = ""
     context: list[int] | None = None
-    raw: bool = False
+    raw: StrictBool = False
     images: list[str] | None = None  # base64
 
 
@@ -97,13 +99,13 @@ class Message(_Request):
 
 
 class ChatRequest(_Generation):
-    messages: list[Message] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = None
+    messages: list[Message] = Field(default_factory=list, max_length=MAX_MESSAGES)
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_TOOLS)
 
 
 class EmbedRequest(_Lifecycle):
     input: str | list[str] | None = None
-    truncate: bool | None = None
+    truncate: StrictBool | None = None
     dimensions: int | None = Field(default=None, ge=1)
     options: Options = Field(default_factory=Options)
 
@@ -116,6 +118,8 @@ class EmbedRequest(_Lifecycle):
             and (not isinstance(value, list) or not all(isinstance(v, str) for v in value))
         ):
             raise ValueError("invalid input type")
+        if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
         return value
 
     @property
@@ -135,7 +139,7 @@ class EmbeddingsRequest(_Lifecycle):
 class ShowRequest(_Request):
     model: str = ""
     name: str = ""  # deprecated spelling of model
-    verbose: bool = False
+    verbose: StrictBool = False
 
     @property
     def target(self) -> str:
@@ -147,7 +151,7 @@ class NamedRequest(_Request):
 
     model: str = ""
     name: str = ""  # deprecated spelling of model
-    stream: bool | None = None
+    stream: StrictBool | None = None
 
     @property
     def target(self) -> str:

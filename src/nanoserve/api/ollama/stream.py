@@ -195,7 +195,7 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]
     finished = False
     record = requests.current()  # observability: first token time, usage
     try:
-        async for chunk in upstream.response.chunks():
+        async for chunk in upstream.chunks():
             *complete, pending = (pending + chunk).split(b"\n")
             out: list[str] = []
             created_at = ""
@@ -240,7 +240,7 @@ async def lines(upstream: Upstream, reply: Reply) -> AsyncGenerator[bytes, None]
     except ValueError as exc:
         raise e.EngineError(f"the worker sent an invalid stream event: {exc}") from exc
     if outcome.finish_reason is None:
-        model = upstream.lease.instance.id
+        model = upstream.sent.lease.instance.id
         raise e.WorkerUnavailable(f"the worker for model '{model}' ended the stream early")
     if record is not None and outcome.usage:
         record.took_usage(outcome.usage)

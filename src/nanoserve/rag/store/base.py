@@ -31,6 +31,28 @@ def check_collection_name(name: str) -> str:
     return name
 
 
+MAX_DOCUMENT_NAME = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_document_name(name: str) -> str:
+    """A document name: 1-512 characters, no control characters, no backslash; ``/`` only between
+    relative path parts (``nanoserve ingest`` names a folder's files by their relative path), never
+    an absolute path or a ``.`` or ``..`` part."""
+    problem = None
+    if not name or len(name) > MAX_DOCUMENT_NAME:
+        problem = f"1-{MAX_DOCUMENT_NAME} characters"
+    elif _CONTROL.search(name):
+        problem = "no control characters (NUL, newline, ...)"
+    elif "\\" in name:
+        problem = "no backslash"
+    elif any(part in ("", ".", "..") for part in name.split("/")):
+        problem = "a relative path: no leading '/', no empty, '.' or '..' parts"
+    if problem is not None:
+        raise BadRequest(f"invalid document name {name[:80]!r}: {problem}", param="name")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class CollectionInfo:
     name: str
@@ -120,6 +142,10 @@ class VectorStore(ABC):
     """Collections of documents split into chunks, with vector and keyword search."""
 
     backend: str
+
+    def size_bytes(self) -> int | None:
+        """The store's size on disk, where it has one file set (SQLite); None if unknown."""
+        return None
 
     # collections
     @abstractmethod

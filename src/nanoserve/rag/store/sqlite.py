@@ -107,6 +107,16 @@ class SqliteStore(VectorStore):
         self._db.executescript(_SCHEMA)
         self._error = sqlite3.Error
 
+    def size_bytes(self) -> int | None:
+        """The database file and its write-ahead log."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                total += path.stat().st_size
+            except OSError:
+                pass
+        return total
+
     # --- plumbing -------------------------------------------------------------------------------
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
