@@ -240,6 +240,14 @@ class TlsSettings(_Strict):
         return self.certfile is not None
 
 
+class GpuDevice(_Strict):
+    """A simulated GPU (docs/replicas.md): placement, planning and status as on a real one."""
+
+    name: str = Field(pattern=r"^gpu\d+$", description="gpu0, gpu1, ...")
+    total_mib: int = Field(ge=1, le=1 << 24)
+    label: str = "simulated"
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -250,6 +258,10 @@ class Settings(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    devices: list[GpuDevice] = Field(
+        default_factory=list,
+        description="simulated GPUs in place of NVML's (name, total_mib): tests and demos",
+    )
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
     auth: AuthSettings = Field(default_factory=AuthSettings)

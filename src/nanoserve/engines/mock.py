@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 import json
 import math
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from nanoserve.engines.base import (
@@ -31,6 +33,7 @@ from nanoserve.engines.stats import BucketCounts
 from nanoserve.engines.text import StopMatcher
 from nanoserve.errors import ContextLengthExceeded
 from nanoserve.profiles.mock import MOCK, MOCK_EMBEDDING, MockOptions
+from nanoserve.wire.simgpu import DEVICE_ENV, SIMGPU_DIR_ENV, write_ledger
 
 _WORDS = [
     "the",
@@ -79,6 +82,10 @@ class _MockBase:
         if self.options.load_seconds:
             await asyncio.sleep(self.options.load_seconds)
         self._ballast = _allocate(self.options.memory_mib)
+        directory, device = os.environ.get(SIMGPU_DIR_ENV), os.environ.get(DEVICE_ENV, "")
+        if self.options.vram_mib and directory and device.startswith("gpu"):
+            # a simulated GPU: the gateway reads this ledger as NVML's per-process list
+            write_ledger(Path(directory), device, self.options.vram_mib * 1024 * 1024)
 
 
 class MockEngine(_MockBase, GenerationEngine):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from nanoserve.config import MemorySettings
 from nanoserve.errors import InsufficientMemory, Unavailable
+from nanoserve.orchestrator.devices import relocate
 from nanoserve.orchestrator.estimate import Estimator
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.instance import HOLDS_MEMORY, ModelInstance, Reason, State
@@ -74,7 +75,7 @@ class MemoryArbiter:
         residents = tuple(
             Resident(
                 id=i.key,
-                footprint=i.footprint() or {},
+                footprint=relocate(i.footprint() or {}, i.device),
                 priority=i.priority,
                 pinned=i.pinned,
                 in_flight=i.in_flight + i.waiting,  # waiters of a ready model are about to be in flight
@@ -92,7 +93,7 @@ class MemoryArbiter:
         instance.estimated = estimate.devices
         if instance.measured is None:
             instance.measured = await asyncio.to_thread(self._store.footprint, footprint_key(instance.config))
-        return instance.footprint() or {}
+        return relocate(instance.footprint() or {}, instance.device)
 
     async def plan(self, instance: ModelInstance, *, force: bool = False) -> Plan:
         """The dry run of a load: what would be evicted and what would be left."""

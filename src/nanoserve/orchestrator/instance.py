@@ -74,8 +74,8 @@ class Reason(enum.StrEnum):
 class Host(Protocol):
     """What an instance needs from the orchestrator (the effects it does not own)."""
 
-    async def launch(self, config: ModelConfig) -> WorkerHandle:
-        """A started (not yet healthy) handle for ``config``."""
+    async def launch(self, config: ModelConfig, device: str | None = None) -> WorkerHandle:
+        """A started (not yet healthy) handle for ``config``, on ``device`` (a GPU, or None)."""
         ...
 
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
@@ -197,6 +197,7 @@ class ModelInstance:
         self.measured: dict[str, int] | None = None
         self.stats = InstanceStats()
         self.on_change: Callable[[], None] | None = None  # a request ended or the state changed
+        self.device: str | None = None  # the GPU it is placed on while it holds memory (None: RAM only)
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
         self._pending_start: asyncio.Future[WorkerHandle] | None = None
         self._idle = asyncio.Event()
@@ -230,13 +231,12 @@ class ModelInstance:
         return self.last_used + self.keep_alive
 
     def replica_view(self) -> ReplicaView:
-        footprint = self.footprint() or {}
-        gpus = sorted(d for d, size in footprint.items() if d.startswith("gpu") and size)
+        on_gpu = any(d.startswith("gpu") and size for d, size in (self.footprint() or {}).items())
         return ReplicaView(
             id=self.key,
             replica=self.replica,
             state=str(self.state),
-            device=gpus[0] if gpus else "ram",
+            device=self.device or ("gpu0" if on_gpu else "ram"),
             address=self.worker.address if self.worker is not None else None,
             in_flight=self.in_flight,
             queued=self.queued,
@@ -436,7 +436,7 @@ class ModelInstance:
             )
             return
         try:
-            worker = await self._host.launch(self.config)
+            worker = await self._host.launch(self.config, self.device)
             await worker.wait_healthy(self._start_timeout)
         except Exception as exc:  # noqa: BLE001  (any load failure is the model's FAILED state)
             if worker is not None:
@@ -473,6 +473,7 @@ class ModelInstance:
         self._count_failure(ran_for=time.time() - self.loaded_at if self.loaded_at is not None else None)
         self.worker = None
         self.loaded_at = None
+        self.device = None
         self._reset_controls()
         self.error = error or worker.exit_reason()
         log.warning("%s: %s", self.key, self.error)
@@ -526,6 +527,7 @@ class ModelInstance:
         await worker.stop(kill=force and reason != Reason.SHUTDOWN)
         await self._host.confirm_released(self, worker, pids)
         self.loaded_at = None
+        self.device = None
         self._reset_controls()
         self.stats.unloads[reason] += 1
         self._set_state(State.STOPPED, reason=reason)

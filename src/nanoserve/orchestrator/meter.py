@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nanoserve.errors import NanoserveError
+from nanoserve.orchestrator.devices import relocate
 from nanoserve.orchestrator.footprints import FootprintStore, footprint_key
 from nanoserve.orchestrator.handles import WorkerHandle
 from nanoserve.orchestrator.memory import Nvml, alive, kill_process
@@ -65,7 +66,11 @@ class Meter:
         if not measured or not worker.alive:  # {}: nothing held here (a remote backend)
             return None
         recorded = await asyncio.to_thread(
-            self._store.record_footprint, footprint_key(instance.config), instance.id, measured
+            # one record per config, its GPU part on gpu0: each replica relocates it to its own GPU
+            self._store.record_footprint,
+            footprint_key(instance.config),
+            instance.id,
+            relocate(measured, "gpu0"),
         )
         instance.measured = recorded
         log.info(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -27,10 +28,11 @@ from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import Conflict, InsufficientMemory, QueueFull, Unavailable
 from nanoserve.orchestrator.arbiter import MemoryArbiter, MemoryStats
 from nanoserve.orchestrator.baseline import measure_baseline
+from nanoserve.orchestrator.devices import gpu_provider, place
 from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
 from nanoserve.orchestrator.footprints import FootprintStore
 from nanoserve.orchestrator.handles import Translator, WorkerHandle, create_handle, translator_for
-from nanoserve.orchestrator.instance import Lease, ModelInstance, ModelView, Reason, State
+from nanoserve.orchestrator.instance import HOLDS_MEMORY, Lease, ModelInstance, ModelView, Reason, State
 from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml, ram_device
 from nanoserve.orchestrator.meter import Meter
 from nanoserve.orchestrator.planner import Plan
@@ -60,7 +62,7 @@ class Orchestrator:
         self.settings = settings
         self.registry = Registry(settings.models)
         self._listeners: list[EventListener] = []
-        self.gpu = Nvml(load_nvml() if nvml is _SYSTEM_NVML else nvml)
+        self.gpu = gpu_provider(settings, Nvml(load_nvml() if nvml is _SYSTEM_NVML else nvml))
         self.store = FootprintStore(settings.data_dir)
         self.estimator = Estimator(
             settings.data_dir, self.store, baseline_probe, gpus=len(self.gpu.devices())
@@ -123,13 +125,35 @@ class Orchestrator:
         if event != "idle":
             self.emit(event, instance, details)
 
-    async def launch(self, config: ModelConfig) -> WorkerHandle:
-        handle = create_handle(config, self.settings)
+    async def launch(self, config: ModelConfig, device: str | None = None) -> WorkerHandle:
+        handle = create_handle(config, self.settings, device)
         await handle.start()
         return handle
 
     async def reserve(self, instance: ModelInstance, on_reserved: Callable[[], None]) -> None:
+        await self._place(instance)
         await self.memory.reserve(instance, on_reserved)
+
+    async def _place(self, instance: ModelInstance) -> None:
+        """Choose the GPU for an instance whose footprint has a GPU part: among those with room,
+        the one with the fewest replicas of its model (``devices.place``)."""
+        instance.device = None
+        footprint = await self.memory.need(instance)
+        on_gpu = sum(size for device, size in footprint.items() if device.startswith("gpu"))
+        if not on_gpu:
+            return
+        used = self.memory.snapshot().used()
+        free = {
+            d: budget - used.get(d, 0) for d, budget in self.memory.budgets.items() if d.startswith("gpu")
+        }
+        others = [r for r in self.groups[instance.id].replicas if r is not instance and r.device]
+        for other in others:  # placed, not yet holding memory (started at the same time)
+            if other.state not in HOLDS_MEMORY and other.device in free:
+                free[other.device] -= on_gpu
+        siblings = Counter(r.device for r in others)
+        instance.device = place(on_gpu, free, siblings) or min(
+            free, key=lambda d: (-free[d], d), default=None
+        )
 
     async def measure(self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool) -> None:
         measured = await self.meter.measure(

@@ -29,13 +29,13 @@ REMOTE = "remote"
 Translator = Passthrough | ForeignRequests
 
 
-def create_handle(config: ModelConfig, settings: Settings) -> WorkerHandle:
-    """An unstarted handle for one instance of ``config``."""
+def create_handle(config: ModelConfig, settings: Settings, device: str | None = None) -> WorkerHandle:
+    """An unstarted handle for one instance of ``config``, placed on ``device`` (a GPU, or None)."""
     if config.engine == COMMAND:
-        return CommandWorker(config, settings)
+        return CommandWorker(config, settings, device)
     if config.engine == REMOTE:
         return RemoteWorker(config)
-    return LocalWorker(config, settings)
+    return LocalWorker(config, settings, device)
 
 
 def translator_for(config: ModelConfig) -> Translator:

@@ -25,7 +25,7 @@ from pathlib import Path
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import ConfigError, EngineError
 from nanoserve.orchestrator.handles.base import get_ok, poll_health
-from nanoserve.orchestrator.handles.process import ProcessWorker, log_path_for
+from nanoserve.orchestrator.handles.process import ProcessWorker, device_env, log_path_for
 from nanoserve.orchestrator.handles.translate import parse_options
 from nanoserve.profiles.foreign import CommandOptions
 from nanoserve.sources import resolve_source
@@ -93,8 +93,9 @@ class CommandWorker(ProcessWorker):
     kind = "server"
     speaks_nanoserve = False
 
-    def __init__(self, config: ModelConfig, settings: Settings):
+    def __init__(self, config: ModelConfig, settings: Settings, device: str | None = None):
         self.options = command_options(config)
+        self.device_env = device_env(device, settings)
         super().__init__(
             config.id,
             log_path_for(settings.data_dir, "command", config.id),
@@ -110,7 +111,7 @@ class CommandWorker(ProcessWorker):
         program = shutil.which(argv[0])
         if program is None:
             raise EngineError(f"model '{self.model}': the command {argv[0]!r} was not found on PATH")
-        env = {**os.environ, **expand_env(self.options.env)}
+        env = {**os.environ, **self.device_env, **expand_env(self.options.env)}
         self.listen_on(port)
         reaper = [sys.executable, "-I", str(REAPER), str(self.stop_grace), str(int(self.stop_signal)), "--"]
         await self.spawn([*reaper, program, *argv[1:]], env)

@@ -15,7 +15,7 @@ import sys
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
 from nanoserve.orchestrator.handles.base import get_ok, poll_health
-from nanoserve.orchestrator.handles.process import ProcessWorker, log_path_for
+from nanoserve.orchestrator.handles.process import ProcessWorker, device_env, log_path_for
 from nanoserve.sources import resolve_source
 
 
@@ -71,13 +71,15 @@ class LocalWorker(ProcessWorker):
     speaks_nanoserve = True
     metrics_path = "/metrics"
 
-    def __init__(self, config: ModelConfig, settings: Settings):
+    def __init__(self, config: ModelConfig, settings: Settings, device: str | None = None):
         super().__init__(config.id, log_path_for(settings.data_dir, "worker", config.id))
         self.config = config
         self.settings = settings
+        self.device = device
 
     async def start(self) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        env.update(device_env(self.device, self.settings))
         if self.settings.observability.otlp_endpoint:  # the worker traces to the same collector
             env["NANOSERVE_OTLP_ENDPOINT"] = self.settings.observability.otlp_endpoint
         sock = listening_socket()

@@ -17,12 +17,24 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nanoserve.config import Settings
 from nanoserve.orchestrator.handles.base import read_log_tail
 from nanoserve.orchestrator.memory import Nvml, kill_group, measure_worker, process_tree
 from nanoserve.orchestrator.memory import reset_peak as _reset_peak
 from nanoserve.wire.client import WorkerClient
+from nanoserve.wire.simgpu import DEVICE_ENV, SIMGPU_DIR_ENV
 
 log = logging.getLogger("nanoserve.orchestrator")
+
+
+def device_env(device: str | None, settings: Settings) -> dict[str, str]:
+    """The environment that puts a backend on its GPU: a simulated one's name and ledger
+    directory, or ``CUDA_VISIBLE_DEVICES`` for a real one."""
+    if device is None or not device.startswith("gpu"):
+        return {}
+    if settings.devices:
+        return {DEVICE_ENV: device, SIMGPU_DIR_ENV: str(settings.data_dir / "simgpu")}
+    return {DEVICE_ENV: device, "CUDA_VISIBLE_DEVICES": device.removeprefix("gpu")}
 
 
 def log_path_for(data_dir: Path, kind: str, model: str) -> Path:

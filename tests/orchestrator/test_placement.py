@@ -1,0 +1,97 @@
+"""Placement over devices: the pure choice by tables, and replicas spread over simulated GPUs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from gateway import Gateway
+
+from nanoserve.orchestrator.devices import place, relocate
+
+MIB = 1 << 20
+FOUR = {"gpu0": 4000, "gpu1": 4000, "gpu2": 4000, "gpu3": 4000}
+
+
+@pytest.mark.parametrize(
+    ("need", "free", "replicas_on", "expected"),
+    [
+        (1000, FOUR, {}, "gpu0"),  # all equal: by name
+        (1000, {**FOUR, "gpu2": 6000}, {}, "gpu2"),  # the most free
+        (1000, FOUR, {"gpu0": 1}, "gpu1"),  # spread a model's replicas first
+        (1000, FOUR, {"gpu0": 1, "gpu1": 1, "gpu2": 1}, "gpu3"),
+        (1000, {**FOUR, "gpu3": 500}, {"gpu0": 1, "gpu1": 1, "gpu2": 1}, "gpu0"),  # gpu3 has no room
+        (1000, FOUR, {"gpu0": 2, "gpu1": 1, "gpu2": 1, "gpu3": 1}, "gpu1"),  # fewest, then name
+        (5000, FOUR, {}, None),  # nowhere: the planner says why or evicts
+        (1000, {}, {}, None),  # RAM only: no GPU to place on
+    ],
+)
+def test_place(need: int, free: dict[str, int], replicas_on: dict[str, int], expected: str | None) -> None:
+    assert place(need, free, replicas_on) == expected
+
+
+@pytest.mark.parametrize(
+    ("footprint", "device", "expected"),
+    [
+        ({"ram": 5, "gpu0": 7}, "gpu2", {"ram": 5, "gpu2": 7}),
+        ({"ram": 5, "gpu0": 3, "gpu1": 4}, "gpu3", {"ram": 5, "gpu3": 7}),
+        ({"ram": 5}, "gpu1", {"ram": 5}),
+        ({"ram": 5, "gpu0": 7}, None, {"ram": 5, "gpu0": 7}),
+    ],
+)
+def test_relocate(footprint: dict[str, int], device: str | None, expected: dict[str, int]) -> None:
+    assert relocate(footprint, device) == expected
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = {
+        "devices": [{"name": f"gpu{i}", "total_mib": 1500} for i in range(4)],
+        "memory": {"gpu_margin_mib": 0},
+        "models": [
+            {
+                "id": "gpu-model",
+                "engine": "mock",
+                "options": {"vram_mib": 1000, "tokens_per_second": 500},
+                "replicas": {"max": 4},
+            }
+        ],
+    }
+    gateway = Gateway(tmp_path_factory.mktemp("placement"), config)
+    yield gateway
+    gateway.stop()
+
+
+def status(gw: Gateway) -> dict[str, Any]:
+    with gw.client(timeout=120) as http:
+        return http.get("/models/status").json()
+
+
+def scale(gw: Gateway, replicas: int) -> dict[str, Any]:
+    with gw.client(timeout=120) as http:
+        answer = http.post("/models/scale", json={"model": "gpu-model", "replicas": replicas})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_replicas_spread_over_four_simulated_gpus(gw: Gateway) -> None:
+    devices = {d["name"]: d for d in status(gw)["devices"]}
+    assert {"ram", "gpu0", "gpu1", "gpu2", "gpu3"} <= set(devices)
+    assert devices["gpu1"]["total_mib"] == 1500 and devices["gpu1"]["used_mib"] == 0
+    model = scale(gw, 4)
+    assert sorted(r["device"] for r in model["replicas"]) == ["gpu0", "gpu1", "gpu2", "gpu3"]
+    used = {d["name"]: d["used_mib"] for d in status(gw)["devices"]}
+    assert all(used[f"gpu{i}"] == 1000 for i in range(4)), used  # what each worker holds
+    scale(gw, 1)
+    used = {d["name"]: d["used_mib"] for d in status(gw)["devices"]}
+    assert sorted(used[f"gpu{i}"] for i in range(4)) == [0, 0, 0, 1000], used
+
+
+def test_a_fifth_replica_does_not_fit_beside_four(gw: Gateway) -> None:
+    scale(gw, 4)
+    with gw.client(timeout=120) as http:
+        plan = http.post("/models/load", json={"model": "gpu-model", "dry_run": True}).json()
+    assert plan["model"] == "gpu-model"
+    model = scale(gw, 1)
+    assert [r["state"] for r in model["replicas"] if r["state"] != "stopped"] == ["ready"]
