@@ -110,3 +110,58 @@ def test_a_shared_system_prompt_lands_where_it_is_cached(gw: Gateway) -> None:
     home = str(counts.index(3))
     hits = prefix_hits(gw)
     assert hits.get(home, 0) - hits_before.get(home, 0) >= 3 * 200  # the system prompt, not recomputed
+
+
+def test_a_killed_replica_mid_stream(gw: Gateway) -> None:
+    """SIGKILL one replica while both stream: its streams end with an error event, every new
+    request is served, and the killed replica is replaced."""
+    import json
+    import os
+    import signal
+
+    import httpx
+    from gateway import wait_until
+
+    def replicas() -> list[dict[str, Any]]:
+        with gw.client() as http:
+            return http.get("/models/status").json()["models"][0]["replicas"]
+
+    victim = next(r for r in replicas() if r["replica"] == 1)["pid"]
+    events: dict[int, list[str]] = {}
+
+    def stream(i: int) -> None:
+        lines = events.setdefault(i, [])
+        body = {
+            "model": CHAT.id,
+            "messages": [{"role": "user", "content": f"Tell a long story number {i}."}],
+            "max_tokens": 200,
+            "stream": True,
+            "ignore_eos": True,
+        }
+        with (
+            httpx.Client(base_url=gw.url, timeout=300) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as resp,
+        ):
+            lines.extend(line for line in resp.iter_lines() if line.startswith("data: "))
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: sum(len(v) for v in events.values()) >= 30, 60)
+    os.kill(victim, signal.SIGKILL)
+    for t in threads:
+        t.join(300)
+    broken = [v for v in events.values() if v and '"error"' in v[-1]]
+    whole = [v for v in events.values() if v and v[-1] == "data: [DONE]"]
+    assert broken and whole and len(broken) + len(whole) == 6
+    assert "not reachable" in json.loads(broken[0][-1][6:])["error"]["message"]
+    for i in range(4):
+        assert (
+            oai(gw)
+            .chat.completions.create(
+                model=CHAT.id, messages=[{"role": "user", "content": f"Hi {i}"}], max_tokens=4
+            )
+            .choices
+        )
+    assert wait_until(lambda: [r["state"] for r in replicas()] == ["ready", "ready"], 60), replicas()
+    assert next(r for r in replicas() if r["replica"] == 1)["pid"] != victim
