@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from nanoserve.cli.main import cli
 from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError, EngineError, UnsupportedFeature
-from nanoserve.observability.exposition import with_model_label
+from nanoserve.observability.exposition import with_labels
 from nanoserve.orchestrator.handles import translator_for
 from nanoserve.orchestrator.handles.command import REAPER, expand_env, fill_template, template_values
 from nanoserve.orchestrator.handles.remote import RemoteClient
@@ -164,7 +164,7 @@ def test_foreign_metrics_merge_under_the_models_label() -> None:
         "llamacpp:tokens_predicted_total 12\n"
         'vllm:num_requests_running{engine="0",model="Qwen/Q"} 2.0\n'
     )
-    assert with_model_label(text, 'peer"1').splitlines() == [
+    assert with_labels(text, {"model": 'peer"1'}, own_model_as_upstream=True).splitlines() == [
         "# HELP llamacpp:tokens_predicted_total Tokens",
         "# TYPE llamacpp:tokens_predicted_total counter",
         'llamacpp:tokens_predicted_total{model="peer\\"1"} 12',

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,21 +38,17 @@ def _config(real: bool) -> dict[str, Any]:
     return {"models": [model]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _gateway(real: bool) -> Iterator[str]:
     import httpx
     import yaml
 
+    from nanoserve.orchestrator.handles.command import free_port
+
     with tempfile.TemporaryDirectory(prefix="nanoserve-cycle-") as tmp:
         data = Path(tmp)
         (data / "config.yaml").write_text(yaml.safe_dump(_config(real)))
-        port = _free_port()
+        port = free_port()
         cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(port), "--data-dir", tmp]
         cmd += ["--config", str(data / "config.yaml"), "--log-level", "warning"]
         with (data / "gateway.log").open("wb") as log:
@@ -118,6 +113,8 @@ class Cycle:
 
 
 def run_cycle(url: str, requests: int) -> dict[str, Any]:
+    from nanoserve.orchestrator.memory import alive
+
     cycle = Cycle(url)
     report: dict[str, Any] = {}
     began = time.perf_counter()
@@ -169,22 +166,10 @@ def run_cycle(url: str, requests: int) -> dict[str, Any]:
 
     began = time.perf_counter()
     destroyed = cycle.scale(0)
-    gone = [pid for pid in pids if pid and _alive(pid)]
+    gone = alive(pid for pid in pids if pid)
     cycle.step("destroy", began, f"state {destroyed['state']}; processes left: {gone or 'none'}")
     report.update(released=not gone, total_seconds=round(time.perf_counter() - cycle.started, 2))
     return report
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @click.group()

@@ -104,11 +104,6 @@ def with_labels(text: str, labels: dict[str, str], *, own_model_as_upstream: boo
     return "\n".join(out) + "\n"
 
 
-def with_model_label(text: str, model: str) -> str:
-    """A foreign server's exposition under our model's label."""
-    return with_labels(text, {"model": model}, own_model_as_upstream=True)
-
-
 async def fetch_worker_metrics(instance: ModelInstance, timeout: float) -> str | None:
     """A backend's metrics text, or None if it did not answer in time. Our workers label their
     samples with the model; a foreign server's are labelled here; a replica after the first adds

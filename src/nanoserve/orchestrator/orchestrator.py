@@ -304,10 +304,16 @@ class Orchestrator:
             await asyncio.gather(*(r.stop(Reason.SCALE_DOWN) for r in stopping), return_exceptions=True)
 
     async def _start_replica(self, instance: ModelInstance) -> None:
+        """Start one more replica where it fits beside the model's others and every busy model
+        (idle other models may be evicted for it, as for any load)."""
+        await self._place(instance)
         plan = await self.memory.plan(instance)
-        busy = {r.id for r in self.memory.snapshot().residents if r.in_flight}
-        if busy.intersection(plan.evict):
-            raise Unavailable(f"no room for another replica of '{instance.id}' without evicting a busy model")
+        kept = {r.id for r in self.memory.snapshot().residents if r.in_flight}
+        kept |= {r.key for r in self.groups[instance.id].replicas if r is not instance}
+        if kept.intersection(plan.evict) or not plan.fits and not plan.evict:
+            raise Unavailable(
+                f"no room for another replica of '{instance.id}' beside its others and the busy models"
+            )
         await instance.ensure_ready()
         await instance.measured_after_load()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,7 +100,7 @@ class RemoteWorker:
                     f"model '{self.model}': the environment variable {name} (options.api_key_env) is not set"
                 )
         self.client = RemoteClient(self.options, api_key)
-        self.started_at = asyncio.get_running_loop().time()
+        self.started_at = time.time()
 
     async def wait_healthy(self, timeout: float) -> None:
         limit = min(timeout, self.options.connect_timeout)
