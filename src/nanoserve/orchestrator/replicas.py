@@ -126,15 +126,15 @@ class ReplicaGroup:
     def view(self) -> ModelView:
         """The model as one: the best replica's state, sums of requests and memory."""
         views = [r.view() for r in self.replicas]
-        best = min(self.replicas, key=lambda r: STATE_ORDER.index(r.state))
         first = views[0]
+        if len(views) == 1:
+            return first
+        best = min(views, key=lambda v: STATE_ORDER.index(State(v.state)))
         measured = [v.measured_bytes for v in views if v.measured_bytes is not None and v.state != "stopped"]
-        held = [r for r in self.replicas if r.state is not State.STOPPED]
         loaded = [v.loaded_at for v in views if v.loaded_at is not None]
         expiries = [v.expires_at for v in views if v.expires_at is not None]
         return replace(
-            best.view(),
-            id=self.id,
+            best,
             loaded_at=min(loaded) if loaded else None,
             last_used=max((v.last_used or 0 for v in views), default=0) or None,
             expires_at=max(expiries) if expiries and len(expiries) == len(self.ready()) else None,
@@ -143,8 +143,8 @@ class ReplicaGroup:
             priority=first.priority,
             pinned=first.pinned,
             keep_alive=first.keep_alive,
-            measured_bytes=sum(measured) if len(held) > 1 and measured else first.measured_bytes,
-            pid=first.pid if first.pid is not None else best.view().pid,
+            measured_bytes=sum(measured) if len(measured) > 1 else first.measured_bytes,
+            pid=first.pid if first.pid is not None else best.pid,
         )
 
     def replica_views(self) -> list[ReplicaView]:
