@@ -240,6 +240,31 @@ class TlsSettings(_Strict):
         return self.certfile is not None
 
 
+class LimitSettings(_Strict):
+    """Gateway-wide limits beside each model's own queue (``max_queue``); docs/security.md."""
+
+    max_concurrent_requests: int = Field(
+        default=1024,
+        ge=1,
+        description="inference requests at the gateway at once, running or queued, over all models: "
+        "beyond it a 429 (code concurrency_limit)",
+    )
+    request_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="seconds from a request's arrival to its last token: a request still waiting for "
+        "its model then is a 408 (code request_timeout); one generating ends with finish_reason 'length'",
+    )
+    max_generation_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="seconds one request may spend at its worker (prompt and generation); it then "
+        "ends with finish_reason 'length', as when max_tokens is reached",
+    )
+
+
 class GpuDevice(_Strict):
     """A simulated GPU (docs/replicas.md): placement, planning and status as on a real one."""
 
@@ -263,6 +288,7 @@ class Settings(_Strict):
         description="simulated GPUs in place of NVML's (name, total_mib): tests and demos",
     )
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)

@@ -13,10 +13,12 @@ is not a ``NanoserveError`` is a bug: it is logged and rendered as a 500.
     ├── Forbidden                        403 (the key lacks the scope or model; a foreign Origin)
     ├── NotFound                         404
     │   └── ModelNotFound                404
+    ├── RequestTimeout                   408 (waited past limits.request_timeout)
     ├── Conflict                         409 (e.g. unload with a stream in flight)
     ├── PayloadTooLarge                  413
     ├── MisdirectedRequest               421 (a Host header that does not name this server)
     ├── QueueFull                        429 + Retry-After
+    │   └── ServerBusy                   429 (limits.max_concurrent_requests over all models)
     ├── RateLimited                      429 + Retry-After (a key's rpm, tpm or concurrency limit)
     ├── Unavailable                      503 + Retry-After (no room right now, shutting down)
     ├── InsufficientMemory               507 (the model can never fit the budget)
@@ -110,10 +112,20 @@ class PayloadTooLarge(NanoserveError):
     code = "payload_too_large"
 
 
+class RequestTimeout(NanoserveError):
+    status = 408
+    type = "timeout_error"
+    code = "request_timeout"
+
+
 class QueueFull(NanoserveError):
     status = 429
     type = "rate_limit_error"
     code = "queue_full"
+
+
+class ServerBusy(QueueFull):
+    code = "concurrency_limit"
 
 
 class RateLimited(NanoserveError):

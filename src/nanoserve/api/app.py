@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from nanoserve import __version__
-from nanoserve.api import openapi
+from nanoserve.api import openapi, reload
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import ollama_error_response
 from nanoserve.api.health import create_health_router
@@ -82,7 +82,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, on_pydantic)  # type: ignore[arg-type]
 
 
-def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    tracing: Tracing | None = None,
+    config_source: reload.ConfigSource | None = None,
+) -> FastAPI:
+    """``config_source`` reads the config again for ``POST /admin/reload`` and SIGHUP (``nanoserve
+    serve`` passes its file and flags); without it the config cannot be reloaded."""
     settings = settings or Settings()
     orchestrator = Orchestrator(settings)
     telemetry = Telemetry(settings, orchestrator, tracing=tracing)
@@ -92,8 +99,9 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         orchestrator.start()
         try:
-            async with mcp.running():
-                yield
+            with reloader.on_sighup():
+                async with mcp.running():
+                    yield
         finally:
             await rag.aclose()
             await orchestrator.shutdown()
@@ -115,6 +123,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
     app.include_router(create_admin_router())
+    reloader = reload.install(app, orchestrator, config_source)
     app.include_router(create_keys_router())
     app.include_router(create_ollama_router())
     rag = app.state.rag = create_rag_service(settings, gate.internal.headers)

@@ -152,6 +152,17 @@ class LoadPlan(_Open):
     would_evict: list[str]
 
 
+class ReloadResult(_Open):
+    """``POST /admin/reload``: what the new config changed (model ids, setting names)."""
+
+    added: list[str]
+    removed: list[str]
+    replaced: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    restart_required: list[str]
+
+
 class RagObject(_Open):
     """A RAG answer: a collection, a document, a trace, an ingest result, a query's answer..."""
 
@@ -172,7 +183,7 @@ class Operation:
     extra: dict[int, str] = field(default_factory=dict)  # more statuses: description
 
 
-MODEL_ERRORS = (400, 404, 413, 429, 503, 507)
+MODEL_ERRORS = (400, 404, 408, 413, 429, 503, 507)
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/health"): Operation(ok=Health, errors=()),
     ("get", "/ready"): Operation(ok=Health, errors=(503,)),
@@ -187,6 +198,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("post", "/models/load"): Operation(LoadRequest, (ModelStatus, LoadPlan), errors=(400, 404, 413, 429, 503, 507)),
     ("post", "/models/unload"): Operation(UnloadRequest, ModelStatus, errors=(400, 404, 409, 413, 503)),
     ("post", "/models/scale"): Operation(ScaleRequest, ModelStatus, errors=(400, 404, 413, 429, 503, 507)),
+    ("post", "/admin/reload"): Operation(ok=ReloadResult, errors=(400, 409)),
     # Ollama
     ("get", "/api/version"): Operation(ok=OllamaVersion, errors=()),
     ("head", "/api/version"): Operation(errors=()),
@@ -226,10 +238,12 @@ _REASONS = {
     201: "Created",
     400: "Bad request: the message names the parameter",
     404: "Unknown model, collection, document or trace",
+    408: "The request waited past limits.request_timeout",
     409: "Conflict (requests in flight; a collection of other dimensions)",
     413: "Body or field over its limit",
     415: "Unsupported document format",
-    429: "Queue full or quota reached (the message names it); Retry-After when it will pass",
+    429: "Queue full, the server's concurrency limit or a quota reached (the message names it); "
+    "Retry-After when it will pass",
     503: "No room right now, or the backend is unavailable; Retry-After",
     507: "The model can never fit the memory budget",
 }

@@ -63,15 +63,20 @@ class Upstream:
         """Idempotent; with ``keep_alive`` 0 the model is unloaded before this returns."""
         await self.orchestrator.supervisor.finish(self.sent)
 
-    def gone(self, exc: WorkerUnavailable) -> WorkerUnavailable:
-        """The error for a backend that broke off mid-answer (the owner's reason when it knows one)."""
+    def gone(self, exc: WorkerUnavailable, *, stream: bool = True) -> NanoserveError:
+        """The error for a backend that broke off mid-answer (the owner's reason when it knows one,
+        or the request's deadline when the gateway cut it off)."""
         instance = self.sent.lease.instance
-        self.orchestrator.supervisor.worker_broke(instance)
-        reason = instance.error or exc.message
-        error = WorkerUnavailable(
-            f"the worker for model '{instance.id}' is not reachable: {reason}", retry_after=1
-        )
-        if (record := requests.current()) is not None:
+        error: NanoserveError
+        if self.sent.ticket.cut_off:  # closed by the gateway at the request's deadline
+            error = self.sent.ticket.cut_off_error(instance.id)
+        else:
+            self.orchestrator.supervisor.worker_broke(instance)
+            reason = instance.error or exc.message
+            error = WorkerUnavailable(
+                f"the worker for model '{instance.id}' is not reachable: {reason}", retry_after=1
+            )
+        if stream and (record := requests.current()) is not None:
             record.stream_failed(error.message)
         return error
 
@@ -106,9 +111,8 @@ async def send(
 async def read_all(upstream: Upstream) -> bytes:
     try:
         body = await upstream.response.read()
-    except WorkerUnavailable:
-        upstream.orchestrator.supervisor.worker_broke(upstream.sent.lease.instance)
-        raise
+    except WorkerUnavailable as exc:
+        raise upstream.gone(exc, stream=False) from exc
     finally:
         await upstream.close()
     if (record := requests.current()) is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -49,14 +50,17 @@ def serve(
     from nanoserve.observability.logging import setup_logging
 
     try:
-        settings = load_settings(config_path, host=host, port=port, data_dir=data_dir, log_format=log_format)
+        source = partial(
+            load_settings, config_path, host=host, port=port, data_dir=data_dir, log_format=log_format
+        )
+        settings = source()
         problem = exposure_problem(
             settings.host, auth_required=settings.auth.required, insecure_no_auth=insecure_no_auth
         )
         if problem is not None:
             raise ConfigError(problem)
         setup_logging(settings.log_format, log_level)
-        app = create_app(settings)  # checks each backend's options
+        app = create_app(settings, config_source=source)  # checks each backend's options
     except ConfigError as exc:
         raise click.ClickException(exc.message) from exc
     scheme = "https" if settings.tls.enabled else "http"

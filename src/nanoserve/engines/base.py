@@ -59,10 +59,15 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF; only for engines with supports_grammar
     ignore_eos: bool = False
+    deadline: float | None = None  # time.perf_counter() at which generation ends with "length"
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0 or self.top_k == 1
+
+    def out_of_time(self, now: float) -> bool:
+        """The request's time is up (``now`` from ``time.perf_counter()``): stop as at max_tokens."""
+        return self.deadline is not None and now >= self.deadline
 
 
 @dataclass(slots=True)

@@ -169,6 +169,8 @@ class MockEngine(_MockBase, GenerationEngine):
                 reason = "stop"
                 break
             yield Token(id=i, text=text)
+            if params.out_of_time(time.perf_counter()):
+                break  # "length", as at max_tokens
         else:
             if len(words) < params.max_tokens:
                 reason = "stop"

@@ -69,6 +69,7 @@ class Reason(enum.StrEnum):
     CRASH = "crash"  # the worker died
     SHUTDOWN = "shutdown"
     SCALE_DOWN = "scale_down"  # a replica no longer wanted (idle, or scaled by hand)
+    RELOAD = "reload"  # its model was removed or changed by a config reload
 
 
 class Host(Protocol):
@@ -198,6 +199,7 @@ class ModelInstance:
         self.stats = InstanceStats()
         self.on_change: Callable[[], None] | None = None  # a request ended or the state changed
         self.device: str | None = None  # the GPU it is placed on while it holds memory (None: RAM only)
+        self.retired = False  # its model was removed or replaced by a config reload: never started again
         self._commands: asyncio.Queue[_Command] = asyncio.Queue()
         self._pending_start: asyncio.Future[WorkerHandle] | None = None
         self._idle = asyncio.Event()
@@ -282,6 +284,13 @@ class ModelInstance:
             self.pinned = pinned
         if (self.keep_alive, self.pinned) != before:
             self._wake()  # the expiry moved
+
+    def reconfigure(self, config: ModelConfig) -> None:
+        """A config reload changed only what needs no new backend (``reload.HOT_FIELDS``): the
+        lifecycle controls go back to the new config's."""
+        self.config = config
+        self._reset_controls()
+        self._wake()
 
     async def acquire(self) -> WorkerHandle:
         """A ready worker with the caller counted in flight; loads the model if needed.
@@ -415,6 +424,10 @@ class ModelInstance:
         if self.state is State.READY and self.worker is not None and self.worker.alive:
             if not future.done():
                 future.set_result(self.worker)
+            return
+        if self.retired:
+            message = f"model '{self.id}' was reloaded with a new config while the request waited; retry"
+            _fail(future, Unavailable(message, retry_after=1))
             return
         if self.worker is not None and not self.worker.alive:
             self._crashed(self.worker)  # died before its exit was reported

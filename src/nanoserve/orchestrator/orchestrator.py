@@ -17,6 +17,7 @@ first. Counters: ``instance.stats`` per model and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml
 from nanoserve.orchestrator.meter import Meter
 from nanoserve.orchestrator.planner import Plan
 from nanoserve.orchestrator.registry import Registry
+from nanoserve.orchestrator.reload import ConfigChanges, compare
 from nanoserve.orchestrator.replicas import ReplicaGroup
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.scaling import GroupLoad, replica_to_remove
@@ -83,6 +85,7 @@ class Orchestrator:
             settings.memory,
         )
         self.accepting = True
+        self._retired = itertools.count(1)
         checks = settings.observability
         self.supervisor = Supervisor(
             self,
@@ -333,6 +336,53 @@ class Orchestrator:
         group.target = None
         await asyncio.gather(*(r.stop(reason, force=force) for r in reversed(group.replicas)))
         return group.first
+
+    # -- config reload ------------------------------------------------------------------------
+    def reload(self, settings: Settings) -> ConfigChanges:
+        """Apply a new config's models and limits without a restart (``reload.py`` says what
+        changes how). Added models load on their first request; removed and replaced models'
+        backends finish the requests they hold, then stop. A new config that does not validate
+        raises before anything changes."""
+        translators = {model.id: translator_for(model) for model in settings.models}
+        registry = Registry(settings.models)
+        changes = compare(self.settings, settings)
+        for model in changes.updated:
+            config = registry.get(model)
+            group = self.groups[model]
+            group.config = config
+            for instance in group.replicas:
+                instance.reconfigure(config)
+        for model in changes.removed + changes.replaced:
+            for instance in self.groups.pop(model).replicas:
+                self._retire(instance)
+        for model in changes.added + changes.replaced:
+            config = registry.get(model)
+            self.groups[model] = ReplicaGroup(config, partial(self._new_instance, config))
+        self.registry, self.translators = registry, translators
+        self.settings.models = settings.models  # one settings object, shared with the routes
+        self.settings.limits = self.supervisor.admission.limits = settings.limits
+        log.info("config reloaded: %s", changes.as_dict())
+        return changes
+
+    def _retire(self, instance: ModelInstance) -> None:
+        """Take an instance of a removed or replaced model out of service: its requests in flight
+        finish, then it stops. Until then it holds its memory under a key of its own."""
+        del self.instances[instance.key]
+        instance.retired = True
+        if instance.state in HOLDS_MEMORY:  # counted by the planner until it has stopped
+            instance.key = f"{instance.key}~retired{next(self._retired)}"
+            self.instances[instance.key] = instance
+
+        async def stop() -> None:
+            try:
+                await instance.stop(Reason.RELOAD)
+                await instance.close()
+            finally:
+                if self.instances.get(instance.key) is instance:
+                    del self.instances[instance.key]
+                self.memory.changed()
+
+        self.supervisor.spawn(stop(), f"retire:{instance.key}")
 
     # -- status ----------------------------------------------------------------------------
     def devices(self) -> list[DeviceMemory]:

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nanoserve.errors import Conflict, NanoserveError, WorkerUnavailable
 from nanoserve.orchestrator.handles import WorkerHandle, exited_within
 from nanoserve.orchestrator.instance import Lease, ModelInstance
+from nanoserve.orchestrator.limits import Admission, Ticket
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.scaling import desired_replicas
 from nanoserve.orchestrator.stalls import Activity, StallWatch
+from nanoserve.wire.headers import TIME_LIMIT_HEADER
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -97,6 +99,7 @@ class Sent:
     lease: Lease
     response: WorkerResponse
     acquire_seconds: float
+    ticket: Ticket  # its deadline and its place under the gateway's cap (limits.py)
     unload_after: bool = False
     finished: bool = field(default=False)
     activity: Activity | None = None  # the stall watch's count of this backend's open requests
@@ -127,6 +130,7 @@ class Supervisor:
         self._scaler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # restarts and unloads under way
         self._broken: set[str] = set()  # models with a request broken by their worker since it was ready
+        self.admission = Admission(orchestrator.settings.limits)
         checks = orchestrator.settings.observability
         self.stalls = StallWatch(
             orchestrator, seconds=checks.stall_seconds, probe_timeout=checks.stall_probe_timeout
@@ -217,7 +221,7 @@ class Supervisor:
             want = desired_replicas(load, settings)
             if want != load.live:
                 log.info("%s: %d replica(s) wanted, %d live", group.id, want, load.live)
-                self._spawn(self.orchestrator.rescale(group, want, load=load), f"scale:{group.id}")
+                self.spawn(self.orchestrator.rescale(group, want, load=load), f"scale:{group.id}")
 
     # -- restarts ---------------------------------------------------------------------------
     def on_event(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
@@ -229,7 +233,7 @@ class Supervisor:
         serving = int(details.get("in_flight") or 0) > 0 or instance.id in self._broken
         self._broken.discard(instance.id)
         if restart_now(serving=serving, pinned=instance.config.pinned, accepting=self.orchestrator.accepting):
-            self._spawn(self._restart(instance), f"restart:{instance.id}")
+            self.spawn(self._restart(instance), f"restart:{instance.id}")
 
     def worker_broke(self, instance: ModelInstance) -> None:
         """A request failed because its backend broke off."""
@@ -237,7 +241,7 @@ class Supervisor:
             if restart_now(
                 serving=True, pinned=instance.config.pinned, accepting=self.orchestrator.accepting
             ):
-                self._spawn(self._restart(instance), f"restart:{instance.id}")
+                self.spawn(self._restart(instance), f"restart:{instance.id}")
         else:
             self._broken.add(instance.id)
 
@@ -247,7 +251,8 @@ class Supervisor:
         except NanoserveError as exc:  # the load failed: the next request tries again
             log.error("restarting the backend of %s failed: %s", instance.id, exc)
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in a task kept until it ends (cancelled when supervision stops)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -275,38 +280,52 @@ class Supervisor:
         """
         config = self.orchestrator.registry.get(model)
         body = self.orchestrator.translators[config.id].prepare(path, body)
-        for attempt in (1, 2):
-            started = time.perf_counter()
-            with waiting():
-                lease = await self.orchestrator.acquire(
-                    model, keep_alive=keep_alive, priority=priority, affinity=affinity
-                )
-                await _take_slot(lease)
-            acquired = time.perf_counter() - started
-            worker = lease.worker
-            activity = self.stalls.begin(worker)  # watched from here: a stuck backend is found
-            try:
-                response = await worker.client.post(path, body, headers=headers() if headers else None)
-                activity.progress()
-                return Sent(lease, response, acquired, unload_after=keep_alive == 0, activity=activity)
-            except WorkerUnavailable as exc:
-                self.stalls.end(worker, activity)
-                lease.release()
-                if worker.pid is None:  # a remote upstream: down until its health probe says otherwise
-                    lease.instance.worker_unresponsive(worker, f"the upstream {worker.address} failed: {exc}")
-                    raise WorkerUnavailable(
-                        f"model '{config.id}': the upstream {worker.address} is not reachable", retry_after=1
-                    ) from exc
-                # A refused connection (or a pooled one reset) from a killed worker can come before
-                # the child is reaped: give its exit a moment to be seen, then retry on a fresh one.
-                if attempt == 2 or not await exited_within(worker, EXIT_GRACE_SECONDS):
-                    self.worker_broke(lease.instance)
+        ticket = self.admission.admit()  # 429 beyond limits.max_concurrent_requests
+        try:
+            for attempt in (1, 2):
+                started = time.perf_counter()
+                with waiting():
+                    async with ticket.waiting_for(config.id):  # 408 at limits.request_timeout
+                        lease = await self.orchestrator.acquire(
+                            model, keep_alive=keep_alive, priority=priority, affinity=affinity
+                        )
+                        await _take_slot(lease)
+                acquired = time.perf_counter() - started
+                worker = lease.worker
+                activity = self.stalls.begin(worker)  # watched from here: a stuck backend is found
+                try:
+                    extra = headers() if headers else None
+                    sent_headers = {**(extra or {}), TIME_LIMIT_HEADER: ticket.time_limit_ms()}
+                    response = await worker.client.post(path, body, headers=sent_headers)
+                    activity.progress()
+                    ticket.cut_off_after_deadline(response.close)
+                    return Sent(
+                        lease, response, acquired, ticket, unload_after=keep_alive == 0, activity=activity
+                    )
+                except WorkerUnavailable as exc:
+                    self.stalls.end(worker, activity)
+                    lease.release()
+                    if worker.pid is None:  # a remote upstream: down until its health probe says otherwise
+                        lease.instance.worker_unresponsive(
+                            worker, f"the upstream {worker.address} failed: {exc}"
+                        )
+                        raise WorkerUnavailable(
+                            f"model '{config.id}': the upstream {worker.address} is not reachable",
+                            retry_after=1,
+                        ) from exc
+                    # A refused connection (or a pooled one reset) from a killed worker can come before
+                    # the child is reaped: give its exit a moment to be seen, then retry on a fresh one.
+                    if attempt == 2 or not await exited_within(worker, EXIT_GRACE_SECONDS):
+                        self.worker_broke(lease.instance)
+                        raise
+                    log.warning("the backend of %s was gone; restarting it and retrying", lease.instance.id)
+                except BaseException:
+                    self.stalls.end(worker, activity)
+                    lease.release()
                     raise
-                log.warning("the backend of %s was gone; restarting it and retrying", lease.instance.id)
-            except BaseException:
-                self.stalls.end(worker, activity)
-                lease.release()
-                raise
+        except BaseException:
+            ticket.release()
+            raise
         raise AssertionError("unreachable")
 
     async def finish(self, sent: Sent) -> None:
@@ -318,12 +337,13 @@ class Supervisor:
         if sent.activity is not None:
             self.stalls.end(sent.lease.worker, sent.activity)
             sent.activity = None
+        sent.ticket.release()
         sent.lease.release()  # first, and synchronous: the await below may be cancelled (client gone)
         sent.response.close()
         if sent.unload_after and not sent.lease.instance.in_flight:
             # Awaited before the response ends, so the client's next request sees the model gone;
             # in its own task, so a client that disconnects meanwhile does not cut the unload short.
-            await asyncio.shield(self._spawn(self._unload_idle(sent.lease.instance), "unload-after"))
+            await asyncio.shield(self.spawn(self._unload_idle(sent.lease.instance), "unload-after"))
         sent.finished = True
 
     async def _unload_idle(self, instance: ModelInstance) -> None:

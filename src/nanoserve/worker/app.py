@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine
-from nanoserve.errors import NanoserveError, Unavailable, UnsupportedFeature
+from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine, GenerationRequest
+from nanoserve.errors import BadRequest, NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.wire.body import parse_body
 from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import openai_error_response
-from nanoserve.wire.headers import SSE_HEADERS
+from nanoserve.wire.headers import SSE_HEADERS, TIME_LIMIT_HEADER
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
 from nanoserve.worker.serving import EmbeddingService, GenerationService
@@ -154,11 +154,25 @@ def _generation(state: WorkerState) -> GenerationService:
     return state.generation
 
 
+def _limit_time(gen: GenerationRequest, request: Request) -> None:
+    """The gateway's time limit for the request (``TIME_LIMIT_HEADER``, milliseconds left): the
+    engine then ends it as at ``max_tokens``."""
+    value = request.headers.get(TIME_LIMIT_HEADER)
+    if value is None:
+        return
+    try:
+        left = float(value) / 1000
+    except ValueError:
+        raise BadRequest(f"{TIME_LIMIT_HEADER} must be a number of milliseconds") from None
+    gen.params.deadline = time.perf_counter() + max(0.0, left)
+
+
 async def chat_completions(request: Request, state: WorkerState) -> Response:
     probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, ChatCompletionRequest)
     service = _generation(state)
     gen, plan = service.prepare_chat(req)
+    _limit_time(gen, request)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(
@@ -185,6 +199,7 @@ async def completions(request: Request, state: WorkerState) -> Response:
     req = await parse_body(request, CompletionRequest)
     service = _generation(state)
     gen = service.prepare_completion(req)
+    _limit_time(gen, request)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(

@@ -306,7 +306,7 @@ class Scheduler:
         if stopped:
             head: list[Outcome] = [Token(id=token, text=text)] if text else []
             return [*head, self._finish(job, "stop", now)]
-        if job.generated >= job.params.max_tokens:
+        if job.generated >= job.params.max_tokens or job.params.out_of_time(now):
             return [Token(id=token, text=text), self._finish(job, "length", now, job.text.finish())]
         job.next_token = token
         return [Token(id=token, text=text)]
