@@ -289,6 +289,11 @@ class Settings(_Strict):
     )
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    allow_pull: bool = Field(
+        default=False,
+        description="Ollama's /api/pull and `nanoserve pull` may download any hf: name (not only the "
+        "configured models' sources) and serve it until the next restart or reload",
+    )
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)

@@ -20,8 +20,11 @@ is not a ``NanoserveError`` is a bug: it is logged and rendered as a 500.
     ├── QueueFull                        429 + Retry-After
     │   └── ServerBusy                   429 (limits.max_concurrent_requests over all models)
     ├── RateLimited                      429 + Retry-After (a key's rpm, tpm or concurrency limit)
+    ├── PullFailed                       502 (the model hub failed, or a download's checksum)
     ├── Unavailable                      503 + Retry-After (no room right now, shutting down)
     ├── InsufficientMemory               507 (the model can never fit the budget)
+    ├── ConfigError                      500 (a config value is invalid; names the field)
+    │   └── NotPulled                    404 (a hub model's weights are not downloaded yet)
     └── EngineError                      500 (the engine or worker failed)
         └── WorkerUnavailable            503 (the worker died or stopped answering)
 """
@@ -148,6 +151,11 @@ class QuotaExceeded(NanoserveError):
     code = "quota_exceeded"
 
 
+class PullFailed(NanoserveError):
+    status = 502
+    type = "pull_failed"
+
+
 class Unavailable(NanoserveError):
     status = 503
     type = "service_unavailable"
@@ -176,3 +184,11 @@ class ConfigError(NanoserveError):
     """A configuration file or value is invalid; the message names the field path."""
 
     code = "config_error"
+
+
+class NotPulled(ConfigError):
+    """A hub model (``hf:`` source) whose weights are not downloaded yet: pull it first."""
+
+    status = 404
+    type = "not_found_error"
+    code = "model_not_pulled"

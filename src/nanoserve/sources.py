@@ -1,8 +1,9 @@
-"""Locate model weights: a file path, or a file inside an installed package.
+"""Locate model weights: a file path, a file inside an installed package, or a hub download.
 
 ``pkg:<package>/<relative path>`` is resolved with ``importlib.util.find_spec``, which finds a
 top-level package without executing its ``__init__`` (the weight packages import libraries we do
-not install).
+not install). ``hf:<org>/<repo>[/<file>][@<revision>]`` is looked up, offline, in the data dir's
+hub cache (``models/hub.py``; pulled with ``nanoserve pull``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import importlib.util
 from pathlib import Path
 
 from nanoserve.errors import ConfigError
+from nanoserve.models.hub import HubRef, hub_dir, is_hub_source, resolve
 
 PKG_PREFIX = "pkg:"
 
 
-def resolve_source(source: str) -> Path:
-    """The local path of a model source; raises ConfigError naming what is missing."""
+def resolve_source(source: str, data_dir: Path | None = None) -> Path:
+    """The local path of a model source; raises ConfigError naming what is missing.
+    ``data_dir``: where ``hf:`` sources are cached (``hub/`` inside it)."""
+    if is_hub_source(source):
+        if data_dir is None:
+            raise ConfigError(f"model source {source!r}: hub sources need the data dir")
+        return resolve(HubRef.parse(source), hub_dir(data_dir))
     if source.startswith(PKG_PREFIX):
         package, _, rel = source[len(PKG_PREFIX) :].partition("/")
         if not package or "." in package:

@@ -18,7 +18,11 @@ def create_health_router() -> APIRouter:
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:
         orchestrator = request.app.state.orchestrator
-        problems = {m.id: p for m in orchestrator.registry if (p := model_problem(m)) is not None}
+        problems = {
+            m.id: p
+            for m in orchestrator.registry
+            if (p := model_problem(m, orchestrator.settings.data_dir)) is not None
+        }
         if not orchestrator.accepting:
             return JSONResponse({"status": "shutting down"}, status_code=503)
         if problems:

@@ -210,7 +210,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("head", "/api/tags"): Operation(errors=()),
     ("get", "/api/ps"): Operation(ok=ollama.ProcessResponse, errors=()),
     ("post", "/api/show"): Operation(ollama.ShowRequest, ollama.ShowResponse, errors=(400, 404, 413)),
-    ("post", "/api/pull"): Operation(ollama.NamedRequest, OllamaStatus, NDJSON, errors=(400, 404, 413)),
+    ("post", "/api/pull"): Operation(ollama.NamedRequest, OllamaStatus, NDJSON, errors=(400, 404, 413, 502)),
     ("delete", "/api/delete"): Operation(ollama.NamedRequest, errors=(400, 404, 413)),
     ("post", "/api/push"): Operation(ollama.NamedRequest, errors=(400,)),
     ("post", "/api/create"): Operation(ollama.NamedRequest, errors=(400,)),
@@ -244,6 +244,7 @@ _REASONS = {
     415: "Unsupported document format",
     429: "Queue full, the server's concurrency limit or a quota reached (the message names it); "
     "Retry-After when it will pass",
+    502: "The model hub failed, or a download did not match its checksum",
     503: "No room right now, or the backend is unavailable; Retry-After",
     507: "The model can never fit the memory budget",
 }

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "mcp": "nanoserve.cli.mcp:mcp",
     "demo": "nanoserve.cli.demo:demo",
     "keys": "nanoserve.cli.keys:keys",
+    "pull": "nanoserve.cli.pull:pull",
 }
 
 _SHORT_HELP = {
@@ -36,6 +37,7 @@ _SHORT_HELP = {
     "mcp": "MCP server over stdio, forwarding to a gateway.",
     "demo": "Demonstrations on a gateway of their own (the provisioning cycle).",
     "keys": "API keys: create, list, revoke.",
+    "pull": "Download a hub model's weights (hf: sources) through the gateway.",
 }
 
 

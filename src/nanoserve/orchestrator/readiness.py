@@ -8,6 +8,7 @@ what a loadable source looks like.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from nanoserve.config import ModelConfig
 from nanoserve.errors import ConfigError
@@ -15,8 +16,8 @@ from nanoserve.profiles import profile_for
 from nanoserve.sources import resolve_source
 
 
-def model_problem(config: ModelConfig) -> str | None:
-    """Why ``config`` cannot be loaded, or None if it can."""
+def model_problem(config: ModelConfig, data_dir: Path | None = None) -> str | None:
+    """Why ``config`` cannot be loaded, or None if it can (``data_dir``: where hub sources are)."""
     profile = profile_for(config.engine)
     if profile.check_config is not None and (problem := profile.check_config(config)) is not None:
         return problem
@@ -29,7 +30,7 @@ def model_problem(config: ModelConfig) -> str | None:
     if config.source is None:
         return None if profile.check_source is None else "no source configured"
     try:
-        path = resolve_source(config.source)
+        path = resolve_source(config.source, data_dir)
     except ConfigError as exc:
         return exc.message
     return None if profile.check_source is None else profile.check_source(path)

@@ -95,7 +95,7 @@ def command_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
         from nanoserve.profiles.llamacpp import GGUF_MAGIC, llamacpp_parts
         from nanoserve.sources import resolve_source
 
-        path = resolve_source(config.source)
+        path = resolve_source(config.source, data_dir)
         if path.is_file() and path.read_bytes()[:4] == GGUF_MAGIC:
             return llamacpp_parts(read_gguf_info(path), config, {"flash_attn": "auto"}, None)
     return ModelParts({}, "nothing declared (set options.memory_mib)")

@@ -197,7 +197,7 @@ def model_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
     if config.source is None:
         raise ConfigError(f"model '{config.id}': no source to estimate its memory from")
     options = LlamaCppOptions.model_validate(config.options)
-    path, quantize = served_gguf(resolve_source(config.source), options.quantize, data_dir)
+    path, quantize = served_gguf(resolve_source(config.source, data_dir), options.quantize, data_dir)
     return llamacpp_parts(read_gguf_info(path), config, options.model_dump(), quantize)
 
 

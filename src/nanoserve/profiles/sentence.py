@@ -42,7 +42,7 @@ def check_directory(path: Path) -> str | None:
 def model_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
     if config.source is None:
         raise ConfigError(f"model '{config.id}': no source to estimate its memory from")
-    directory = resolve_source(config.source)
+    directory = resolve_source(config.source, data_dir)
     files = [p for p in directory.rglob("*") if p.suffix in WEIGHT_FILE_SUFFIXES and p.is_file()]
     preferred = [p for p in files if p.suffix == ".safetensors"] or files
     weights = sum(p.stat().st_size for p in preferred)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from nanoserve.api import lifecycle, proxy
 from nanoserve.api.affinity import affinity
@@ -36,6 +36,7 @@ from nanoserve.api.ollama.protocol import (
 )
 from nanoserve.api.ollama.stream import Reply, lines, ndjson, now_iso
 from nanoserve.api.ollama.weights import WeightsCatalog
+from nanoserve.api.pull import Puller
 from nanoserve.auth.context import check_model
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import BadRequest, NotFound, UnsupportedFeature
@@ -54,7 +55,8 @@ class OllamaServing:
     def __init__(self, orchestrator: Orchestrator, settings: Settings):
         self.orchestrator = orchestrator
         self.settings = settings
-        self.weights = WeightsCatalog(started_at=time.time())
+        self.weights = WeightsCatalog(started_at=time.time(), data_dir=settings.data_dir)
+        self.puller = Puller(orchestrator, settings)
 
     # -- helpers -------------------------------------------------------------------------
     async def _parse(self, request: Request, model: type[M]) -> M:
@@ -250,21 +252,19 @@ class OllamaServing:
 
     # -- what nanoserve does not do -----------------------------------------------------
     async def pull(self, request: Request) -> Response:
-        """A configured model is already "pulled"; anything else cannot be downloaded."""
+        """Hub models (``hf:`` sources) are downloaded with progress (``api/pull.py``); a model
+        with local weights is already "pulled"."""
         req = await self._parse(request, NamedRequest)
-        name = req.target
-        if not name:
-            raise BadRequest("model is required", param="model")
-        if self.orchestrator.registry.find(name) is None:
-            raise NotFound(
-                f"model '{name}' not found: nanoserve serves the models in its config file and never "
-                "downloads weights; add the model to the config (models:) and restart",
-                param="model",
-            )
-        success = {"status": "success"}
-        if req.stream is None or req.stream:
-            return Response(ndjson(success), media_type=NDJSON)
-        return JSONResponse(success)
+        events = self.puller.events(req.target)
+        first = await anext(events)  # an unknown name or a bad reference: a status
+        if req.stream is False:
+            last = first
+            async for last in events:  # a failed pull: its status
+                pass
+            return JSONResponse(last)
+        return StreamingResponse(
+            _continue(ndjson(first), (ndjson(event) async for event in events)), media_type=NDJSON
+        )
 
     async def delete(self, request: Request) -> Response:
         req = await self._parse(request, NamedRequest)
@@ -277,7 +277,7 @@ class OllamaServing:
 
 
 async def _continue(
-    first: bytes, stream: AsyncIterator[bytes], upstream: proxy.Upstream
+    first: bytes, stream: AsyncIterator[bytes], upstream: proxy.Upstream | None = None
 ) -> AsyncIterator[bytes]:
     """The rest of an NDJSON stream; an error after the first line becomes an ``{"error"}`` line."""
     try:
@@ -288,7 +288,8 @@ async def _continue(
         err = as_nanoserve_error(exc)
         yield ndjson({"error": err.message})
     finally:
-        await upstream.close()
+        if upstream is not None:
+            await upstream.close()
 
 
 def _truncate(vector: list[float], dimensions: int) -> list[float]:

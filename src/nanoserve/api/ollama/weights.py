@@ -147,14 +147,15 @@ class WeightsCatalog:
     """``describe(config)``, cached per weights file. Blocking: call it from a worker thread;
     one lock serialises the (rare, first-time) reads so a file is hashed once."""
 
-    def __init__(self, started_at: float):
+    def __init__(self, started_at: float, data_dir: Path | None = None):
         self._started_at = started_at
+        self._data_dir = data_dir
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, int, int], Weights] = {}
 
     def describe(self, config: ModelConfig, *, verbose: bool = False) -> Weights:
         try:
-            path = resolve_source(config.source) if config.source else None
+            path = resolve_source(config.source, self._data_dir) if config.source else None
         except ConfigError:
             path = None  # /ready reports missing weights; here the model is just described less
         if path is None:

@@ -74,7 +74,7 @@ def expand_env(env: dict[str, str]) -> dict[str, str]:
         raise EngineError(f"options.env: {exc}") from None
 
 
-def template_values(config: ModelConfig, port: int) -> dict[str, str]:
+def template_values(config: ModelConfig, port: int, data_dir: Path | None = None) -> dict[str, str]:
     values = {
         "port": str(port),
         "host": LOOPBACK,
@@ -85,7 +85,7 @@ def template_values(config: ModelConfig, port: int) -> dict[str, str]:
         "ctx_total": str(config.context_length * config.parallel),
     }
     if config.source is not None:
-        values["source"] = str(resolve_source(config.source))
+        values["source"] = str(resolve_source(config.source, data_dir))
     return values
 
 
@@ -103,11 +103,12 @@ class CommandWorker(ProcessWorker):
             stop_grace=self.options.stop_grace,
         )
         self.config = config
+        self.data_dir = settings.data_dir
         self.metrics_path = self.options.metrics_path
 
     async def start(self) -> None:
         port = free_port()
-        argv = fill_template(self.options.command, template_values(self.config, port))
+        argv = fill_template(self.options.command, template_values(self.config, port, self.data_dir))
         program = shutil.which(argv[0])
         if program is None:
             raise EngineError(f"model '{self.model}': the command {argv[0]!r} was not found on PATH")

@@ -48,7 +48,7 @@ def worker_command(config: ModelConfig, settings: Settings, fd: int) -> list[str
         str(os.getpid()),
     ]
     if config.source:
-        cmd += ["--model", str(resolve_source(config.source))]
+        cmd += ["--model", str(resolve_source(config.source, settings.data_dir))]
     if config.chat_template:
         cmd += ["--chat-template", config.chat_template]
     if config.kind == "chat":
