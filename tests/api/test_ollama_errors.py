@@ -90,7 +90,7 @@ CASES = [
     ("POST", EMBED, {"model": "mock-embed", "input": 42}, 400, "invalid input type"),
     ("POST", EMBED, {"model": "mock-embed", "input": ["x", 1]}, 400, "invalid input type"),
     ("POST", EMBED, {"model": "mock-embed", "input": "x", "dimensions": 0}, 400, "dimensions"),
-    ("POST", "/api/pull", {"model": "llama3"}, 404, "never downloads"),
+    ("POST", "/api/pull", {"model": "llama3"}, 404, "allow_pull"),
     ("POST", "/api/push", {"model": "mc"}, 400, "nanoserve does not push"),
     ("POST", "/api/create", {"model": "x", "from": "mc"}, 400, "config file"),
     ("POST", "/api/copy", {"source": "mc", "destination": "x"}, 400, "aliases"),
