@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +147,28 @@ async def test_max_tokens_finishes_with_length(engine: LlamaCppEngine) -> None:
     )
     assert result.finished.finish_reason == "length"
     assert result.finished.completion_tokens == 5 == len(result.ids)
+
+
+async def test_a_deadline_ends_generation_with_length(engine: LlamaCppEngine) -> None:
+    """The gateway's time limit (``SamplingParams.deadline``): generation stops as at max_tokens."""
+    prompt = chat(engine, "Tell me a long story about a dragon.")
+    result = await run(engine, prompt, max_tokens=400, ignore_eos=True, deadline=time.perf_counter() + 0.3)
+    assert result.finished.finish_reason == "length"
+    assert 1 <= result.finished.completion_tokens < 400
+    await wait_idle(engine)  # its slot is free again
+
+
+async def test_gpu_options_reach_llama_cpp(data_dir: Path) -> None:
+    """Offload settings are passed to llama.cpp; on a build without a GPU backend it loads and
+    answers on the CPU (what ``make install GPU=cuda`` changes is the build, not the config)."""
+    eng = LlamaCppEngine(spec_for(data_dir, parallel=1, n_gpu_layers=-1, main_gpu=0, tensor_split=[1.0]))
+    await eng.start()
+    try:
+        assert eng._model is not None
+        assert (eng._model.config.n_gpu_layers, eng._model.config.tensor_split) == (-1, (1.0,))
+        assert "Paris" in (await run(eng, chat(eng, "What is the capital of France? Answer briefly."))).text
+    finally:
+        await eng.close()
 
 
 async def test_streamed_text_equals_the_decoded_tokens(engine: LlamaCppEngine) -> None:

@@ -138,3 +138,15 @@ def test_unreadable_footprints_file_is_ignored(tmp_path: Path) -> None:
 def test_combine_without_gpu_parts() -> None:
     estimate = combine(ModelParts({"weights": 10}, "t"), {"ram": 5}, gpus=2)
     assert estimate.devices == {"ram": 15} and estimate.parts == {"runtime": 5, "weights": 10}
+
+
+async def test_a_configured_offload_puts_its_share_on_the_gpu(tmp_path: Path) -> None:
+    """``n_gpu_layers`` in a model's options (issue 23): the estimate the planner places follows it."""
+    offloaded = SMOLLM2.model_copy(update={"options": {"n_gpu_layers": -1, "quantize": "keep"}})
+    estimator = Estimator(tmp_path, FootprintStore(tmp_path), _fake_probe([]), gpus=1)
+    estimate = await estimator.estimate(offloaded)
+    parts = estimate.parts
+    assert estimate.devices["gpu0"] == parts["weights"] + parts["kv_cache"] + parts["compute"]
+    assert estimate.devices["ram"] == parts["runtime"] + parts["output"]
+    on_cpu = await estimator.estimate(SMOLLM2.model_copy(update={"options": {"quantize": "keep"}}))
+    assert "gpu0" not in on_cpu.devices

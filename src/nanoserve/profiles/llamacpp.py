@@ -89,6 +89,18 @@ class LlamaCppOptions(EngineOptions):
         ),
     )
     flash_attn: Literal["auto", "on", "off"] = "auto"
+    n_gpu_layers: int = Field(
+        default=0,
+        ge=-1,
+        le=1024,
+        description="layers offloaded to the GPU (-1: all); needs a CUDA build (make install GPU=cuda)",
+    )
+    main_gpu: int = Field(default=0, ge=0, le=63, description="the GPU that holds the model, among those visible")
+    tensor_split: list[float] | None = Field(
+        default=None,
+        max_length=64,
+        description="share of the model per visible GPU, e.g. [3, 1]; default: the main GPU only",
+    )
     penalty_last_n: int = Field(
         default=64, ge=0, le=1 << 16, description="tokens the repeat/presence/frequency penalties look back"
     )

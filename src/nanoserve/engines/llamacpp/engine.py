@@ -71,6 +71,9 @@ class LlamaCppEngine(GenerationEngine):
                 flash_attn=options.flash_attn,
                 use_mmap=options.use_mmap,
                 kv_type=options.kv_cache_type,
+                n_gpu_layers=options.n_gpu_layers,
+                main_gpu=options.main_gpu,
+                tensor_split=tuple(options.tensor_split or ()),
             ),
         )
         try:

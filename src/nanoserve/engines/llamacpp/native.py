@@ -62,6 +62,9 @@ class ContextConfig:
     flash_attn: str = "auto"
     use_mmap: bool = True
     kv_type: str = "f16"
+    n_gpu_layers: int = 0  # -1: all
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()
 
 
 class Batch:
@@ -99,7 +102,12 @@ class LlamaModel:
         self.path = path
         self.config = config
         mparams = llama_cpp.llama_model_default_params()
-        mparams.n_gpu_layers = 0
+        mparams.n_gpu_layers = config.n_gpu_layers
+        mparams.main_gpu = config.main_gpu
+        if config.tensor_split:  # one share per device llama.cpp may use, zeros after the given ones
+            shares = list(config.tensor_split)[: llama_cpp.LLAMA_MAX_DEVICES]
+            self._tensor_split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*shares)
+            mparams.tensor_split = self._tensor_split
         # Extra buffer types repack weights for AMX/other kernels; this build's AMX matmul crashes
         # (SIGSEGV in ggml_backend_amx_mul_mat) on CPUs that report AMX, so plain CPU buffers it is.
         mparams.use_extra_bufts = False
