@@ -95,7 +95,9 @@ class LlamaCppOptions(EngineOptions):
         le=1024,
         description="layers offloaded to the GPU (-1: all); needs a CUDA build (make install GPU=cuda)",
     )
-    main_gpu: int = Field(default=0, ge=0, le=63, description="the GPU that holds the model, among those visible")
+    main_gpu: int = Field(
+        default=0, ge=0, le=63, description="the GPU that holds the model, among those visible"
+    )
     tensor_split: list[float] | None = Field(
         default=None,
         max_length=64,
