@@ -118,3 +118,11 @@ def test_images_install_with_the_makefiles_script() -> None:
     declared = set(re.findall(r"^(\w+) = \[", (ROOT / "pyproject.toml").read_text(), re.MULTILINE))
     for extra in ",".join(extras).split(","):
         assert extra in declared, f"extra {extra} is not in pyproject.toml"
+
+
+@pytest.mark.parametrize(
+    "script", ["scripts/install.sh", "scripts/gpu-check.sh", "scripts/install-system.sh"]
+)
+def test_scripts_parse(script: str) -> None:
+    done = run("bash", "-n", str(ROOT / script))
+    assert done.returncode == 0, done.stderr
