@@ -26,6 +26,7 @@ from nanoserve.profiles.sentence import PROFILE, SentenceOptions
 class _Job:
     texts: Sequence[str]
     tokens: int
+    longest: int  # tokens of its longest text: a forward pass pads every text to its batch's longest
     future: asyncio.Future[tuple[list[list[float]], int]]
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -50,7 +51,12 @@ class SentenceTransformersEngine(EmbeddingEngine):
         if self.spec.path is None:
             raise EngineError("sentence-transformers engine needs a model directory")
         self._model = await asyncio.to_thread(self._load)
-        self._dims = int(self._model.get_sentence_embedding_dimension())
+        # renamed in sentence-transformers 5; the old name warns
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        self._dims = int(dimension())
         self._batcher = asyncio.create_task(self._run(), name="embedding-batcher")
 
     def _load(self) -> Any:
@@ -96,14 +102,15 @@ class SentenceTransformersEngine(EmbeddingEngine):
         # the tokenizer from spending seconds on a megabyte it would throw away.
         cut = self._model.max_seq_length * MAX_CHARS_PER_TOKEN
         texts = [t[:cut] for t in texts]
-        tokens = sum(self._count_tokens(texts))
+        counts = self._count_tokens(texts)
+        tokens = sum(counts)
         if tokens > self.options.max_batch_tokens:
             raise PayloadTooLarge(
                 f"this embedding request is {tokens} tokens; one request may have at most "
                 f"{self.options.max_batch_tokens} (the model's options.max_batch_tokens): split the input",
                 param="input",
             )
-        job = _Job(texts, tokens, asyncio.get_running_loop().create_future())
+        job = _Job(texts, tokens, max(counts, default=0), asyncio.get_running_loop().create_future())
         self._queue.put_nowait(job)
         vectors, _ = await job.future
         return Embeddings(vectors=vectors, prompt_tokens=tokens)
@@ -133,11 +140,16 @@ class SentenceTransformersEngine(EmbeddingEngine):
         if not batch:
             return
         texts = [t for job in batch for t in job.texts]
+        # One forward pass holds at most max_batch_tokens tokens with padding (sentence-transformers
+        # sorts by length, then pads each pass to its longest text): the activations, and so the
+        # worker's memory, stay within the planned size whatever the mix of lengths.
+        longest = max((job.longest for job in batch), default=1) or 1
+        per_pass = max(1, self.options.max_batch_tokens // longest)
         try:
             array = await asyncio.to_thread(
                 self._model.encode,
                 texts,
-                batch_size=len(texts),
+                batch_size=min(len(texts), per_pass),
                 normalize_embeddings=self.options.normalize,
                 convert_to_numpy=True,
                 show_progress_bar=False,
