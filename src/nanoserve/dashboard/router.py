@@ -125,6 +125,10 @@ def create_docs_router() -> APIRouter:
             with_google_fonts=False,
         )
 
+    @router.get("/redoc/logo-mini.svg")
+    async def redoc_logo() -> FileResponse:  # the packaged ReDoc asks for it beside the page
+        return FileResponse(vendor_dir() / "redoc" / "logo-mini.svg")
+
     return router
 
 

@@ -106,15 +106,18 @@ export function mount(view) {
   }
 
   async function refresh() {
+    let names = [];
     try {
       const { data } = await api("/v1/rag/collections");
+      names = data.map((c) => c.name);
       collections.replaceChildren(h("h2", {}, "Collections"), data.length
         ? h("table", {}, h("tr", {}, h("th", {}, "name"), h("th", { class: "num" }, "documents"), h("th", { class: "num" }, "chunks"), h("th", {}, "embedding model")),
           data.map((c) => h("tr", { class: "click", onclick: () => { collection.value = c.name; loadValues(); } },
             h("td", {}, c.name), h("td", { class: "num" }, fmt.n(c.documents)), h("td", { class: "num" }, fmt.n(c.chunks)), h("td", { class: "muted" }, c.embedding_model))))
         : h("div", { class: "empty" }, "No collections yet: upload a document."));
     } catch (err) { toast(err.message); }
-    loadValues();
+    if (names.includes(collection.value.trim())) loadValues();
+    else values.replaceChildren(h("h2", {}, "Document values"), h("div", { class: "empty" }, "No documents in this collection yet."));
   }
   refresh();
   return {};
