@@ -4,6 +4,7 @@ without console errors and offline, the model buttons, the live chart, the login
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,11 +32,14 @@ def test_every_page_loads_offline_without_console_errors(gw: Gateway, context: A
     w = watched_page(context)
     w.page.goto(gw.url + "/ui")
     w.page.wait_for_selector("#stats .stat")
+    w.page.wait_for_selector("#devices .dev .bar")  # a memory bar per device
+    assert "[object" not in w.page.inner_text("#view")
     for name in PAGES:
         w.page.goto(f"{gw.url}/ui#/{name}")
         w.page.wait_for_function(f"document.body.dataset.page === '{name}'")
         w.page.wait_for_load_state("networkidle")
         assert w.page.inner_text("#title").lower() == name, name
+        assert "[object" not in w.page.inner_text("#view"), name
     w.page.wait_for_selector("#live-dot.on")  # the live feed is connected
     assert w.failed == [] and w.errors == [] and w.external == []
 
@@ -179,3 +183,18 @@ def test_login_needs_a_body_with_a_key(gw: Gateway) -> None:
     with httpx.Client(base_url=gw.url) as http:
         bad = http.post("/ui/login", json={"secret": "x"})
         assert bad.status_code == 400 and bad.json()["error"]["message"]
+
+
+def test_an_open_live_feed_does_not_hold_up_shutdown(tmp_path: Any) -> None:
+    """The server waits for open responses before it stops, and a live feed never ends: an open
+    dashboard held every shutdown for the whole grace period (30 s)."""
+    gateway = Gateway(tmp_path, MOCK_CONFIG)
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=10) as http, http.stream("GET", "/dashboard/live") as feed:
+            lines = feed.iter_lines()
+            assert next(lines).startswith("retry:")
+            began = time.monotonic()
+            gateway.stop(timeout=20)
+            assert gateway.proc.poll() is not None and time.monotonic() - began < 8
+    finally:
+        gateway.stop()

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -32,7 +34,17 @@ MAX_REQUESTS = 1000
 MAX_EVENTS = 500
 MAX_LOG_LINES = 1000
 # the dashboard's own traffic (pages, JSON, live feed) and probes are not "recent requests"
-UNRECORDED = ("/ui", "/dashboard", "/docs", "/redoc", "/openapi.json", "/favicon.ico", "/health", "/ready", "/metrics")
+UNRECORDED = (
+    "/ui",
+    "/dashboard",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/favicon.ico",
+    "/health",
+    "/ready",
+    "/metrics",
+)
 UNLOADED = "unloaded"
 
 
@@ -108,6 +120,8 @@ class Recorder:
         self.latest = b""  # the live feed's last message, serialized once for every subscriber
         self._changed = asyncio.Condition()
         self._sampler: asyncio.Task[None] | None = None
+        self.stopping = False  # the server is shutting down: live feeds end (they would hold it up)
+        self._chained: list[tuple[signal.Signals, Any, Any]] = []
         self.started = time.time()
         orchestrator.add_listener(self.on_event)
 
@@ -166,10 +180,42 @@ class Recorder:
     # -- the sampler ------------------------------------------------------------------------
     def start(self) -> None:
         logging.getLogger().addHandler(self.logs)
-        self._sampler = asyncio.get_running_loop().create_task(self._sample(), name="dashboard-sampler")
+        loop = asyncio.get_running_loop()
+        self._sampler = loop.create_task(self._sample(), name="dashboard-sampler")
+        self._chain_stop_signals(loop)
+
+    def _chain_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End the live feeds as soon as the server is told to stop. The server waits for open
+        responses before it shuts the app down, and a live feed never ends by itself: without
+        this, a dashboard left open would hold every shutdown for the whole grace period."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals are the main thread's (a server run in a thread: tests)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def on_signal(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self.stop_feeds)
+                previous(signum, frame)
+
+            signal.signal(sig, on_signal)
+            self._chained.append((sig, on_signal, previous))
+
+    def stop_feeds(self) -> None:
+        self.stopping = True
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def aclose(self) -> None:
         logging.getLogger().removeHandler(self.logs)
+        for sig, ours, previous in self._chained:
+            if signal.getsignal(sig) is ours:
+                signal.signal(sig, previous)
+        self._chained.clear()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,10 +246,13 @@ class Recorder:
         self.latest = b"data: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
 
     async def next_message(self, seen: int, timeout: float = 15.0) -> tuple[int, bytes | None]:
-        """The message after tick ``seen`` (None on timeout: send a keep-alive comment)."""
+        """The message after tick ``seen`` (None on timeout: send a keep-alive comment). Check
+        ``stopping`` after it: then the feed ends."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.tick != seen), timeout)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.tick != seen or self.stopping), timeout
+                )
             except TimeoutError:
                 return seen, None
             return self.tick, self.latest

@@ -167,8 +167,10 @@ def create_dashboard_router() -> APIRouter:
             yield b"retry: 2000\n\n"
             if recorder.latest:
                 yield recorder.latest
-            while True:
+            while not recorder.stopping:
                 seen, message = await recorder.next_message(seen)
+                if recorder.stopping:
+                    return
                 yield message if message is not None else b": keep-alive\n\n"
 
         return StreamingResponse(feed(), media_type="text/event-stream", headers=SSE_HEADERS)

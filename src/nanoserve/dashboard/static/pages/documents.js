@@ -76,7 +76,7 @@ export function mount(view) {
       answer.replaceChildren(
         h("p", { class: "answer-text", style: "white-space:pre-wrap;margin:12px 0 6px" }, r.answer || "(no answer)"),
         h("div", { class: "muted" }, `${r.answer_mode} · ${r.intent || "—"} · ${r.strategy || "—"} · ${fmt.ms(r.timings_ms && r.timings_ms.total)}`),
-        r.citations.map((c) => h("div", { class: "cite" }, h("b", {}, `[${c.n}] ${c.document}`), c.section ? h("span", { class: "muted" }, ` · ${c.section}`) : null,
+        ...r.citations.map((c) => h("div", { class: "cite" }, h("b", {}, `[${c.n}] ${c.document}`), c.section ? h("span", { class: "muted" }, ` · ${c.section}`) : null,
           h("div", { class: "muted", style: "margin-top:4px" }, c.text.length > 280 ? `${c.text.slice(0, 280)}…` : c.text))),
         h("div", { class: "row", style: "margin-top:8px" },
           h("button", { onclick: (e) => rate(1, e.target) }, "👍 helpful"), h("button", { onclick: (e) => rate(-1, e.target) }, "👎 not helpful"),

@@ -84,7 +84,7 @@ export function mount(view, { live, top }) {
         (parts[r.device] ||= []).push({ id: r.id, mib: size, measured });
       }
     });
-    devices.replaceChildren(h("h2", {}, "Memory"), status.devices.map((d) => {
+    devices.replaceChildren(h("h2", {}, "Memory"), ...status.devices.map((d) => {
       const total = d.total_mib || 1;
       const mine = parts[d.name] || [];
       const modelsMib = mine.reduce((a, p) => a + p.mib, 0);
