@@ -90,6 +90,30 @@ def test_load_refused_is_shown_as_the_api_says(gw: Gateway, context: Any) -> Non
     assert message.startswith("404 ") and "nope" in message
 
 
+def test_documents_upload_with_progress_ask_trace_feedback(gw: Gateway, context: Any, tmp_path: Any) -> None:
+    """The Documents page's whole flow on mock models (the cited answer with real ones:
+    test_dashboard_real.py, slow)."""
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes\n\nThe blue door opens at nine. The red door stays shut on Sundays.\n" * 40)
+    w = watched_page(context)
+    w.page.goto(gw.url + "/ui#/documents")
+    w.page.fill("#doc-collection", "page-test")
+    w.page.set_input_files("#doc-file", str(path))
+    w.page.click("#doc-upload")
+    w.page.wait_for_selector("#doc-upload-log >> text=notes.md: created")
+    assert w.page.evaluate("document.querySelector('.progress span').style.width") == "100%"
+    w.page.wait_for_selector("#collections >> text=page-test")
+    w.page.fill("#doc-question", "When does the blue door open?")
+    w.page.click("#doc-ask")
+    w.page.wait_for_selector("#doc-answer .answer-text")
+    w.page.click("#doc-answer button:has-text('Trace')")
+    w.page.wait_for_selector("#doc-trace-body")
+    assert "retrieved" in w.page.inner_text("#doc-trace-body")
+    w.page.click("#doc-answer button:has-text('👍')")
+    w.page.wait_for_selector("#toast >> text=feedback recorded")
+    assert w.failed == [] and w.errors == [] and w.external == []
+
+
 def chart_requests(page: Any) -> int:
     return page.evaluate("window.nanoserveCharts.tokens.points.reduce((a, p) => a + p.requests, 0)")
 
@@ -190,7 +214,10 @@ def test_an_open_live_feed_does_not_hold_up_shutdown(tmp_path: Any) -> None:
     dashboard held every shutdown for the whole grace period (30 s)."""
     gateway = Gateway(tmp_path, MOCK_CONFIG)
     try:
-        with httpx.Client(base_url=gateway.url, timeout=10) as http, http.stream("GET", "/dashboard/live") as feed:
+        with (
+            httpx.Client(base_url=gateway.url, timeout=10) as http,
+            http.stream("GET", "/dashboard/live") as feed,
+        ):
             lines = feed.iter_lines()
             assert next(lines).startswith("retry:")
             began = time.monotonic()

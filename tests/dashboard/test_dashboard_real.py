@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from browser import watched_page
 from gateway import Gateway
 
@@ -40,6 +41,7 @@ def test_playground_streams_an_answer(real_gateway: Gateway, context: Any) -> No
     assert w.errors == [] and w.external == []
 
 
+@pytest.mark.slow  # ~1-2 min: embedding, then generation with citations, on 2 shared cores
 def test_upload_a_document_and_get_a_cited_answer(real_gateway: Gateway, context: Any, tmp_path: Any) -> None:
     path = tmp_path / "moonfield.md"
     path.write_text(DOC)
