@@ -30,8 +30,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "dashboard")]
 
-from browser import chromium, watched_page  # noqa: E402
-from gateway import MOCK_CONFIG, Gateway  # noqa: E402
+from browser import chromium, watched_page
+from gateway import MOCK_CONFIG, Gateway
 
 RESULTS = ROOT / "benchmarks" / "results" / "dashboard.json"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "dashboard")]
 
-from browser import chromium, watched_page  # noqa: E402
-from gateway import Gateway  # noqa: E402
+from browser import chromium, watched_page
+from gateway import Gateway
 
 OUT = ROOT / "docs" / "screenshots"
 DOC = (
