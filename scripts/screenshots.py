@@ -71,6 +71,13 @@ def main() -> None:
                         page.wait_for_selector(".msg.assistant[data-done='1']", timeout=120_000)
                         page.click("#pg-compare")
                         page.wait_for_selector("#pg-cosine", timeout=120_000)
+                    if name == "documents":
+                        page.fill("#doc-collection", "handbook")
+                        page.fill("#doc-question", "Who kept the Moonfield lighthouse?")
+                        page.click("#doc-ask")
+                        page.wait_for_selector("#doc-answer .cite, #doc-answer .err", timeout=300_000)
+                        page.click("#doc-answer button:has-text('Trace')")
+                        page.wait_for_selector("#doc-trace-body")
                     if name == "requests":
                         page.locator("#requests tr.click").first.click()
                         page.wait_for_selector("#detail .kv")

@@ -48,18 +48,22 @@ export class LineChart {
     const minutes = Math.round(this.span / 60);
     g.fillText(`−${minutes} min`, pad.l, hgt - 4);
     g.fillText("now", pad.l + pw - 22, hgt - 4);
+    const has = (v) => v !== undefined && v !== null;
     for (const s of this.series) {
-      g.strokeStyle = s.color; g.lineWidth = 1.8; g.beginPath();
+      g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 1.8; g.beginPath();
+      const xy = (p) => [pad.l + ((p.t - x0) / this.span) * pw, pad.t + ph - (Math.min(p[s.key], max) / max) * ph];
       let pen = false;
-      for (const p of this.points) {
-        const v = p[s.key];
-        if (v === null || v === undefined) { pen = false; continue; }
-        const x = pad.l + ((p.t - x0) / this.span) * pw;
-        const y = pad.t + ph - (Math.min(v, max) / max) * ph;
+      const alone = [];
+      this.points.forEach((p, i) => {
+        if (!has(p[s.key])) { pen = false; return; }
+        const [x, y] = xy(p);
         if (pen) g.lineTo(x, y); else g.moveTo(x, y);
+        const next = this.points[i + 1];
+        if (!pen && !(next && has(next[s.key]))) alone.push([x, y]); // a point with no line: a dot
         pen = true;
-      }
+      });
       g.stroke();
+      for (const [x, y] of alone) { g.beginPath(); g.arc(x, y, 2.5, 0, 2 * Math.PI); g.fill(); }
     }
   }
 }

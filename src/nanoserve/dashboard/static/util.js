@@ -16,6 +16,11 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A two-column list of [label, value] pairs.
+export function kv(...pairs) {
+  return h("div", { class: "kv" }, pairs.flatMap(([k, v]) => [h("div", {}, k), h("div", {}, v)]));
+}
+
 export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }

@@ -1,6 +1,6 @@
 // Documents: collections, upload with progress, ask with citations, the query's trace, feedback,
 // and the documents' learned values.
-import { api, fmt, h, toast } from "../util.js";
+import { api, fmt, h, kv, toast } from "../util.js";
 
 const TEXT_TYPES = /\.(txt|md|markdown|html?|rst|csv|json)$/i;
 
@@ -89,7 +89,7 @@ export function mount(view) {
       const t = await api(`/v1/rag/traces/${encodeURIComponent(id)}`);
       trace.replaceChildren(h("div", { class: "plan", id: "doc-trace-body" },
         h("h3", {}, `Trace ${t.id}`),
-        h("div", { class: "kv" }, "route", t.route || "—", "strategy", t.strategy || "—", "answer mode", t.answer_mode || "—", "total", fmt.ms(t.total_ms)),
+        kv(["route", t.route || "—"], ["strategy", t.strategy || "—"], ["answer mode", t.answer_mode || "—"], ["total", fmt.ms(t.total_ms)]),
         h("table", { style: "margin-top:8px" }, t.phases.map((p) => h("tr", {}, h("td", {}, p.name), h("td", { class: "num" }, fmt.ms(p.ms))))),
         h("table", { style: "margin-top:8px" }, h("tr", {}, h("th", {}, "retrieved"), h("th", { class: "num" }, "score")),
           t.retrieved.map((c) => h("tr", {}, h("td", {}, `${c.document || ""} ${c.section || ""}`), h("td", { class: "num" }, fmt.n(c.score, 3)))))));

@@ -87,7 +87,9 @@ export function mount(view, { live }) {
       render();
       const ev = await api("/dashboard/events?limit=20");
       events.replaceChildren(h("h2", {}, "Lifecycle events"), ev.data.length
-        ? h("table", {}, ev.data.map((e) => h("tr", {}, h("td", { class: "muted" }, fmt.time(e.at)), h("td", {}, e.model + (e.replica ? `#${e.replica}` : "")), h("td", {}, e.event), h("td", { class: "muted" }, e.reason || ""))))
+        ? h("table", {}, h("tr", {}, ["time", "model", "event", "reason"].map((c) => h("th", {}, c))),
+          ev.data.map((e) => h("tr", {}, h("td", { class: "muted", style: "width:130px" }, fmt.time(e.at)), h("td", { style: "width:260px" }, e.model + (e.replica ? ` #${e.replica}` : "")),
+            h("td", { style: "width:160px" }, e.event), h("td", { class: "muted" }, e.reason || ""))))
         : h("div", { class: "empty" }, "No events yet."));
     } catch (err) { toast(err.message); }
   }

@@ -27,13 +27,13 @@ export function mount(view, { live, top }) {
   const usage = h("div", { class: "card", id: "usage", style: "margin-top:14px", hidden: true });
   view.append(
     stats,
-    h("div", { class: "grid g2", style: "margin-top:14px" },
+    h("div", { class: "grid g2c", style: "margin-top:14px" },
       chartCard("tokens", "Throughput", [{ key: "tokens_per_s", label: "tokens/s", color: COLORS[0] }, { key: "requests", label: "requests", color: COLORS[2] }], ""),
       chartCard("load", "Running and waiting", [{ key: "running", label: "running", color: COLORS[1] }, { key: "waiting", label: "waiting", color: COLORS[3] }], ""),
       chartCard("ttft", "Time to first token", [{ key: "ttft_p50_ms", label: "p50", color: COLORS[0] }, { key: "ttft_p95_ms", label: "p95", color: COLORS[4] }], " ms"),
       chartCard("queue", "Queue wait", [{ key: "queue_p50_ms", label: "p50", color: COLORS[2] }, { key: "queue_p95_ms", label: "p95", color: COLORS[5] }], " ms"),
     ),
-    h("div", { class: "grid g2", style: "margin-top:14px" }, devices, rejections),
+    h("div", { class: "grid g2c", style: "margin-top:14px" }, devices, rejections),
     usage,
   );
   window.nanoserveCharts = charts;

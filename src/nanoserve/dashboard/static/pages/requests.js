@@ -1,5 +1,5 @@
 // Requests: the recent ones (no prompt or answer text is kept), a filter, one request's detail.
-import { api, fmt, h, toast } from "../util.js";
+import { api, fmt, h, kv, toast } from "../util.js";
 
 export function mount(view, { live, params }) {
   const model = h("input", { placeholder: "model", id: "f-model", style: "width:160px" });
@@ -21,10 +21,9 @@ export function mount(view, { live, params }) {
         h("span", { style: "width:80px;text-align:right" }, fmt.ms(ms)));
       detail.replaceChildren(h("div", { class: "card", style: "margin-bottom:14px" },
         h("div", { class: "row" }, h("h3", {}, `Request ${r.id}`), h("span", { class: "spacer" }), h("button", { onclick: () => detail.replaceChildren() }, "Close")),
-        h("div", { class: "kv" },
-          "route", `${r.method} ${r.route}`, "path", r.path, "model", r.model || "—", "status", String(r.status),
-          "ended", new Date(r.at * 1000).toLocaleString(), "tokens", `${fmt.n(r.prompt_tokens)} prompt · ${fmt.n(r.completion_tokens)} completion`,
-          "cold start", r.cold_start ? "yes" : "no", "rejection", r.rejection || "—", "error", r.error || "—"),
+        kv(["route", `${r.method} ${r.route}`], ["path", r.path], ["model", r.model || "—"], ["status", String(r.status)],
+          ["ended", new Date(r.at * 1000).toLocaleString()], ["tokens", `${fmt.n(r.prompt_tokens)} prompt · ${fmt.n(r.completion_tokens)} completion`],
+          ["cold start", r.cold_start ? "yes" : "no"], ["rejection", r.rejection || "—"], ["error", r.error || "—"]),
         h("div", { style: "margin-top:10px" },
           span("queue wait", 0, r.queue_ms, "#fbbf24"),
           span("first token", 0, r.ttft_ms, "#38bdf8"),
