@@ -105,25 +105,20 @@ def create_page_router() -> APIRouter:
 def create_docs_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
+    page = {"openapi_url": "/openapi.json", "title": "nanoserve API"}
+    favicon = "/ui/vendor/fastapi/favicon.png"
+
     @router.get("/docs")
     async def swagger() -> HTMLResponse:
+        css, js = "/ui/vendor/swagger/swagger-ui.css", "/ui/vendor/swagger/swagger-ui-bundle.js"
         return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="nanoserve API",
-            swagger_js_url="/ui/vendor/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/ui/vendor/swagger/swagger-ui.css",
-            swagger_favicon_url="/ui/vendor/fastapi/favicon.png",
+            **page, swagger_js_url=js, swagger_css_url=css, swagger_favicon_url=favicon
         )
 
     @router.get("/redoc")
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title="nanoserve API",
-            redoc_js_url="/ui/vendor/redoc/redoc.standalone.js",
-            redoc_favicon_url="/ui/vendor/fastapi/favicon.png",
-            with_google_fonts=False,
-        )
+        js = "/ui/vendor/redoc/redoc.standalone.js"
+        return get_redoc_html(**page, redoc_js_url=js, redoc_favicon_url=favicon, with_google_fonts=False)
 
     @router.get("/redoc/logo-mini.svg")
     async def redoc_logo() -> FileResponse:  # the packaged ReDoc asks for it beside the page
