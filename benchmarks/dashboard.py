@@ -5,7 +5,8 @@ costs the gateway < 1 % CPU at one update per second.
 
 1. First paint: Chromium (headless, Debian's) opens /ui in a fresh context each time (no cache)
    --loads times; we read the browser's own first-contentful-paint, and the time until the
-   Overview's figures (fetched JSON) are on screen. Median and max.
+   Overview's figures (fetched JSON) are on screen. Median and max. Beside it, alternated, the
+   floor: the first paint of a plain text file from the same gateway (no CSS, no script).
 2. Feed cost: the gateway's own CPU time (its process only, not the workers), idle, over
    --seconds each, side by side in one run: (a) `dashboard: false`, (b) dashboard on and no one
    watching (the 1/s sampler), (c) one live feed open, (d) five live feeds open. Mock engines.
@@ -14,6 +15,7 @@ costs the gateway < 1 % CPU at one update per second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,31 +38,42 @@ from gateway import MOCK_CONFIG, Gateway
 RESULTS = ROOT / "benchmarks" / "results" / "dashboard.json"
 
 
+FCP = "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
+FLOOR = "/ui/vendor/fastapi/LICENSE"  # a plain text file from the same server: the browser's floor
+
+
 def first_paint(loads: int) -> dict[str, Any]:
+    """Alternating /ui and the floor page, each in a fresh context (no cache)."""
     with tempfile.TemporaryDirectory() as data:
         gw = Gateway(Path(data), MOCK_CONFIG)
         try:
             fcp: list[float] = []
+            floor: list[float] = []
             ready: list[float] = []
             with chromium() as browser:
-                for _ in range(loads + 1):  # the first load warms the gateway, not counted
+                for i in range(loads + 1):  # the first round warms the gateway, not counted
                     context = browser.new_context()
                     w = watched_page(context)
                     began = time.perf_counter()
                     w.page.goto(gw.url + "/ui")
                     w.page.wait_for_selector("#stats .stat")
                     figures = (time.perf_counter() - began) * 1000
-                    paint = w.page.evaluate(
-                        "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
-                    )
+                    paint = w.page.evaluate(FCP)
                     context.close()
-                    if paint is not None:
+                    context = browser.new_context()
+                    page = context.new_page()
+                    page.goto(gw.url + FLOOR)
+                    plain = page.evaluate(FCP)
+                    context.close()
+                    if i and paint is not None and plain is not None:
                         fcp.append(paint)
+                        floor.append(plain)
                         ready.append(figures)
-            fcp, ready = fcp[1:], ready[1:]
             return {
                 "loads": len(fcp),
                 "first_contentful_paint_ms": {"median": statistics.median(fcp), "max": max(fcp)},
+                "floor_plain_text_fcp_ms": {"median": statistics.median(floor), "max": max(floor)},
+                "ui_over_floor": round(statistics.median(fcp) / statistics.median(floor), 2),
                 "overview_figures_ms": {"median": statistics.median(ready), "max": max(ready)},
             }
         finally:
@@ -82,33 +95,39 @@ def hold_feeds(url: str, n: int, stop: threading.Event, received: list[int]) -> 
     return threads
 
 
-def cpu_share(config: dict[str, Any], feeds: int, seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as data:
+def cpu_share(config: dict[str, Any], feeds: int, seconds: float, *, page: bool = False) -> dict[str, Any]:
+    """The gateway process's CPU over ``seconds`` with ``feeds`` live feeds open (and with the
+    Overview page open in Chromium: its feed, and the JSON it polls every 5 s)."""
+    with tempfile.TemporaryDirectory() as data, contextlib.ExitStack() as stack:
         gw = Gateway(Path(data), config)
-        try:
-            stop = threading.Event()
-            received: list[int] = []
-            threads = hold_feeds(gw.url, feeds, stop, received)
-            time.sleep(3)  # settle: imports done, feeds connected
-            process = psutil.Process(gw.proc.pid)
-            before, began = process.cpu_times(), time.perf_counter()
-            got = len(received)
-            time.sleep(seconds)
-            after, wall = process.cpu_times(), time.perf_counter() - began
-            updates = len(received) - got
-            stop.set()
-            cpu = (after.user - before.user) + (after.system - before.system)
-            for t in threads:
-                t.join(timeout=5)
-            return {
-                "feeds": feeds,
-                "cpu_seconds": round(cpu, 4),
-                "wall_seconds": round(wall, 2),
-                "cpu_percent": round(100 * cpu / wall, 3),
-                "updates_received": updates,
-            }
-        finally:
-            gw.stop()
+        stack.callback(gw.stop)
+        stop = threading.Event()
+        received: list[int] = []
+        threads = hold_feeds(gw.url, feeds, stop, received)
+        if page:
+            browser = stack.enter_context(chromium())
+            tab = browser.new_context().new_page()
+            tab.goto(gw.url + "/ui")
+            tab.wait_for_selector("#live-dot.on")
+        time.sleep(3)  # settle: imports done, feeds connected
+        process = psutil.Process(gw.proc.pid)
+        before, began = process.cpu_times(), time.perf_counter()
+        got = len(received)
+        time.sleep(seconds)
+        after, wall = process.cpu_times(), time.perf_counter() - began
+        updates = len(received) - got
+        stop.set()
+        cpu = (after.user - before.user) + (after.system - before.system)
+        for t in threads:
+            t.join(timeout=5)
+        return {
+            "feeds": feeds,
+            "overview_page_open": page,
+            "cpu_seconds": round(cpu, 4),
+            "wall_seconds": round(wall, 2),
+            "cpu_percent": round(100 * cpu / wall, 3),
+            "updates_received": updates,
+        }
 
 
 def main() -> None:
@@ -124,6 +143,7 @@ def main() -> None:
         "b_on_no_feed": cpu_share(MOCK_CONFIG, 0, args.seconds),
         "c_one_feed": cpu_share(MOCK_CONFIG, 1, args.seconds),
         "d_five_feeds": cpu_share(MOCK_CONFIG, 5, args.seconds),
+        "e_overview_page_open": cpu_share(MOCK_CONFIG, 0, args.seconds, page=True),
     }
     for name, run in runs.items():
         print(name, json.dumps(run))

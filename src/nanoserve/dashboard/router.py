@@ -18,6 +18,7 @@ with their assets served from installed packages (no CDN: they work offline).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -39,12 +40,21 @@ from nanoserve.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from nanoserve.wire.body import parse_body
 
 STATIC = Path(str(files("nanoserve.dashboard") / "static"))
+STYLESHEET = '<link rel="stylesheet" href="/ui/static/style.css">'
 SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
 
 def vendor_dir() -> Path:
     """Swagger UI's and ReDoc's files, as the ``fastapi-standalone-docs`` package ships them."""
     return Path(str(files("fastapi_standalone_docs") / "static"))
+
+
+@functools.cache
+def page_html() -> str:
+    """index.html with style.css inlined: the first paint waits for no second request."""
+    html = (STATIC / "index.html").read_text()
+    css = (STATIC / "style.css").read_text()
+    return html.replace(STYLESHEET, f"<style>\n{css}</style>")
 
 
 class Login(BaseModel):
@@ -74,8 +84,8 @@ def create_page_router() -> APIRouter:
 
     @router.get("/ui")
     @router.get("/ui/")
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+    async def page() -> HTMLResponse:
+        return HTMLResponse(page_html(), headers={"cache-control": "no-cache"})
 
     @router.post("/ui/login")
     async def login(request: Request) -> JSONResponse:
