@@ -109,7 +109,7 @@ def test_documents_upload_with_progress_ask_trace_feedback(gw: Gateway, context:
     w.page.click("#doc-answer button:has-text('Trace')")
     w.page.wait_for_selector("#doc-trace-body")
     assert "retrieved" in w.page.inner_text("#doc-trace-body")
-    w.page.click("#doc-answer button:has-text('👍')")
+    w.page.click("#doc-good")
     w.page.wait_for_selector("#toast >> text=feedback recorded")
     assert w.failed == [] and w.errors == [] and w.external == []
 

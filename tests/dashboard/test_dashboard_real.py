@@ -62,6 +62,6 @@ def test_upload_a_document_and_get_a_cited_answer(real_gateway: Gateway, context
     w.page.click("#doc-answer button:has-text('Trace')")
     w.page.wait_for_selector("#doc-trace-body")
     assert "moonfield.md" in w.page.inner_text("#doc-trace-body")
-    w.page.click("#doc-answer button:has-text('helpful')")
+    w.page.click("#doc-good")
     w.page.wait_for_selector("#doc-values >> text=moonfield.md")
     assert w.errors == [] and w.external == []

@@ -15,6 +15,7 @@ export function mount(view) {
   const answer = h("div", { id: "doc-answer" });
   const trace = h("div", { id: "doc-trace" });
   const values = h("div", { class: "card", id: "doc-values" });
+  collection.addEventListener("change", () => refresh());
 
   view.append(h("div", { class: "grid g2" },
     h("div", {},
@@ -79,7 +80,7 @@ export function mount(view) {
         ...r.citations.map((c) => h("div", { class: "cite" }, h("b", {}, `[${c.n}] ${c.document}`), c.section ? h("span", { class: "muted" }, ` · ${c.section}`) : null,
           h("div", { class: "muted", style: "margin-top:4px" }, c.text.length > 280 ? `${c.text.slice(0, 280)}…` : c.text))),
         h("div", { class: "row", style: "margin-top:8px" },
-          h("button", { onclick: (e) => rate(1, e.target) }, "👍 helpful"), h("button", { onclick: (e) => rate(-1, e.target) }, "👎 not helpful"),
+          h("button", { id: "doc-good", onclick: (e) => rate(1, e.target) }, "Helpful"), h("button", { id: "doc-bad", onclick: (e) => rate(-1, e.target) }, "Not helpful"),
           h("button", { onclick: () => showTrace(r.trace_id) }, "Trace")));
     } catch (err) { answer.replaceChildren(h("p", { class: "pill err" }, err.message)); }
   }
