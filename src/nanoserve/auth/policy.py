@@ -33,7 +33,8 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, str, bool, Need], ...] = (
     (None, "/ready", True, "open"),
     (frozenset({"GET", "HEAD"}), "/", True, "open"),
     (frozenset({"GET", "HEAD"}), "/api/version", True, "open"),
-    (frozenset({"GET", "HEAD"}), "/ui", False, "open"),  # the dashboard's page and assets: no data
+    (frozenset({"GET", "HEAD"}), "/ui", True, "open"),  # the dashboard's page and assets: no data
+    (frozenset({"GET", "HEAD"}), "/ui/", False, "open"),
     (frozenset({"POST"}), "/ui/login", True, "open"),
     (frozenset({"POST"}), "/ui/logout", True, "open"),
     (None, "/models/", False, "admin"),
