@@ -12,8 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from browser import chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module: Playwright's sync API runs an event loop in this thread while it is open,
+    and the asyncio tests of later modules cannot start theirs beside it."""
     with chromium() as b:
         yield b
 
