@@ -11,7 +11,7 @@ GPU    ?= cpu
 EXTRAS := llamacpp,sentence,bench,otel,rag,pgvector,hub,test
 STAMP  := $(VENV)/.installed-$(GPU)
 
-.PHONY: install run test test-slow peers lint clean
+.PHONY: install run test test-slow peers lint clean screenshots
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ test-slow: install peers
 # 2 cores) into ~/.cache/nanoserve, outside the repository; instant once built.
 peers: install
 	PYTHON=$(BIN)/python bash peers/build-llama-server.sh
+
+# A PNG of each dashboard page in docs/screenshots/ (the README shows them); not part of `make test`.
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
 
 # Fails on any finding: ruff's checks, its formatting, and the import contract (pyproject.toml).
 lint: install

@@ -296,6 +296,7 @@ class Settings(_Strict):
     )
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    dashboard: bool = Field(default=True, description="serve the operator's dashboard at /ui")
     cors: CorsSettings = Field(default_factory=CorsSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     allowed_hosts: list[str] = Field(

@@ -54,6 +54,12 @@ from nanoserve.errors import Forbidden, Unauthorized
         ("GET", "/metrics", "admin"),
         ("GET", "/admin/keys/usage", "admin"),
         ("GET", "/dashboard", "admin"),
+        ("GET", "/dashboard/live", "admin"),
+        ("GET", "/ui", "open"),  # the dashboard's static page: no data in it
+        ("GET", "/ui/static/app.js", "open"),
+        ("POST", "/ui/login", "open"),
+        ("POST", "/ui/static/app.js", "key"),
+        ("GET", "/uiother", "key"),
         ("POST", "/mcp", "key"),
         ("GET", "/docs", "key"),
         ("GET", "/no/such/route", "key"),

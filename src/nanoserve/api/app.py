@@ -25,6 +25,8 @@ from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.auth.middleware import AuthMiddleware, Gate
 from nanoserve.config import Settings
+from nanoserve.dashboard import router as dashboard
+from nanoserve.dashboard.recorder import Recorder
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.mcp.mount import McpEndpoint
 from nanoserve.observability.middleware import RequestMiddleware
@@ -93,22 +95,29 @@ def create_app(
     settings = settings or Settings()
     orchestrator = Orchestrator(settings)
     telemetry = Telemetry(settings, orchestrator, tracing=tracing)
+    recorder = Recorder(orchestrator) if settings.dashboard else None
+    if recorder is not None:
+        telemetry.request_listeners.append(recorder.on_request)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         orchestrator.start()
+        if recorder is not None:
+            recorder.start()
         try:
             with reloader.on_sighup():
                 async with mcp.running():
                     yield
         finally:
             await rag.aclose()
+            if recorder is not None:
+                await recorder.aclose()
             await orchestrator.shutdown()
             telemetry.close()
             gate.close()
 
-    app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="nanoserve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.orchestrator = orchestrator
     app.state.telemetry = telemetry
@@ -131,5 +140,6 @@ def create_app(
     app.include_router(create_rag_router(lambda request: request.app.state.rag), prefix="/v1/rag")
     mcp = app.state.mcp = McpEndpoint(settings)
     app.router.routes.append(mcp.route)  # /mcp, streamable HTTP; its tools call this gateway's REST API
+    dashboard.install(app, recorder)  # /ui, /dashboard/..., and /docs + /redoc without a CDN
     openapi.install(app)  # every operation typed, errors in each dialect (api/openapi.py)
     return app

@@ -31,9 +31,11 @@ from nanoserve.auth.policy import (
     Principal,
     authorize,
     browser_problem,
+    origin_allowed,
     required_scope,
     token_from,
 )
+from nanoserve.auth.sessions import Sessions
 from nanoserve.auth.store import KeyStore
 from nanoserve.auth.usage import KeyUsage
 from nanoserve.config import Settings
@@ -56,6 +58,7 @@ _WANTED = {
     b"x-api-key",
     context.ON_BEHALF_OF.encode(),
     b"access-control-request-method",
+    b"cookie",
 }
 _EXPOSE = "Retry-After, X-Request-Id"
 
@@ -72,6 +75,7 @@ class Gate:
         self.cors = settings.cors
         self.cors_origins = tuple(o.rstrip("/") for o in settings.cors.allow_origins)
         self.limiter = Limiter()
+        self.sessions = Sessions()  # the dashboard's login cookie (sessions.py)
         self.usage = KeyUsage(registry)
         self.internal = context.InternalCredential(secrets.token_urlsafe(32))
         self.bootstrap: str | None = None
@@ -156,6 +160,12 @@ class AuthMiddleware:
 
         need = required_scope(method, path)
         token = token_from(h.get(b"authorization"), h.get(b"x-api-key"))
+        if (
+            token is None
+            and b"cookie" in h
+            and (origin is None or origin_allowed(origin, host, (), gate.hosts))
+        ):
+            token = gate.sessions.token(h[b"cookie"])  # the dashboard's session: this origin only
         principal = None if need == "open" else gate.principal(token, h.get(context.ON_BEHALF_OF.encode()))
         if principal is None and token is not None and gate.required and need != "open":
             error = Unauthorized("Invalid or revoked API key")

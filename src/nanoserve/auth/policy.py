@@ -4,6 +4,7 @@ from a foreign web page, whether a bind address is safe without keys. No I/O; te
 Scopes (docs/security.md):
 
     open        /health, /ready, GET /, /api/version      no key, ever
+                GET /ui... (the dashboard's static page), POST /ui/login and /ui/logout
     inference   /v1/... (chat, completions, embeddings, models, RAG query/search and reads),
                 /api/... (Ollama's chat, generate, embed, tags, ps, show)
     documents   POST/PUT/PATCH/DELETE under /v1/rag/collections, /v1/rag/feedback
@@ -32,6 +33,10 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, str, bool, Need], ...] = (
     (None, "/ready", True, "open"),
     (frozenset({"GET", "HEAD"}), "/", True, "open"),
     (frozenset({"GET", "HEAD"}), "/api/version", True, "open"),
+    (frozenset({"GET", "HEAD"}), "/ui", True, "open"),  # the dashboard's page and assets: no data
+    (frozenset({"GET", "HEAD"}), "/ui/", False, "open"),
+    (frozenset({"POST"}), "/ui/login", True, "open"),
+    (frozenset({"POST"}), "/ui/logout", True, "open"),
     (None, "/models/", False, "admin"),
     (None, "/admin/", False, "admin"),
     (None, "/metrics", True, "admin"),

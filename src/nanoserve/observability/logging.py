@@ -27,6 +27,7 @@ lifecycle_log = logging.getLogger("nanoserve.lifecycle")
 
 # Requests logged at DEBUG only: probes and scrapes would drown the interesting lines.
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+QUIET_PREFIXES = ("/dashboard/", "/ui")  # the dashboard polls: an open page would flood the log
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -93,7 +94,8 @@ def _ms(seconds: float | None) -> float | None:
 
 def log_request(record: RequestRecord, timings: Timings) -> None:
     """The request's line in ``nanoserve.access``."""
-    level = logging.DEBUG if record.path in QUIET_PATHS else logging.INFO
+    quiet = record.path in QUIET_PATHS or record.path.startswith(QUIET_PREFIXES)
+    level = logging.DEBUG if quiet else logging.INFO
     if record.status >= 500 or record.stream_error:
         level = logging.WARNING
     if not access_log.isEnabledFor(level):

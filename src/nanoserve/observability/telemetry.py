@@ -5,6 +5,7 @@ orchestrator's (``orchestrator/supervisor.py``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,7 +19,7 @@ from nanoserve.observability.tracing import Tracing, create_tracing
 
 if TYPE_CHECKING:
     from nanoserve.config import Settings
-    from nanoserve.observability.requests import RequestRecord
+    from nanoserve.observability.requests import RequestRecord, Timings
     from nanoserve.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("nanoserve.observability")
@@ -32,6 +33,8 @@ class Telemetry:
         self.metrics = GatewayMetrics(model.id for model in orchestrator.registry)
         self.metrics.watch(orchestrator)
         self.lifecycle = LifecycleLog()
+        # told of every finished request (the dashboard's recorder); must not block or raise
+        self.request_listeners: list[Callable[[RequestRecord, Timings], None]] = []
         orchestrator.add_listener(self.lifecycle.on_event)
         self.tracing = (
             tracing if tracing is not None else create_tracing(config.otlp_endpoint, config.service_name)
@@ -47,6 +50,8 @@ class Telemetry:
             timings = record.timings()
             self.metrics.request_done(record, timings)
             log_request(record, timings)
+            for listener in self.request_listeners:
+                listener(record, timings)
             if self.tracing.enabled:
                 self._end_spans(record)
         except Exception:
