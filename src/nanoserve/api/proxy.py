@@ -30,6 +30,8 @@ from nanoserve.wire.client import WorkerResponse
 
 log = logging.getLogger("nanoserve.api")
 
+SSE_DONE = b"data: [DONE]\n\n"
+
 
 @dataclass(eq=False)
 class Upstream:
@@ -129,6 +131,12 @@ async def relay(upstream: Upstream, error_event: Callable[[NanoserveError], byte
             if not last and record is not None:
                 record.first_chunk()
             previous, last = last, chunk
+            if upstream.sent.unload_after and chunk.endswith(SSE_DONE):
+                # keep_alive 0: unloaded before the client reads the end (clients stop at [DONE],
+                # not at the end of the body, and may ask again at once)
+                await upstream.close()
+                yield chunk
+                break
             yield chunk
         if record is not None:
             record.answered(upstream.status_code, previous + last)
