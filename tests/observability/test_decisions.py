@@ -59,6 +59,8 @@ def test_merge_of_nothing_is_an_empty_exposition() -> None:
     ("exc", "accepting", "reason"),
     [
         (e.QueueFull("full"), True, "queue_full"),
+        (e.ServerBusy("at limits.max_concurrent_requests"), True, "concurrency_limit"),
+        (e.RequestTimeout("waited past limits.request_timeout"), True, "timeout"),
         (e.InsufficientMemory("never fits"), True, "no_memory"),
         (e.Unavailable("no room right now"), True, "no_memory"),
         (e.Unavailable("shutting down"), False, "shutting_down"),

@@ -81,7 +81,7 @@ def unload_label(reason: object) -> str:
     return _UNLOAD_LABELS.get(str(reason or "manual"), "other")
 
 
-REJECTION_REASONS = ("queue_full", "no_memory", "bad_request")
+REJECTION_REASONS = ("queue_full", "concurrency_limit", "timeout", "no_memory", "bad_request")
 STATES = ("stopped", "starting", "ready", "draining", "stopping", "failed")
 
 

@@ -26,6 +26,8 @@ from nanoserve.errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    RequestTimeout,
+    ServerBusy,
     Unavailable,
     WorkerUnavailable,
 )
@@ -175,9 +177,14 @@ def note_error(exc: BaseException, *, accepting: bool = True) -> None:
 def rejection_reason(exc: BaseException, *, accepting: bool = True) -> str | None:
     """Why a request was turned away before a model served it, or None if it was not.
 
-    queue_full (429), no_memory (507, or 503 "no room right now"), bad_request (the client's
-    fault: 400, 404 unknown model, 413), shutting_down (503 while the gateway stops).
+    queue_full (429), concurrency_limit (429, limits.max_concurrent_requests), timeout (408,
+    limits.request_timeout), no_memory (507, or 503 "no room right now"), bad_request (the
+    client's fault: 400, 404 unknown model, 413), shutting_down (503 while the gateway stops).
     """
+    if isinstance(exc, ServerBusy):
+        return "concurrency_limit"
+    if isinstance(exc, RequestTimeout):
+        return "timeout"
     if isinstance(exc, QueueFull):
         return "queue_full"
     if isinstance(exc, InsufficientMemory):
