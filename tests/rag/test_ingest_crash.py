@@ -46,7 +46,7 @@ def stored_documents(data_dir: Path) -> dict[str, tuple[int, int, int]]:
         (cid,) = store._rows("SELECT id FROM collections WHERE name = 'notes'")[0]
         rows = store._rows(
             f"""SELECT d.name, COUNT(c.id),
-                       (SELECT COUNT(*) FROM chunks_fts f WHERE f.rowid IN (SELECT id FROM chunks WHERE document_id = d.id)),
+                       (SELECT COUNT(*) FROM fts_{int(cid)} f WHERE f.rowid IN (SELECT id FROM chunks WHERE document_id = d.id)),
                        (SELECT COUNT(*) FROM vec_{int(cid)} v WHERE v.rowid IN (SELECT id FROM chunks WHERE document_id = d.id))
                 FROM documents d LEFT JOIN chunks c ON c.document_id = d.id
                 WHERE d.collection_id = ? GROUP BY d.id""",
