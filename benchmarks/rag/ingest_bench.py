@@ -36,6 +36,7 @@ from nanoserve.rag.chunking import chunk_document, embedding_text
 from nanoserve.rag.documents import parse_document
 
 PER_FILE = 13
+NANOSERVE = (sys.executable, "-m", "nanoserve")
 
 
 def make_files(corpus: Path, out: Path, count: int) -> int:
@@ -109,9 +110,7 @@ def cli_ingest(url: str, collection: str, folder: Path, jobs: int) -> tuple[floa
     started = time.perf_counter()
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "nanoserve",
+            *NANOSERVE,
             "ingest",
             str(folder),
             "-c",

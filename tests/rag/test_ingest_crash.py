@@ -25,6 +25,7 @@ CONFIG = {
     "rag": {"embedding_model": "mock-embed", "generation_model": "mock-chat"},
 }
 FILES = 40
+NANOSERVE = (sys.executable, "-m", "nanoserve")
 
 
 def write_corpus(folder: Path) -> dict[str, int]:
@@ -59,9 +60,7 @@ def stored_documents(data_dir: Path) -> dict[str, tuple[int, int, int]]:
 
 def ingest(folder: Path, url: str) -> subprocess.Popen[str]:
     cmd = [
-        sys.executable,
-        "-m",
-        "nanoserve",
+        *NANOSERVE,
         "ingest",
         str(folder),
         "-c",
