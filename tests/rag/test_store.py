@@ -12,6 +12,7 @@ import pytest
 
 from nanoserve.errors import BadRequest, Conflict, NotFound
 from nanoserve.rag.store.base import NewChunk, NewDocument, ValueChanges, VectorStore
+from nanoserve.rag.store.sqlite import SqliteStore
 
 DIMS = 8
 _counter = itertools.count()
@@ -157,6 +158,9 @@ def test_keyword_search_stems_and_ranks(store: VectorStore) -> None:
 
 
 def test_a_heading_word_outranks_the_same_word_in_text(store: VectorStore) -> None:
+    """When headings weigh more (pgvector: always; SQLite: keyword_weights, equal by default)."""
+    if isinstance(store, SqliteStore):
+        store.keyword_weights = (2.0, 2.0, 1.0)
     store.ensure_collection("docs", DIMS, "emb")
     filler = " ".join(["other words"] * 10)
     store.replace_document(
