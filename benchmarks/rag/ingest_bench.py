@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--sequential", type=int, default=0, help="also ingest this many files with --jobs 1")
     parser.add_argument("--model", default="all-minilm:l6-v2")
+    parser.add_argument("--model-chunks", type=int, default=512, help="chunks of the model-only measurement")
     parser.add_argument("--skip", default="", help="comma-separated: model,cli,rest")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
@@ -155,7 +156,7 @@ def main() -> None:
         files = sorted(folder.glob("*.txt"))
         print(f"{args.files} files, {chunks} chunks", flush=True)
         if "model" not in skip:
-            texts = chunk_texts(folder, 512)
+            texts = chunk_texts(folder, args.model_chunks)
             rate = asyncio.run(model_rate(url, args.model, texts, args.jobs))
             results["runs"]["model"] = {"chunks": len(texts), "chunks_per_s": round(rate, 1)}
             print(f"model  {rate:.1f} chunks/s (embeddings only, {len(texts)} chunks)", flush=True)
