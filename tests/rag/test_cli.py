@@ -39,7 +39,9 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
     url = ["--url", rag_server.url]
     result = runner.invoke(cli, ["ingest", str(DATA / "corpus"), "--collection", collection, *url])
     assert result.exit_code == 0, result.output
-    assert "4 files: 4 created" in result.output and "chunks/s" in result.output and "files/s" in result.output
+    assert (
+        "4 files: 4 created" in result.output and "chunks/s" in result.output and "files/s" in result.output
+    )
     again = runner.invoke(cli, ["ingest", str(DATA / "corpus"), "-c", collection, *url])
     assert "4 files: 4 unchanged" in again.output
 
