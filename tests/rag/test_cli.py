@@ -39,7 +39,9 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
     url = ["--url", rag_server.url]
     result = runner.invoke(cli, ["ingest", str(DATA / "corpus"), "--collection", collection, *url])
     assert result.exit_code == 0, result.output
-    assert "4 files: 4 created" in result.output and "chunks/s" in result.output
+    assert (
+        "4 files: 4 created" in result.output and "chunks/s" in result.output and "files/s" in result.output
+    )
     again = runner.invoke(cli, ["ingest", str(DATA / "corpus"), "-c", collection, *url])
     assert "4 files: 4 unchanged" in again.output
 
@@ -58,6 +60,7 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
                 {"query": "How often should I lubricate the chain?", "relevant": ["bicycle-maintenance.md"]},
                 {"query": "What does hooch on a starter mean?", "relevant": ["sourdough.html"]},
                 {"query": "focuser drift after meridian flip", "relevant": ["release-notes.txt"]},
+                {"query": "Who won the football world cup in 2018?", "relevant": []},
             ]
         )
     )
@@ -67,12 +70,17 @@ def test_ingest_query_trace_and_eval(rag_server: RagServer, tmp_path: Path) -> N
     )
     assert evaluated.exit_code == 0, evaluated.output
     results = json.loads(out.read_text())
-    assert set(results["strategies"]) == {"semantic", "keyword", "hybrid"}
+    assert set(results["strategies"]) == {"auto", "semantic", "keyword", "hybrid"}
     assert (
         results["strategies"]["hybrid"]["recall@5"] == 1.0
         and results["strategies"]["hybrid"]["questions"] == 3
     )
-    assert "ndcg@10" in evaluated.output
+    assert "ndcg@10" in evaluated.output and "cites_relevant" in evaluated.output
+    answers = results["answers"]
+    assert (answers["in_scope"], answers["out_of_scope"]) == (3, 1)
+    assert answers["out_of_scope_declined"] == 1.0 and answers["cites_relevant"] >= 2 / 3
+    assert {"embed", "retrieve"} <= set(answers["latency_ms"])
+    assert results["per_question"][3]["answer"]["mode"] == "refused"
 
     missing = runner.invoke(cli, ["rag", "query", "x", "-c", "no-such-collection", *url])
     assert missing.exit_code == 1 and "404" in missing.output

@@ -8,12 +8,14 @@ import pytest
 
 from nanoserve.errors import BadRequest
 from nanoserve.rag.eval import (
+    Answered,
     Question,
     distinct,
     load_questions,
     ndcg_at_k,
     recall_at_k,
     reciprocal_rank,
+    score_answers,
     score_run,
 )
 
@@ -80,10 +82,43 @@ def test_load_questions(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ['{"query": "x"}', '{"query": "", "relevant": ["a"]}', '{"query": "x", "relevant": []}', "not json"],
+    ['{"query": "x"}', '{"query": "", "relevant": ["a"]}', '{"query": "x", "relevant": "a"}', "not json"],
 )
 def test_load_questions_rejects_bad_lines(tmp_path: Path, line: str) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(line + "\n")
     with pytest.raises(BadRequest, match=":1:"):
         load_questions(path)
+
+
+def test_out_of_scope_questions_have_an_empty_relevant_list(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"query": "a?", "relevant": ["x.md"]}\n{"query": "weather?", "relevant": []}\n')
+    qs = load_questions(path)
+    assert [q.in_scope for q in qs] == [True, False]
+    path.write_text('{"query": "a?", "relevant": [""]}\n')
+    with pytest.raises(BadRequest):
+        load_questions(path)
+
+
+def test_answer_metrics() -> None:
+    a, b, oos = Question("a?", R({"a.md"})), Question("b?", R({"b.md"})), Question("weather?", R())
+    answers = [
+        Answered(a, False, R({"a.md", "z.md"}), "generated", {"embed": 10.0, "generate": 100.0}),
+        Answered(
+            b, False, R({"z.md"}), "extractive", {"embed": 20.0, "generate": 300.0}
+        ),  # cites no relevant
+        Answered(b, True, R(), "refused", {"embed": 30.0}),  # a false refusal
+        Answered(oos, True, R(), "refused", {"embed": 40.0}),
+        Answered(oos, False, R({"a.md"}), "generated", {"embed": 50.0}),  # should have declined
+    ]
+    m = score_answers(answers)
+    assert (m["in_scope"], m["out_of_scope"]) == (3, 2)
+    assert m["cites_relevant"] == round(1 / 3, 4)  # the decline counts as a miss
+    assert m["false_refusal_rate"] == round(1 / 3, 4)
+    assert m["out_of_scope_declined"] == 0.5
+    assert m["refusal_precision"] == 0.5
+    assert m["answer_modes"] == {"generated": 2, "extractive": 1, "refused": 2}
+    assert m["latency_ms"]["embed"] == {"mean": 30.0, "p50": 30.0}
+    assert m["latency_ms"]["generate"] == {"mean": 200.0, "p50": 200.0}
+    assert score_answers([Answered(a, False, R({"a.md"}), "generated", {})])["refusal_precision"] is None

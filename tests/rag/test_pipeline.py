@@ -110,3 +110,32 @@ def test_prompt_fits_the_budget() -> None:
     chunk = StoredChunk(1, 1, "d.md", "d.md", "Doc", "Part", 0, "word " * 500, 0, 2500, 0.0, 0.0)
     messages = build_messages("q?", [chunk, chunk], budget_chars=1000)
     assert len(messages[-1]["content"]) < 1200 and messages[-1]["content"].count("[") == 2
+
+
+async def test_generation_reranker_moves_the_judged_passage_first(tmp_path: Path) -> None:
+    """With ``reranker: generation`` every candidate is judged by the generation model (a "yes"
+    for the passage on steeping here) and the judged one leads the retrieval."""
+
+    class Judge(FakeModels):
+        def handler(self):  # type: ignore[no-untyped-def]
+            inner = super().handler()
+
+            def handle(request):  # type: ignore[no-untyped-def]
+                content = request.content.decode()
+                if "Reply with one word: yes or no" in content:
+                    self.reply = "yes" if "Steep green tea" in content else "no"
+                return inner(request)
+
+            return handle
+
+    config = CONFIG.model_copy(update={"reranker": "generation", "rerank_weight": 3.0})
+    models = Judge()
+    service = await service_with(tmp_path, models, config)
+    retrieval, _ = await service.search("tea", "water degrees green tea", top_k=2, strategy="keyword")
+    assert retrieval.chunks[0].chunk.section == "Time"
+    assert len([c for c in models.chat_calls if "yes or no" in c[-1]["content"]]) == 2
+    plain = await service_with(tmp_path / "plain", FakeModels(), CONFIG)
+    retrieval, _ = await plain.search("tea", "water degrees green tea", top_k=2, strategy="keyword")
+    assert retrieval.chunks[0].chunk.section == "Water"
+    await service.aclose()
+    await plain.aclose()

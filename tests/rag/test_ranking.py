@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nanoserve.rag.ranking import apply_values, reciprocal_rank_fusion, value_multiplier
+from nanoserve.rag.ranking import apply_values, diversify, reciprocal_rank_fusion, value_multiplier
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,31 @@ def test_no_values_keeps_order() -> None:
 def test_strength_must_be_below_one() -> None:
     with pytest.raises(ValueError):
         apply_values([], {}, {}, strength=1.0)
+
+
+def test_weighted_rrf_lets_one_ranking_count_more() -> None:
+    plain = [item for item, _ in reciprocal_rank_fusion([["a", "b"], ["b", "a"]])]
+    dense_first = [item for item, _ in reciprocal_rank_fusion([["a", "b"], ["b", "a"]], weights=(2.0, 1.0))]
+    keyword_first = [item for item, _ in reciprocal_rank_fusion([["a", "b"], ["b", "a"]], weights=(1.0, 2.0))]
+    assert plain == ["a", "b"] and dense_first == ["a", "b"] and keyword_first == ["b", "a"]
+    with pytest.raises(ValueError):
+        reciprocal_rank_fusion([["a"]], weights=(1.0, 2.0))
+
+
+def test_diversify_keeps_order_by_default_and_lets_a_short_page_through() -> None:
+    # document 1 (a long guide) has four chunks above the short page's (document 2) only chunk
+    hits = [(10, 1, 0.50), (11, 1, 0.49), (12, 1, 0.48), (13, 1, 0.47), (20, 2, 0.46)]
+    assert diversify(hits) == hits
+    damped = [h[0] for h in diversify(hits, decay=0.8)]
+    assert damped[:2] == [10, 20]  # the page is second, not fifth
+    with pytest.raises(ValueError):
+        diversify(hits, decay=0.0)
+
+
+def test_diversify_aggregates_a_documents_supporting_chunks() -> None:
+    # document 2's best chunk is a little below document 1's, but two more of its chunks match
+    hits = [(10, 1, 0.50), (20, 2, 0.48), (21, 2, 0.40), (22, 2, 0.30), (23, 2, 0.29)]
+    assert [h[0] for h in diversify(hits)][:2] == [10, 20]
+    boosted = diversify(hits, aggregate=0.1)
+    assert [h[0] for h in boosted][:2] == [20, 10]
+    assert {c: s for c, _, s in boosted}[20] == pytest.approx(0.48 + 0.1 * (0.40 + 0.30))

@@ -12,6 +12,7 @@ import pytest
 
 from nanoserve.errors import BadRequest, Conflict, NotFound
 from nanoserve.rag.store.base import NewChunk, NewDocument, ValueChanges, VectorStore
+from nanoserve.rag.store.sqlite import SqliteStore
 
 DIMS = 8
 _counter = itertools.count()
@@ -149,9 +150,27 @@ def test_keyword_search_stems_and_ranks(store: VectorStore) -> None:
     assert all(h.score > 0 for h in hits)
     assert store.keyword_search("docs", ['"quoted" OR weird*'], 10) == []  # terms are escaped
     assert store.keyword_search("docs", [], 10) == []
-    # the section heading is indexed too: a short chunk is found by its section's words
-    only_heading = store.keyword_search("docs", ["doc"], 10)
-    assert len(only_heading) == 3
+    # the title and section are indexed too: a short chunk is found by its heading's words
+    store.replace_document("docs", document("b.md"), [chunk(0, "Nothing here.", unit(1), section="Weather")])
+    assert {store.get_chunks([h.chunk_id])[h.chunk_id].text for h in store.keyword_search("docs", ["weather"], 10)} == {
+        "Weather today is sunny.", "Nothing here."
+    }  # fmt: skip
+
+
+def test_a_heading_word_outranks_the_same_word_in_text(store: VectorStore) -> None:
+    """When headings weigh more (pgvector: always; SQLite: keyword_weights, equal by default)."""
+    if isinstance(store, SqliteStore):
+        store.keyword_weights = (2.0, 2.0, 1.0)
+    store.ensure_collection("docs", DIMS, "emb")
+    filler = " ".join(["other words"] * 10)
+    store.replace_document(
+        "docs", document("a.md"), [chunk(0, f"Vacuum {filler}.", unit(1), section="Intro")]
+    )
+    store.replace_document(
+        "docs", document("b.md"), [chunk(0, f"Cleaning {filler}.", unit(1), section="Vacuum")]
+    )
+    hits = store.keyword_search("docs", ["vacuum"], 10)
+    assert [store.get_chunks([h.chunk_id])[h.chunk_id].section for h in hits] == ["Vacuum", "Intro"]
 
 
 def test_collections_are_isolated(store: VectorStore) -> None:
@@ -210,3 +229,54 @@ def test_documents_listing_and_delete(store: VectorStore) -> None:
         store.delete_document("docs", "a.md")
     with pytest.raises(NotFound):
         store.list_documents("nope")
+
+
+def test_sqlite_store_of_the_shared_single_column_layout_is_migrated(tmp_path: Path) -> None:
+    """A store written when one FTS5 table with one body column indexed every collection is
+    rebuilt, a keyword index per collection with title and section columns, when opened."""
+    from nanoserve.rag.store.sqlite import SqliteStore
+
+    old = SqliteStore(tmp_path / "rag.db")
+    for name in ("docs", "other"):
+        old.ensure_collection(name, DIMS, "emb")
+        old.replace_document(
+            name, document("guide.md"), [chunk(0, f"Run the vacuum {name}.", unit(1), "Upkeep")]
+        )
+    with old._transaction() as db:  # back to the earlier layout
+        for (cid,) in db.execute("SELECT id FROM collections").fetchall():
+            db.execute(f"DROP TABLE fts_{cid}")
+        db.execute(
+            "CREATE VIRTUAL TABLE chunks_fts USING fts5(body, collection_id UNINDEXED, tokenize = 'porter unicode61')"
+        )
+        db.execute(
+            "INSERT INTO chunks_fts (rowid, body, collection_id) "
+            "SELECT id, 'Guide.Md > Upkeep' || char(10) || text, collection_id FROM chunks"
+        )
+    old.close()
+
+    store = SqliteStore(tmp_path / "rag.db")
+    try:
+        tables = {r[0] for r in store._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "chunks_fts" not in tables
+        for name in ("docs", "other"):
+            for word in ("guide", "upkeep", "vacuum", name):
+                hits = store.keyword_search(name, [word], 10)
+                assert len(hits) == 1, (name, word)
+            assert store.keyword_search(name, ["other" if name == "docs" else "docs"], 10) == []
+        store.delete_collection("other")
+        assert len(store.keyword_search("docs", ["vacuum"], 10)) == 1
+    finally:
+        store.close()
+
+
+def test_keyword_scores_of_a_collection_do_not_depend_on_other_collections(store: VectorStore) -> None:
+    store.ensure_collection("docs", DIMS, "emb")
+    store.replace_document("docs", document("a.md"), [chunk(0, "Vacuum the table weekly.", unit(1))])
+    store.replace_document("docs", document("b.md"), [chunk(0, "The table of contents.", unit(1))])
+    before = [(h.chunk_id, h.score) for h in store.keyword_search("docs", ["vacuum", "table"], 10)]
+    store.ensure_collection("big", DIMS, "emb")
+    store.replace_document(
+        "big", document("c.md"), [chunk(i, f"Vacuum vacuum note {i}.", unit(1)) for i in range(30)]
+    )
+    after = [(h.chunk_id, h.score) for h in store.keyword_search("docs", ["vacuum", "table"], 10)]
+    assert after == before

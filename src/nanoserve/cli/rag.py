@@ -74,50 +74,72 @@ def iter_files(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str]]:
             yield path, path.name
 
 
+def _ingest_one(client: httpx.Client, collection: str, file: Path, name: str) -> dict[str, Any]:
+    return _call(
+        client,
+        "POST",
+        f"/v1/rag/collections/{collection}/documents",
+        files={"file": (file.name, file.read_bytes())},
+        data={"name": name, "source": str(file)},
+    )
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--collection", "-c", default="default", show_default=True, help="Collection to add to.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Files in flight at once: the gateway embeds their chunks together.")  # fmt: skip
 @_url_option
-def ingest(paths: tuple[Path, ...], collection: str, url: str) -> None:
+def ingest(paths: tuple[Path, ...], collection: str, jobs: int, url: str) -> None:
     """Add files and folders (text, Markdown, HTML, PDF) to a collection.
 
     A file already ingested under the same name is replaced if it changed, skipped otherwise.
+    Each file is stored whole or not at all: an interrupted run is completed by running it again.
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     files = list(iter_files(paths))
     if not files:
         raise click.ClickException("no supported files (.txt .md .html .pdf ...) found")
     totals = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
     chunks = 0
     started = time.perf_counter()
+
+    def rate(done: object) -> str | None:
+        elapsed = time.perf_counter() - started
+        return f"{bar.pos / elapsed:.1f} files/s" if done and elapsed > 0 else None
+
     with (
         _client(url) as client,
+        ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="ingest") as pool,
         click.progressbar(
-            files,
-            label=f"Ingesting into {collection!r}",
-            item_show_func=lambda f: f[1] if f else None,
-            file=sys.stderr,
+            length=len(files), label=f"Ingesting into {collection!r}", item_show_func=rate, file=sys.stderr
         ) as bar,
     ):
-        for file, name in bar:
-            try:
-                result = _call(
-                    client,
-                    "POST",
-                    f"/v1/rag/collections/{collection}/documents",
-                    files={"file": (file.name, file.read_bytes())},
-                    data={"name": name, "source": str(file)},
-                )
-            except click.ClickException as exc:
-                totals["failed"] += 1
-                click.echo(f"\n{name}: {exc.message}", err=True)
-                continue
-            totals[result["status"]] += 1
-            if result["status"] != "unchanged":
-                chunks += result["chunks"]
+        futures = {pool.submit(_ingest_one, client, collection, f, n): n for f, n in files}
+        try:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except click.ClickException as exc:
+                    totals["failed"] += 1
+                    click.echo(f"\n{futures[future]}: {exc.message}", err=True)
+                else:
+                    totals[result["status"]] += 1
+                    if result["status"] != "unchanged":
+                        chunks += result["chunks"]
+                bar.update(1, current_item=True)
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            raise
     elapsed = time.perf_counter() - started
-    rate = f", {chunks / elapsed:.1f} chunks/s" if chunks else ""
+    rate_text = f", {chunks / elapsed:.1f} chunks/s" if chunks else ""
     summary = ", ".join(f"{n} {k}" for k, n in totals.items() if n)
-    click.echo(f"{len(files)} files: {summary}; {chunks} chunks in {elapsed:.1f}s{rate}")
+    click.echo(
+        f"{len(files)} files: {summary}; {chunks} chunks in {elapsed:.1f}s "
+        f"({len(files) / elapsed:.1f} files/s{rate_text})"
+    )
     if totals["failed"]:
         sys.exit(1)
 
@@ -168,50 +190,92 @@ def trace(trace_id: str, url: str) -> None:
         click.echo(json.dumps(_call(client, "GET", f"/v1/rag/traces/{trace_id}"), indent=2))
 
 
+EVAL_STRATEGIES = ["auto", *STRATEGY_CHOICES]
+
+
 @rag.command(name="eval")
 @click.option("--collection", "-c", default="default", show_default=True)
 @click.option("--questions", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help='JSONL: {"query": ..., "relevant": [document names]} per line.')  # fmt: skip
-@click.option("--strategies", default="semantic,keyword,hybrid", show_default=True, help="Comma-separated.")
+              help='JSONL: {"query": ..., "relevant": [document names]} per line; [] = out of scope.')  # fmt: skip
+@click.option("--strategies", default="auto,semantic,keyword,hybrid", show_default=True,
+              help="Comma-separated; auto = the pipeline's own routing.")  # fmt: skip
+@click.option("--answers/--no-answers", default=True, show_default=True,
+              help="Also ask every question (generation): citations, refusals, latency.")  # fmt: skip
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
 )
 @_url_option
-def evaluate(collection: str, questions: Path, strategies: str, output: Path | None, url: str) -> None:
-    """Retrieval quality: recall@k, MRR and nDCG@10 per strategy, side by side."""
+def evaluate(
+    collection: str, questions: Path, strategies: str, answers: bool, output: Path | None, url: str
+) -> None:
+    """Retrieval quality (recall@k, MRR, nDCG@10 per strategy) and answer quality (answers citing
+    a relevant document, false refusals, refusal precision, per-phase latency)."""
     from nanoserve.errors import NanoserveError
-    from nanoserve.rag.eval import RECALL_KS, distinct, load_questions, score_run
+    from nanoserve.rag.eval import RECALL_KS, Answered, distinct, load_questions, score_answers, score_run
 
     chosen = [s.strip() for s in strategies.split(",") if s.strip()]
-    if bad := [s for s in chosen if s not in STRATEGY_CHOICES]:
+    if bad := [s for s in chosen if s not in EVAL_STRATEGIES]:
         raise click.BadParameter(f"unknown strategy {bad[0]!r}", param_hint="--strategies")
     try:
         qs = load_questions(questions)
     except NanoserveError as exc:
         raise click.ClickException(exc.message) from exc
-    results: dict[str, Any] = {"collection": collection, "questions_file": str(questions), "strategies": {}}
+    in_scope = [q for q in qs if q.in_scope]
+    results: dict[str, Any] = {
+        "collection": collection,
+        "questions_file": str(questions),
+        "strategies": {},
+    }
     per_question: list[dict[str, Any]] = [{"query": q.query, "relevant": sorted(q.relevant)} for q in qs]
+    index = {id(q): i for i, q in enumerate(qs)}
     with _client(url) as client:
-        for strategy in chosen:
+        for strategy in chosen if in_scope else []:
             rankings = []
             started = time.perf_counter()
-            with click.progressbar(qs, label=f"{strategy:>8}", file=sys.stderr) as bar:
-                for i, q in enumerate(bar):
-                    found = _call(client, "POST", "/v1/rag/search",
-                                  json={"collection": collection, "query": q.query, "strategy": strategy, "top_k": 50})  # fmt: skip
+            with click.progressbar(in_scope, label=f"{strategy:>8}", file=sys.stderr) as bar:
+                for q in bar:
+                    body: dict[str, Any] = {"collection": collection, "query": q.query, "top_k": 50}
+                    if strategy != "auto":
+                        body["strategy"] = strategy
+                    found = _call(client, "POST", "/v1/rag/search", json=body)
                     ranking = distinct(r["document"] for r in found["results"])
                     rankings.append(ranking)
-                    per_question[i][strategy] = ranking[:5]
-            scores = score_run(rankings, qs)
+                    per_question[index[id(q)]][strategy] = ranking[:5]
             results["strategies"][strategy] = {
-                **scores.as_dict(),
-                "ms_per_query": round((time.perf_counter() - started) * 1e3 / len(qs), 1),
+                **score_run(rankings, in_scope).as_dict(),
+                "ms_per_query": round((time.perf_counter() - started) * 1e3 / len(in_scope), 1),
             }
+        if answers:
+            answered = []
+            with click.progressbar(qs, label="  answers", file=sys.stderr) as bar:
+                for i, q in enumerate(bar):
+                    r = _call(
+                        client, "POST", "/v1/rag/query", json={"collection": collection, "query": q.query}
+                    )
+                    declined = r["answer_mode"] == "refused"
+                    cited = frozenset(c["document"] for c in r["citations"])
+                    answered.append(Answered(q, declined, cited, r["answer_mode"], r["timings_ms"]))
+                    per_question[i]["answer"] = {
+                        "text": r["answer"], "mode": r["answer_mode"], "cited": sorted(cited),
+                        "quality": r["quality"].get("overall"), "trace_id": r["trace_id"],
+                    }  # fmt: skip
+            results["answers"] = score_answers(answered)
     results["per_question"] = per_question
-    headers = [f"recall@{k}" for k in RECALL_KS] + ["mrr", "ndcg@10", "ms_per_query"]
-    click.echo(f"{'strategy':<10}" + "".join(f"{h:>13}" for h in headers))
-    for strategy, row in results["strategies"].items():
-        click.echo(f"{strategy:<10}" + "".join(f"{row[h]:>13}" for h in headers))
-    click.echo(f"{len(qs)} questions, collection {collection!r}")
+    if results["strategies"]:
+        headers = [f"recall@{k}" for k in RECALL_KS] + ["mrr", "ndcg@10", "ms_per_query"]
+        click.echo(f"{'strategy':<10}" + "".join(f"{h:>13}" for h in headers))
+        for strategy, row in results["strategies"].items():
+            click.echo(f"{strategy:<10}" + "".join(f"{row[h]:>13}" for h in headers))
+    if "answers" in results:
+        a = results["answers"]
+        for key in ("cites_relevant", "false_refusal_rate", "out_of_scope_declined", "refusal_precision"):
+            click.echo(f"{key:<24}{'n/a' if a[key] is None else a[key]:>8}")
+        click.echo("answer modes: " + ", ".join(f"{k} {v}" for k, v in sorted(a["answer_modes"].items())))
+        click.echo(
+            "latency ms (mean/p50): "
+            + ", ".join(f"{k} {v['mean']:.0f}/{v['p50']:.0f}" for k, v in a["latency_ms"].items())
+        )
+    click.echo(f"{len(in_scope)} in-scope and {len(qs) - len(in_scope)} out-of-scope questions, "
+               f"collection {collection!r}")  # fmt: skip
     if output:
         output.write_text(json.dumps(results, indent=2) + "\n")

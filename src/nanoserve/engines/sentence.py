@@ -9,6 +9,7 @@ sorted by length inside a batch so padding stays small.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
     def __init__(self, spec: Any):
         super().__init__(spec)
         self._model: Any = None
+        self._counter: Any = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._batcher: asyncio.Task[None] | None = None
         # Every forward pass on one thread: passes run one at a time anyway, and each thread that
@@ -56,6 +58,10 @@ class SentenceTransformersEngine(EmbeddingEngine):
         if self.spec.path is None:
             raise EngineError("sentence-transformers engine needs a model directory")
         self._model = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
+        # Token counting runs on the event loop while a batch encodes in its thread: a fast
+        # tokenizer's truncation and padding are settings of the object that each call changes,
+        # so sharing one made concurrent batches fail ("Unable to create tensor ... padding").
+        self._counter = copy.deepcopy(self._model.tokenizer)
         # renamed in sentence-transformers 5; the old name warns
         dimension = (
             getattr(self._model, "get_embedding_dimension", None)
@@ -94,7 +100,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         }
 
     def _count_tokens(self, texts: Sequence[str]) -> list[int]:
-        tokenizer = self._model.tokenizer
+        tokenizer = self._counter
         limit = self._model.max_seq_length
         encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)[
             "input_ids"

@@ -30,6 +30,24 @@ class RagConfig(BaseModel):
     min_similarity: float = Field(default=0.35, ge=-1, le=1)
     # An out-of-scope intent needs a closer match than that to be answered anyway.
     out_of_scope_similarity: float = Field(default=0.45, ge=-1, le=1)
+    # hybrid retrieval: weighted reciprocal-rank fusion of the dense and keyword rankings, then
+    # document-level aggregation and diversity (rag/ranking.py). Tuned on the benchmarks/rag
+    # tuning corpora (git, debian); dense_weight 1.5 and document_aggregate 0.3 raised those but
+    # lowered the held-out corpus, so the defaults leave them off (docs/rag.md)
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+    dense_weight: float = Field(default=1.0, ge=0, le=10)
+    keyword_weight: float = Field(default=1.0, ge=0, le=10)
+    document_aggregate: float = Field(
+        default=0.0, ge=0, le=5, description="weight of a document's next chunks"
+    )
+    document_decay: float = Field(default=1.0, gt=0, le=1, description="damping of a document's n-th chunk")
+    # second stage over the best candidates (rag/rerank.py): none, sentences (embedding model),
+    # generation (generation model as a yes/no judge)
+    reranker: Literal["none", "sentences", "generation"] = "none"
+    rerank_candidates: int = Field(default=20, ge=2, le=200)
+    rerank_weight: float = Field(
+        default=1.0, ge=0, le=10, description="the reranker's vote against the first stage's"
+    )
     value_strength: float = Field(default=0.15, ge=0, lt=1, description="max relative score change by value")
     learning_rate: float = Field(default=0.3, gt=0, le=1)
     max_tokens: int = Field(default=96, ge=1, le=4096)

@@ -2,8 +2,9 @@
 
 embed      the question, with the collection's embedding model
 intent     nearest intent prototypes (embedding model), then a route to a strategy
-retrieve   semantic (vectors), keyword (full text) or hybrid (reciprocal-rank fusion of both),
-           re-ranked by the learned values (bounded)
+retrieve   semantic (vectors), keyword (full text) or hybrid (weighted reciprocal-rank fusion of
+           both), document-level aggregation and diversity, the learned values (bounded), then
+           the second-stage reranker over the best candidates when one is configured (rerank.py)
 generate   a grounded answer from the numbered context chunks (generation model); skipped when
            the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
 cite       answer sentences matched to the chunks that support them (embedding model)
@@ -21,14 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nanoserve.rag import extractive
+from nanoserve.rag import extractive, rerank
 from nanoserve.rag.citations import ASSIGN_SUPPORT, CitedAnswer, attach_citations, split_answer
 from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.config import RagConfig
 from nanoserve.rag.extractive import MIN_GROUNDING
 from nanoserve.rag.intent import OUT_OF_SCOPE, EmbedFn, IntentClassifier, IntentResult, Strategy, route
 from nanoserve.rag.quality import QualityInput, score
-from nanoserve.rag.ranking import Ranked, apply_values, reciprocal_rank_fusion
+from nanoserve.rag.ranking import Ranked, apply_values, diversify, reciprocal_rank_fusion
 from nanoserve.rag.store.base import StoredChunk, VectorStore
 from nanoserve.rag.text import keyword_query_terms, strip_citations
 from nanoserve.rag.traces import Trace, TraceChunk, TraceStore
@@ -127,7 +128,13 @@ class QueryPipeline:
         self.classifier = classifier
 
     async def retrieve(
-        self, collection: str, query: str, query_vec: Sequence[float], strategy: Strategy, top_k: int
+        self,
+        collection: str,
+        query: str,
+        query_vec: Sequence[float],
+        strategy: Strategy,
+        top_k: int,
+        embed: EmbedFn | None = None,
     ) -> Retrieval:
         n = max(self.config.candidates, top_k)
         dense = await asyncio.to_thread(self.store.dense_search, collection, query_vec, n)
@@ -141,8 +148,13 @@ class QueryPipeline:
                 hits = [(h.chunk_id, h.document_id, h.score) for h in keyword]
             else:
                 docs = {h.chunk_id: h.document_id for h in (*dense, *keyword)}
-                fused = reciprocal_rank_fusion([[h.chunk_id for h in dense], [h.chunk_id for h in keyword]])
+                fused = reciprocal_rank_fusion(
+                    [[h.chunk_id for h in dense], [h.chunk_id for h in keyword]],
+                    k=self.config.rrf_k,
+                    weights=(self.config.dense_weight, self.config.keyword_weight),
+                )
                 hits = [(cid, docs[cid], s) for cid, s in fused]
+        hits = diversify(hits, aggregate=self.config.document_aggregate, decay=self.config.document_decay)
         chunks = await asyncio.to_thread(self.store.get_chunks, [h[0] for h in hits])
         hits = [h for h in hits if h[0] in chunks]
         ranked: list[Ranked] = apply_values(
@@ -151,11 +163,42 @@ class QueryPipeline:
             {c.document_id: c.document_value for c in chunks.values()},
             strength=self.config.value_strength,
         )
+        ranked = await self._rerank(query, query_vec, ranked, chunks, embed)
         top = [
             RetrievedChunk(chunks[r.chunk_id], rank, round(r.score, 6), round(r.base_score, 6))
             for rank, r in enumerate(ranked[:top_k], start=1)
         ]
         return Retrieval(strategy, top, best)
+
+    async def _rerank(
+        self,
+        query: str,
+        query_vec: Sequence[float],
+        ranked: list[Ranked],
+        chunks: dict[int, StoredChunk],
+        embed: EmbedFn | None,
+    ) -> list[Ranked]:
+        """The first ``rerank_candidates`` reordered by the configured reranker (rerank.py)."""
+        kind = self.config.reranker
+        head, tail = ranked[: self.config.rerank_candidates], ranked[self.config.rerank_candidates :]
+        if kind == "none" or len(head) < 2:
+            return ranked
+        candidates = [chunks[r.chunk_id] for r in head]
+        if kind == "sentences":
+            if embed is None:
+                return ranked
+            scores = await rerank.sentence_scores(query_vec, candidates, embed)
+        else:
+            scores = await rerank.judge_scores(query, candidates, self._judge)
+        order = rerank.fuse(list(range(len(head))), scores, self.config.rerank_weight)
+        return [head[i] for i in order] + tail
+
+    async def _judge(self, query: str, chunk: StoredChunk) -> bool:
+        prompt = rerank.JUDGE_PROMPT.format(header=rerank.heading(chunk), text=chunk.text[:600], query=query)
+        reply = await self.client.chat(
+            self.config.generation_model, [{"role": "user", "content": prompt}], max_tokens=2, temperature=0.0
+        )
+        return reply.strip().lower().startswith("yes")
 
     async def run(
         self, collection: str, query: str, *, top_k: int | None = None, strategy: Strategy | None = None
@@ -185,7 +228,7 @@ class QueryPipeline:
             trace.intent = {"name": intent.name, "confidence": intent.confidence, "scores": intent.scores}
             trace.strategy, trace.route = chosen.strategy, chosen.reason
             with timer.phase("retrieve"):
-                retrieval = await self.retrieve(collection, query, query_vec, chosen.strategy, top_k)
+                retrieval = await self.retrieve(collection, query, query_vec, chosen.strategy, top_k, embed)
             trace.retrieved = [
                 TraceChunk(r.rank, r.chunk.id, r.chunk.document_id, r.chunk.document, r.chunk.section,
                            r.score, r.base_score, None, r.chunk.text)

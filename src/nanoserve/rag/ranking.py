@@ -2,6 +2,11 @@
 
 * ``reciprocal_rank_fusion``: hybrid retrieval merges the dense and keyword rankings by
   ``sum 1 / (k + rank)`` (Cormack et al., 2009; k = 60), so neither score scale dominates.
+  Each ranking may carry a weight (``weights``): a weighted vote, ``sum w / (k + rank)``.
+* ``diversify``: document-level aggregation and diversity over fused chunk scores. A document
+  whose further chunks also match gains ``aggregate * (s2 + s3)`` on its best chunk (evidence
+  from more than one passage), and the n-th chunk of one document is damped by ``decay ** (n-1)``,
+  so five chunks of one long guide do not crowd out the short page that answers.
 * ``apply_values``: feedback-learned values in [-1, 1] multiply a hit's score by
   ``1 + strength * value``. With strength 0.15 a chunk's score moves at most 15% either way,
   so feedback reorders close candidates but cannot lift an irrelevant chunk over a clearly
@@ -20,14 +25,39 @@ DEFAULT_VALUE_STRENGTH = 0.15
 K = TypeVar("K", bound=Hashable)
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[K]], *, k: int = RRF_K) -> list[tuple[K, float]]:
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[K]], *, k: int = RRF_K, weights: Sequence[float] | None = None
+) -> list[tuple[K, float]]:
     """Items of all rankings ordered by fused score (ties: first seen first)."""
+    if weights is not None and len(weights) != len(rankings):
+        raise ValueError("one weight per ranking")
     scores: dict[K, float] = {}
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[n]
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     order = {item: i for i, item in enumerate(scores)}
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+def diversify(
+    hits: Sequence[tuple[int, int, float]], *, aggregate: float = 0.0, decay: float = 1.0
+) -> list[tuple[int, int, float]]:
+    """Re-score ``(chunk_id, document_id, score)`` hits (higher is better) at document level:
+    the best chunk of a document gains ``aggregate`` times the scores of its next two chunks, the
+    n-th best is multiplied by ``decay ** (n - 1)``. ``aggregate=0, decay=1`` changes nothing."""
+    if not (aggregate >= 0.0 and 0.0 < decay <= 1.0):
+        raise ValueError("aggregate must be >= 0 and decay in (0, 1]")
+    by_doc: dict[int, list[tuple[int, int, float]]] = {}
+    for hit in sorted(hits, key=lambda h: -h[2]):
+        by_doc.setdefault(hit[1], []).append(hit)
+    out = []
+    for doc_hits in by_doc.values():
+        support = aggregate * sum(h[2] for h in doc_hits[1:3])
+        for n, (chunk, doc, score) in enumerate(doc_hits):
+            out.append((chunk, doc, score * decay**n + (support if n == 0 else 0.0)))
+    order = {h[0]: i for i, h in enumerate(hits)}
+    return sorted(out, key=lambda h: (-h[2], order[h[0]]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,12 +199,12 @@ class RagService:
         store, _ = await self.stores()
         info = await asyncio.to_thread(store.get_collection, collection)
         (vec,) = await self.client.embed(info.embedding_model, [query])
+        embed = pipeline.embedder(info.embedding_model)
         if strategy is None:
-            embed = pipeline.embedder(info.embedding_model)
             intent = await self.classifier.classify(info.embedding_model, vec, embed)
             strategy = route(query, intent.name, self.classifier.strategies).strategy
-            return await pipeline.retrieve(collection, query, vec, strategy, top_k), intent.name
-        return await pipeline.retrieve(collection, query, vec, strategy, top_k), ""
+            return await pipeline.retrieve(collection, query, vec, strategy, top_k, embed), intent.name
+        return await pipeline.retrieve(collection, query, vec, strategy, top_k, embed), ""
 
     async def trace(self, trace_id: str) -> Trace:
         _, traces = await self.stores()

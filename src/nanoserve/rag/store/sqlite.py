@@ -2,9 +2,17 @@
 
 The standard library's sqlite3 of many Python builds cannot load extensions, so this uses
 ``sqlean`` (the same API, with extension loading) and loads sqlite-vec into it. Each collection has
-its own ``vec0`` table (vectors have one fixed dimension per table); one FTS5 table indexes the
-chunks of all collections with a ``collection_id`` column. One connection, guarded by a lock,
-serves all threads; every write is one ``BEGIN IMMEDIATE`` transaction.
+its own ``vec0`` table (vectors have one fixed dimension per table) and its own FTS5 table, so
+BM25's term statistics are those of the collection alone: another collection's documents do not
+change how this one ranks. One connection, guarded by a lock, serves all threads; every write is
+one ``BEGIN IMMEDIATE`` transaction.
+
+The FTS5 table has the document title, the chunk's section path and its text as three columns,
+weighted by BM25 (``KEYWORD_WEIGHTS``): a word of the title or a heading says more about what a
+chunk is about than the same word in running text. A store of the earlier layout (one FTS5 table
+for all collections, one ``body`` column holding "title > section" and the text) is migrated when
+opened: each collection's index is rebuilt from the chunks and documents tables, all in one
+transaction (no re-embedding).
 """
 
 from __future__ import annotations
@@ -67,10 +75,26 @@ CREATE TABLE IF NOT EXISTS chunks (
     feedback INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    body, collection_id UNINDEXED, tokenize = 'porter unicode61'
-);
 """
+
+
+def _create_fts(db: Any, cid: int) -> None:
+    """Collection ``cid``'s keyword index, filled from its chunks (empty for a new collection)."""
+    db.execute(
+        f"CREATE VIRTUAL TABLE fts_{int(cid)} USING fts5(title, section, body, tokenize = 'porter unicode61')"
+    )
+    db.execute(
+        f"""INSERT INTO fts_{int(cid)} (rowid, title, section, body)
+            SELECT c.id, d.title, c.section, c.text
+            FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.collection_id = ?""",
+        (cid,),
+    )
+
+
+# BM25 weights of the title, section and body columns. Weighting headings up (2, 2, 1) helped the
+# tuning corpora a little but lowered the held-out one (benchmarks/rag/results/retrieval-ablation.json),
+# so the columns count alike: what the columns bring is BM25 length normalisation per field.
+KEYWORD_WEIGHTS = (1.0, 1.0, 1.0)
 
 _CHUNK_SELECT = """
 SELECT c.id, c.document_id, d.name, d.source, d.title, c.section, c.position, c.text, c.start,
@@ -105,7 +129,19 @@ class SqliteStore(VectorStore):
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA busy_timeout = 5000")
         self._db.executescript(_SCHEMA)
+        self._migrate_fts()
         self._error = sqlite3.Error
+        self.keyword_weights = KEYWORD_WEIGHTS
+
+    def _migrate_fts(self) -> None:
+        """Replace the earlier shared single-column keyword index by one per collection."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone() is None:
+                return
+            db.execute("DROP TABLE chunks_fts")
+            for (cid,) in db.execute("SELECT id FROM collections").fetchall():
+                db.execute(f"DROP TABLE IF EXISTS fts_{int(cid)}")
+                _create_fts(db, int(cid))
 
     def size_bytes(self) -> int | None:
         """The database file and its write-ahead log."""
@@ -157,6 +193,7 @@ class SqliteStore(VectorStore):
                     f"CREATE VIRTUAL TABLE vec_{int(cid)} USING vec0("
                     f"embedding float[{int(dimensions)}] distance_metric=cosine)"
                 )
+                _create_fts(db, int(cid))
             elif row[1] != dimensions:
                 raise Conflict(
                     f"collection {name!r} holds {row[1]}-dimensional vectors ({row[2]}); "
@@ -189,7 +226,7 @@ class SqliteStore(VectorStore):
             if row is None:
                 raise NotFound(f"collection {name!r} does not exist", param="collection")
             cid = int(row[0])
-            db.execute("DELETE FROM chunks_fts WHERE collection_id = ?", (cid,))
+            db.execute(f"DROP TABLE IF EXISTS fts_{cid}")
             db.execute(f"DROP TABLE IF EXISTS vec_{cid}")
             db.execute("DELETE FROM chunks WHERE collection_id = ?", (cid,))
             db.execute("DELETE FROM documents WHERE collection_id = ?", (cid,))
@@ -263,8 +300,8 @@ class SqliteStore(VectorStore):
                     (doc_id, cid, chunk.position, chunk.section, chunk.text, chunk.start, chunk.end),
                 ).lastrowid
                 db.execute(
-                    "INSERT INTO chunks_fts (rowid, body, collection_id) VALUES (?, ?, ?)",
-                    (chunk_id, chunk.index_text, cid),
+                    f"INSERT INTO fts_{cid} (rowid, title, section, body) VALUES (?, ?, ?, ?)",
+                    (chunk_id, document.title, chunk.section, chunk.text),
                 )
                 db.execute(
                     f"INSERT INTO vec_{cid} (rowid, embedding) VALUES (?, ?)",
@@ -280,7 +317,7 @@ class SqliteStore(VectorStore):
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             marks = ",".join("?" * len(batch))
-            db.execute(f"DELETE FROM chunks_fts WHERE rowid IN ({marks})", batch)
+            db.execute(f"DELETE FROM fts_{cid} WHERE rowid IN ({marks})", batch)
             db.execute(f"DELETE FROM vec_{cid} WHERE rowid IN ({marks})", batch)
         db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
 
@@ -313,12 +350,12 @@ class SqliteStore(VectorStore):
         cid, _ = self._collection_row(collection)
         if not terms:
             return []
+        title, section, body = (float(w) for w in self.keyword_weights)
         rows = self._rows(
-            """SELECT f.rowid, -bm25(chunks_fts) AS score, c.document_id
-               FROM chunks_fts f JOIN chunks c ON c.id = f.rowid
-               WHERE chunks_fts MATCH ? AND f.collection_id = ?
-               ORDER BY bm25(chunks_fts) LIMIT ?""",
-            (_fts_query(terms), cid, int(k)),
+            f"""SELECT f.rowid, -bm25(fts_{cid}, {title}, {section}, {body}) AS score, c.document_id
+               FROM fts_{cid} f JOIN chunks c ON c.id = f.rowid
+               WHERE fts_{cid} MATCH ? ORDER BY score DESC LIMIT ?""",
+            (_fts_query(terms), int(k)),
         )
         return [Hit(int(r[0]), int(r[2]), float(r[1])) for r in rows]
 
