@@ -82,8 +82,10 @@ KEEPALIVE_SECONDS = 60.0
 
 
 class WorkerClient:
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None):
+        """``headers`` go with every request (a cluster worker's secret)."""
         self.base_url = base_url
+        self._headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -91,7 +93,10 @@ class WorkerClient:
         if self._session is None:  # created lazily: needs the running loop
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(
-                self.base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+                self.base_url,
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                headers=self._headers,
             )
         return self._session
 
