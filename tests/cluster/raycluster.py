@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
+from gateway import Gateway
 
 # Before Ray is imported (it reads its settings once); the gateways started by the tests
 # inherit them. The token is made for this run.
@@ -69,3 +71,28 @@ def actors(model: str) -> list[str]:
     """Names of the live actors of ``model`` (``nanoserve:<model>:<hex>``)."""
     names = ray.util.list_named_actors(all_namespaces=False)
     return [n for n in names if n.startswith(f"nanoserve:{model}:")]
+
+
+# -- the gateway's answers -----------------------------------------------------------------
+def status(gw: Gateway) -> dict[str, Any]:
+    with gw.client() as http:
+        answer = http.get("/models/status")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def model(gw: Gateway, model_id: str) -> dict[str, Any]:
+    return next(m for m in status(gw)["models"] if m["id"] == model_id)
+
+
+def load(gw: Gateway, model_id: str) -> dict[str, Any]:
+    with gw.client() as http:
+        answer = http.post("/models/load", json={"model": model_id})
+    assert answer.status_code == 200, answer.text + gw.log()
+    return model(gw, model_id)
+
+
+def chat(gw: Gateway, model_id: str, **extra: Any) -> httpx.Response:
+    body = {"model": model_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **extra}
+    with gw.client() as http:
+        return http.post("/v1/chat/completions", json=body)

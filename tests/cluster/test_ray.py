@@ -15,7 +15,18 @@ import httpx
 import openai
 import pytest
 from gateway import Gateway, wait_until
-from raycluster import actors, cluster_config, local_cluster, node_args, node_name, ray
+from raycluster import (
+    actors,
+    chat,
+    cluster_config,
+    load,
+    local_cluster,
+    model,
+    node_args,
+    node_name,
+    ray,
+    status,
+)
 
 from nanoserve.config import default_models
 from nanoserve.wire.headers import WORKER_SECRET_HEADER
@@ -70,30 +81,6 @@ def gw(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
     gateway = Gateway(tmp_path_factory.mktemp("cluster"), cluster_config(cluster, MODELS), start_timeout=120)
     yield gateway
     gateway.stop()
-
-
-def status(gw: Gateway) -> dict[str, Any]:
-    with gw.client() as http:
-        answer = http.get("/models/status")
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def model(gw: Gateway, model_id: str) -> dict[str, Any]:
-    return next(m for m in status(gw)["models"] if m["id"] == model_id)
-
-
-def load(gw: Gateway, model_id: str) -> dict[str, Any]:
-    with gw.client() as http:
-        answer = http.post("/models/load", json={"model": model_id})
-    assert answer.status_code == 200, answer.text + gw.log()
-    return model(gw, model_id)
-
-
-def chat(gw: Gateway, model_id: str, **extra: Any) -> httpx.Response:
-    body = {"model": model_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, **extra}
-    with gw.client() as http:
-        return http.post("/v1/chat/completions", json=body)
 
 
 def test_status_lists_both_nodes_and_their_declared_memory(gw: Gateway, cluster: Any) -> None:

@@ -179,6 +179,9 @@ class Orchestrator:
         config = instance.config
         footprint = await self.memory.need(instance)
         if self.cluster is not None and on_cluster(config, self.settings):
+            joined, left = await asyncio.to_thread(self.cluster.refresh)  # a node may have just left
+            if joined or left:
+                await self._nodes_changed(joined, left)
             held: dict[str, Counter[str]] = {}  # what the other replicas placed on each node reserve
             for other in self.instances.values():
                 if other is not instance and (node := node_of(other.device)):
