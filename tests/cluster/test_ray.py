@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from click.testing import CliRunner
 from gateway import Gateway, wait_until
 from raycluster import (
     actors,
@@ -28,6 +29,7 @@ from raycluster import (
     status,
 )
 
+from nanoserve.cli.main import cli
 from nanoserve.config import default_models
 from nanoserve.wire.headers import WORKER_SECRET_HEADER
 
@@ -180,3 +182,13 @@ def test_openapi_documents_nodes(gw: Gateway) -> None:
     schemas = spec["components"]["schemas"]
     assert "nodes" in schemas["AdminStatus"]["properties"]
     assert "node" in schemas["ReplicaStatus"]["properties"]
+
+
+def test_cluster_status_command(gw: Gateway, cluster: Any) -> None:
+    load(gw, "roomy")
+    result = CliRunner().invoke(cli, ["cluster", "status", "--url", gw.url])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert set(rows) == set(cluster.names.values())
+    assert "roomy (ready)" in rows[cluster.names["second"]]
+    assert "2000 MiB" in rows[cluster.names["second"]]

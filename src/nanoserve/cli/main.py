@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "mcp": "nanoserve.cli.mcp:mcp",
     "demo": "nanoserve.cli.demo:demo",
     "keys": "nanoserve.cli.keys:keys",
+    "cluster": "nanoserve.cli.cluster:cluster",
 }
 
 _SHORT_HELP = {
@@ -36,6 +37,7 @@ _SHORT_HELP = {
     "mcp": "MCP server over stdio, forwarding to a gateway.",
     "demo": "Demonstrations on a gateway of their own (the provisioning cycle).",
     "keys": "API keys: create, list, revoke.",
+    "cluster": "The nodes of a gateway's Ray cluster and their replicas.",
 }
 
 
