@@ -5,11 +5,13 @@ model settings, same load, used in turn in one run (a ratio: this machine is noi
 A local Ray cluster of one node (2 CPUs, on 127.0.0.1, token authentication) is started by this
 script and removed at the end; both gateways stay up, idle workers take no CPU.
 
-    python benchmarks/ray_actor.py            # writes benchmarks/results/ray-actor.md and .json
+    python benchmarks/ray_actor.py --rounds 2 --num-prompts 16 --concurrency 8 --output-len 64
+    # writes benchmarks/results/ray-actor.md and .json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -42,11 +44,7 @@ MODEL = {
     "threads": 2,
     "keep_alive": -1,
 }
-BENCH = [
-    "--num-prompts", "32", "--max-concurrency", "8", "--input-len", "20", "--output-len", "64",
-    "--ignore-eos", "--temperature", "0", "--seed", "1",
-]  # fmt: skip
-ROUNDS = ("a", "b", "c")
+BENCH = ["--input-len", "20", "--ignore-eos", "--temperature", "0", "--seed", "1"]
 
 
 def free_port() -> int:
@@ -78,8 +76,19 @@ def serve(name: str, data: Path, config: dict[str, Any]) -> tuple[subprocess.Pop
     return proc, url
 
 
-def bench(url: str, path: Path) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "nanoserve", "bench", "--base-url", url, "--model", MODEL["id"], *BENCH]
+def bench(url: str, path: Path, load: list[str]) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "nanoserve",
+        "bench",
+        "--base-url",
+        url,
+        "--model",
+        MODEL["id"],
+        *BENCH,
+        *load,
+    ]
     subprocess.run([*argv, "--save-result", str(path)], check=True, stdout=subprocess.DEVNULL)
     run: dict[str, Any] = json.loads(path.read_text())["results"][0]
     if run["failed"]:
@@ -88,6 +97,14 @@ def bench(url: str, path: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds per target")
+    parser.add_argument("--num-prompts", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--output-len", type=int, default=64)
+    args = parser.parse_args()
+    load = ["--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.concurrency)]
+    load += ["--output-len", str(args.output_len)]
     OUT.mkdir(parents=True, exist_ok=True)
     head = {"num_cpus": 2, "node_ip_address": "127.0.0.1", "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=head)
@@ -105,9 +122,9 @@ def main() -> int:
                 "node"
             ]
             assert node, "the model is not on a Ray node"
-            for round_ in ROUNDS:
+            for round_ in range(args.rounds):
                 for target, url in (("local", local_url), ("ray", actor_url)):
-                    runs[target].append(bench(url, data / f"{target}-{round_}.json"))
+                    runs[target].append(bench(url, data / f"{target}-{round_}.json", load))
             for proc in procs:
                 proc.terminate()
                 proc.wait(60)
@@ -117,11 +134,11 @@ def main() -> int:
                 proc.kill()
         ray.shutdown()
         cluster.shutdown()
-    report(runs)
+    report(runs, args)
     return 0
 
 
-def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+def report(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     keys = ("output_throughput", "median_ttft_ms", "median_tpot_ms")
     summary = {t: {k: [r[k] for r in runs[t]] for k in keys} for t in runs}
     best = {t: max(summary[t]["output_throughput"]) for t in runs}
@@ -139,14 +156,19 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
         )
     ratio = best["ray"] / best["local"]
     lines.append(
-        f"\nRay actor / local worker, output throughput (best of {len(ROUNDS)} alternated rounds): "
+        f"\nRay actor / local worker, output throughput (best of {args.rounds} alternated rounds): "
         f"{ratio:.2f}; TTFT p50 (best round): {ttft['ray'] / ttft['local']:.2f}"
     )
+    command = (
+        f"python benchmarks/ray_actor.py --rounds {args.rounds} --num-prompts {args.num_prompts} "
+        f"--concurrency {args.concurrency} --output-len {args.output_len}"
+    )
     intro = (
-        "`python benchmarks/ray_actor.py`: the default chat model (SmolLM2-135M Q4_1, parallel 8, "
-        "2 threads) behind two gateways on this machine, one with a local worker, one with its worker "
-        "in a Ray actor on a one-node local Ray cluster; 32 streaming chats, 8 at a time, 20-word "
-        "prompts, 64 tokens each (ignore_eos), temperature 0; the gateways used in turn.\n\n"
+        f"`{command}`: the default chat model (SmolLM2-135M Q4_1, parallel 8, 2 threads) behind two "
+        "gateways on this machine, one with a local worker, one with its worker in a Ray actor on a "
+        f"one-node local Ray cluster; {args.num_prompts} streaming chats, {args.concurrency} at a time, "
+        f"20-word prompts, {args.output_len} tokens each (ignore_eos), temperature 0; the gateways used "
+        "in turn.\n\n"
     )
     (OUT / "ray-actor.md").write_text(intro + "\n".join(lines) + "\n")
     (OUT / "ray-actor.json").write_text(json.dumps({"runs": summary, "ratio": ratio}, indent=2) + "\n")

@@ -62,6 +62,8 @@ MODELS: list[dict[str, Any]] = [
         "keep_alive": 1,
         "placement": {"resources": {"small": 1}},
     },
+    # two replicas: one per node (spread first)
+    {"id": "duo", "engine": "mock", "threads": 1, "replicas": {"max": 2}},
     # the real default models (below), two threads each: only the second node has the CPUs
 ]
 
@@ -121,13 +123,8 @@ def test_worker_on_a_node_requires_the_gateways_secret(gw: Gateway) -> None:
 
 def test_real_default_models_served_from_the_second_node(gw: Gateway, cluster: Any) -> None:
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=300)
-    stream = client.chat.completions.create(
-        model="smollm2:135m",
-        messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=16,
-        temperature=0,
-        stream=True,
-    )
+    hello = [{"role": "user", "content": "Say hello."}]
+    stream = client.chat.completions.create(model="smollm2:135m", messages=hello, max_tokens=16, stream=True)
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
     assert len(pieces) > 1 and "".join(pieces).strip()
     embedded = client.embeddings.create(model="all-minilm:l6-v2", input=["a cat", "a dog"])
@@ -161,6 +158,19 @@ def test_keep_alive_unloads_on_its_node(gw: Gateway, cluster: Any) -> None:
     assert wait_until(lambda: model(gw, "brief")["state"] == "stopped", timeout=20)
     assert wait_until(lambda: not actors("brief"), timeout=10)
     assert model(gw, "brief")["unloads"].get("idle") == idle + 1
+
+
+def test_replicas_spread_over_the_nodes(gw: Gateway, cluster: Any) -> None:
+    with gw.client() as http:
+        answer = http.post("/models/scale", json={"model": "duo", "replicas": 2})
+    assert answer.status_code == 200, answer.text
+    replicas = model(gw, "duo")["replicas"]
+    assert [r["state"] for r in replicas] == ["ready", "ready"]
+    assert {r["node"] for r in replicas} == set(cluster.names.values())
+    assert len(actors("duo")) == 2
+    with gw.client() as http:
+        assert http.post("/models/scale", json={"model": "duo", "replicas": 0}).status_code == 200
+    assert wait_until(lambda: not actors("duo"), timeout=10)
 
 
 def test_killed_actor_is_restarted_by_its_owner(gw: Gateway) -> None:
