@@ -281,10 +281,10 @@ class Settings(_Strict):
         description="simulated GPUs in place of NVML's (name, total_mib): tests and demos",
     )
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
-    cluster: ClusterSettings | None = Field(default=None, description="None: every worker on this machine")
     rag: RagConfig = Field(default_factory=RagConfig, description="the ask-your-documents pipeline")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    cluster: ClusterSettings | None = Field(default=None, description="None: every worker on this machine")
     tls: TlsSettings = Field(default_factory=TlsSettings)
     allowed_hosts: list[str] = Field(
         default_factory=list,

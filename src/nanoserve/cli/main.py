@@ -17,13 +17,13 @@ COMMANDS: dict[str, str] = {
     "worker": "nanoserve.cli.worker:worker",
     "config": "nanoserve.cli.config:config",
     "models": "nanoserve.cli.models:models",
+    "cluster": "nanoserve.cli.cluster:cluster",
     "bench": "nanoserve.cli.bench:bench",
     "ingest": "nanoserve.cli.rag:ingest",
     "rag": "nanoserve.cli.rag:rag",
     "mcp": "nanoserve.cli.mcp:mcp",
     "demo": "nanoserve.cli.demo:demo",
     "keys": "nanoserve.cli.keys:keys",
-    "cluster": "nanoserve.cli.cluster:cluster",
 }
 
 _SHORT_HELP = {
@@ -31,13 +31,13 @@ _SHORT_HELP = {
     "worker": "Host one model in this process (started by the gateway).",
     "config": "Show the effective config or its JSON schema.",
     "models": "Model status, load and unload on a running gateway.",
+    "cluster": "The nodes of a gateway's Ray cluster and their replicas.",
     "bench": "Benchmark an OpenAI-compatible server (vLLM's figures).",
     "ingest": "Add documents to a collection.",
     "rag": "Query collections and evaluate retrieval.",
     "mcp": "MCP server over stdio, forwarding to a gateway.",
     "demo": "Demonstrations on a gateway of their own (the provisioning cycle).",
     "keys": "API keys: create, list, revoke.",
-    "cluster": "The nodes of a gateway's Ray cluster and their replicas.",
 }
 
 

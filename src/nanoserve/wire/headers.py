@@ -5,9 +5,6 @@ A request from the gateway carries a JSON body; when tracing is on, the W3C trac
 warm-up requests after a load carry ``WARM_UP_HEADER``; every request carries the gateway's
 request id (``REQUEST_ID_HEADER``, the one its client sees), so a backend's logs can be matched
 to the gateway's. Streamed answers are server-sent events.
-
-A worker bound beyond loopback (on a cluster node) is started with a per-instance secret in
-``WORKER_SECRET_ENV`` and answers only requests carrying it in ``WORKER_SECRET_HEADER``.
 """
 
 from __future__ import annotations
@@ -20,3 +17,9 @@ WORKER_SECRET_HEADER = "x-nanoserve-worker-secret"
 WORKER_SECRET_ENV = "NANOSERVE_WORKER_SECRET"  # read (and removed from the environment) by the worker  # requests with it are served but not counted
 # A streamed (SSE) response, the worker's and the gateway's relay of it: not cached, not buffered.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# A worker bound beyond loopback (on a cluster node, docs/cluster.md) is started with a
+# per-instance secret in WORKER_SECRET_ENV (read and removed from its environment) and answers
+# only requests carrying it in WORKER_SECRET_HEADER.
+WORKER_SECRET_HEADER = "x-nanoserve-worker-secret"
+WORKER_SECRET_ENV = "NANOSERVE_WORKER_SECRET"
