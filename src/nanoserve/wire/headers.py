@@ -12,9 +12,7 @@ from __future__ import annotations
 JSON_HEADERS = {"Content-Type": "application/json"}
 TRACEPARENT_HEADER = "traceparent"
 REQUEST_ID_HEADER = "x-request-id"
-WARM_UP_HEADER = "x-nanoserve-warm-up"
-WORKER_SECRET_HEADER = "x-nanoserve-worker-secret"
-WORKER_SECRET_ENV = "NANOSERVE_WORKER_SECRET"  # read (and removed from the environment) by the worker  # requests with it are served but not counted
+WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not counted
 # A streamed (SSE) response, the worker's and the gateway's relay of it: not cached, not buffered.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
