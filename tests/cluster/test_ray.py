@@ -119,6 +119,9 @@ def test_worker_on_a_node_requires_the_gateways_secret(gw: Gateway) -> None:
     assert bare.json()["error"]["code"] == "invalid_worker_secret"
     wrong = httpx.get(replica["address"] + "/health", headers={WORKER_SECRET_HEADER: "guess"}, timeout=10)
     assert wrong.status_code == 401
+    with gw.client() as http:  # the gateway's own client has it: the worker's metrics are merged
+        metrics = http.get("/metrics").text.splitlines()
+    assert any(m.startswith("nanoserve_generation_requests_total{") and 'model="roomy"' in m for m in metrics)
 
 
 def test_real_default_models_served_from_the_second_node(gw: Gateway, cluster: Any) -> None:
