@@ -30,9 +30,9 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from nanoserve.config import ModelConfig, Settings
-from nanoserve.errors import ConfigError, Unavailable
+from nanoserve.errors import ConfigError, EngineError, Unavailable
 from nanoserve.orchestrator.devices import node_of, on_node, reserves
-from nanoserve.orchestrator.handles.ray import RayWorker
+from nanoserve.orchestrator.handles.ray import RayWorker, ray_result
 from nanoserve.orchestrator.memory import RAM, DeviceMemory, Nvml, load_nvml
 from nanoserve.orchestrator.planner import MIB
 from nanoserve.orchestrator.status import device_status
@@ -79,10 +79,6 @@ class Probe:
         finally:
             gpu.close()
         return {"total": vm.total, "used": vm.total - vm.available, "gpus": gpus}
-
-
-async def _result(ref: ray.ObjectRef, timeout: float) -> Any:
-    return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
 
 
 class RayCluster:
@@ -197,14 +193,13 @@ class RayCluster:
         name = node_of(device)
         node = self.nodes.get(name or "")
         if node is None or not node.alive:
-            raise ConfigError(f"model '{config.id}': node {name} is not in the cluster")
+            raise EngineError(f"model '{config.id}': node {name} left the cluster before its worker started")
         return RayWorker(
             config,
             self.settings,
             node_id=node.id,
             node=node.name,
             memory=self.reservations.get(config.id, 0),
-            start_timeout=self.settings.worker_start_timeout,
         )
 
     # -- measured use, status ----------------------------------------------------------------
@@ -216,7 +211,10 @@ class RayCluster:
                 strategy = NodeAffinitySchedulingStrategy(node.id, soft=False)
                 self._probes[node.name] = Probe.options(scheduling_strategy=strategy).remote()
         answers = await asyncio.gather(
-            *(_result(self._probes[n.name].measure.remote(), PROBE_TIMEOUT) for n in nodes),
+            *(
+                asyncio.wait_for(ray_result(self._probes[n.name].measure.remote()), PROBE_TIMEOUT)
+                for n in nodes
+            ),
             return_exceptions=True,
         )
         for node, answer in zip(nodes, answers, strict=True):

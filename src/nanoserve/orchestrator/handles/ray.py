@@ -95,7 +95,8 @@ def actor_options(config: ModelConfig, node_id: str, memory: int) -> dict[str, A
     return options
 
 
-async def _result(ref: ray.ObjectRef) -> Any:
+async def ray_result(ref: ray.ObjectRef) -> Any:
+    """The value of a Ray call, awaited on this event loop (raises what the call raised)."""
     return await asyncio.wrap_future(ref.future())
 
 
@@ -113,7 +114,6 @@ class RayWorker:
         node_id: str,
         node: str,
         memory: int,
-        start_timeout: float,
     ):
         """``node_id``: the Ray node to run on (``node``: its short name, for messages);
         ``memory``: the bytes Ray reserves there (the planner's footprint)."""
@@ -123,7 +123,6 @@ class RayWorker:
         self.node_id = node_id
         self.node = node
         self.options = actor_options(config, node_id, memory)
-        self.start_timeout = start_timeout
         self._secret = secrets.token_urlsafe(32)
         self.client = WorkerClient("http://unstarted", headers={WORKER_SECRET_HEADER: self._secret})
         self.started_at = time.time()
@@ -150,14 +149,14 @@ class RayWorker:
 
     async def start(self) -> None:
         self.actor = WorkerActor.options(**self.options).remote(self.config, self.settings, self._secret)
-        self._started = asyncio.ensure_future(_result(self.actor.start.remote()))
+        self._started = asyncio.ensure_future(ray_result(self.actor.start.remote()))
         self._exit = asyncio.create_task(self._watch(), name=f"ray-watch:{self.model}")
         self.started_at = time.time()
         log.info("started a Ray actor %s for %s on node %s", self.options["name"], self.model, self.node)
 
     async def _watch(self) -> None:
         try:
-            self._reason, self._tail = await _result(self.actor.wait.remote())
+            self._reason, self._tail = await ray_result(self.actor.wait.remote())
             self._reason = f"{self._reason} on node {self.node}"
         except RayError as exc:
             self._reason = f"the Ray actor of '{self.model}' on node {self.node} died ({type(exc).__name__})"
@@ -193,7 +192,7 @@ class RayWorker:
         if self.alive and not kill:
             await self.client.close()
             try:
-                await asyncio.wait_for(_result(self.actor.stop.remote(grace, False)), grace + 5)
+                await asyncio.wait_for(ray_result(self.actor.stop.remote(grace, False)), grace + 5)
             except (RayError, TimeoutError) as exc:
                 log.warning("%s: the Ray actor did not stop cleanly: %s", self.model, exc)
         self._kill_actor()
