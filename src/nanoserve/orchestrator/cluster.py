@@ -109,8 +109,7 @@ class RayCluster:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cluster.address {address!r}: cannot join the Ray cluster: {exc}") from exc
         self.refresh()
-        alive = [n for n in self.nodes.values() if n.alive]
-        log.info("joined the Ray cluster at %s: %d node(s)", address, len(alive))
+        log.info("joined the Ray cluster at %s: %d node(s)", address, len(self.alive()))
 
     def refresh(self) -> tuple[list[Node], list[Node]]:
         """Read Ray's node table (blocking); the nodes that joined and those that left since."""
