@@ -8,6 +8,7 @@ declared, so the model is placed on the second one first.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,15 @@ SECOND = node_args(2, 2000, {})
 MODELS = [
     {"id": "mobile", "engine": "mock", "threads": 1, "pinned": True, "options": {"tokens_per_second": 20}},
 ]
+
+
+def stream(gw: Gateway, tokens: int, lines: list[str]) -> None:
+    body = {"model": "mobile", "messages": [{"role": "user", "content": "go"}], "max_tokens": tokens}
+    with (
+        httpx.Client(base_url=gw.url, timeout=60) as http,
+        http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as resp,
+    ):
+        lines.extend(line for line in resp.iter_lines() if line.startswith("data: "))
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +55,7 @@ def test_a_removed_nodes_replica_is_placed_again_on_the_other(gw: Gateway, clust
     assert model(gw, "mobile")["replicas"][0]["node"] == second_name  # the most memory free
 
     lines: list[str] = []
-
-    def stream() -> None:
-        body = {"model": "mobile", "messages": [{"role": "user", "content": "go"}], "max_tokens": 400}
-        with (
-            httpx.Client(base_url=gw.url, timeout=60) as http,
-            http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as resp,
-        ):
-            lines.extend(line for line in resp.iter_lines() if line.startswith("data: "))
-
-    reader = threading.Thread(target=stream)
+    reader = threading.Thread(target=stream, args=(gw, 400, lines))
     reader.start()
     assert wait_until(lambda: len(lines) >= 3, 20)
     ray_cluster.remove_node(second)
@@ -71,3 +72,16 @@ def test_a_removed_nodes_replica_is_placed_again_on_the_other(gw: Gateway, clust
     assert len(actors("mobile")) == 1
     answer = chat(gw, "mobile")
     assert answer.status_code == 200, answer.text
+
+
+def test_sigterm_lets_a_stream_finish_then_its_actor_goes(gw: Gateway) -> None:
+    lines: list[str] = []
+    reader = threading.Thread(target=stream, args=(gw, 40, lines))
+    reader.start()
+    assert wait_until(lambda: len(lines) >= 3, 20)
+    gw.proc.send_signal(signal.SIGTERM)  # Ray's own SIGTERM handler would exit at once
+    reader.join(60)
+    assert lines[-1] == "data: [DONE]", lines[-2:]
+    assert gw.proc.wait(30) in (0, -signal.SIGTERM), gw.log()
+    assert "SystemExit" not in gw.log()
+    assert wait_until(lambda: not actors("mobile"), 20)

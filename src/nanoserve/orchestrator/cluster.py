@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +100,9 @@ class RayCluster:
         extra: dict[str, Any] = {}
         if address.rpartition(":")[0] in LOOPBACK:  # a local cluster: stay on loopback
             extra["_node_ip_address"] = "127.0.0.1"
+        # ray.init makes SIGTERM exit the process at once: the gateway's graceful shutdown (its
+        # server's handlers) is put back after it
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             ray.init(
                 address=address,
@@ -108,6 +113,11 @@ class RayCluster:
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cluster.address {address!r}: cannot join the Ray cluster: {exc}") from exc
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
         self.refresh()
         log.info("joined the Ray cluster at %s: %d node(s)", address, len(self.alive()))
 
