@@ -2,14 +2,12 @@
 
 Every node is on 127.0.0.1 and differs from the others by what it declares to Ray (CPUs,
 ``memory``, custom resources), as machines of a real cluster do. Token authentication is on,
-with a token made for the run; usage stats and the dashboard are off. The test process joins as
+with a token made for the run (conftest.py); usage stats and the dashboard are off. The test process joins as
 a driver too (to find and kill actors); ``stop`` removes every node it started, nothing else.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,14 +16,6 @@ import httpx
 import pytest
 from gateway import Gateway
 
-# Before Ray is imported (it reads its settings once); the gateways started by the tests
-# inherit them. The token is made for this run.
-os.environ.update(
-    RAY_USAGE_STATS_ENABLED="0",
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-    RAY_AUTH_MODE="token",
-    RAY_AUTH_TOKEN=secrets.token_hex(32),
-)
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster
 
