@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 GPU    ?= cpu
-EXTRAS := llamacpp,sentence,bench,otel,rag,pgvector,hub,test
+EXTRAS := llamacpp,sentence,bench,otel,rag,pgvector,hub,ray,test
 STAMP  := $(VENV)/.installed-$(GPU)
 
 .PHONY: install run test test-slow peers lint clean screenshots

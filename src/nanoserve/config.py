@@ -96,6 +96,15 @@ class ReplicaSettings(_Strict):
         return self
 
 
+class Placement(_Strict):
+    """Where a model's workers may run on a cluster (docs/cluster.md): Ray resources per replica."""
+
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="custom Ray resources a node must offer ({ssd: 1, big: 1})"
+    )
+    num_gpus: float = Field(default=0, ge=0, description="GPUs Ray reserves for each replica")
+
+
 class ModelConfig(_Strict):
     id: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
@@ -120,6 +129,7 @@ class ModelConfig(_Strict):
     keep_alive: float = Field(default=300.0, description="seconds idle before unload; -1 forever")
     max_queue: int = Field(default=256, ge=0, description="requests allowed to wait for this model")
     replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
+    placement: Placement = Field(default_factory=Placement)
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -273,6 +283,14 @@ class GpuDevice(_Strict):
     label: str = "simulated"
 
 
+class ClusterSettings(_Strict):
+    """Workers placed on a Ray cluster (docs/cluster.md); needs ``nanoserve[ray]``."""
+
+    backend: Literal["ray"] = "ray"
+    address: str = Field(default="auto", description="'auto' (the local `ray start` cluster) or host:port")
+    namespace: str = Field(default="nanoserve", min_length=1)
+
+
 class Settings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -298,6 +316,7 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     dashboard: bool = Field(default=True, description="serve the operator's dashboard at /ui")
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    cluster: ClusterSettings | None = Field(default=None, description="None: every worker on this machine")
     tls: TlsSettings = Field(default_factory=TlsSettings)
     allowed_hosts: list[str] = Field(
         default_factory=list,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from gateway import Gateway, wait_until
 
-FORBIDDEN = ("llama_cpp", "torch", "sentence_transformers", "nanoserve.engines", "nanoserve.worker")
+# ray: only a config with a `cluster` section loads it (docs/cluster.md)
+FORBIDDEN = ("llama_cpp", "torch", "sentence_transformers", "nanoserve.engines", "nanoserve.worker", "ray")
 
 # ``nanoserve serve`` as ``python -m nanoserve`` runs it, plus a SIGUSR1 handler (a signal nanoserve
 # leaves alone) that writes the names in sys.modules to the file given as the first argument.

@@ -38,6 +38,10 @@ def test_place(need: int, free: dict[str, int], replicas_on: dict[str, int], exp
         ({"ram": 5, "gpu0": 3, "gpu1": 4}, "gpu3", {"ram": 5, "gpu3": 7}),
         ({"ram": 5}, "gpu1", {"ram": 5}),
         ({"ram": 5, "gpu0": 7}, None, {"ram": 5, "gpu0": 7}),
+        # on a cluster node (docs/cluster.md): every part on that node
+        ({"ram": 5}, "ram@n1", {"ram@n1": 5}),
+        ({"ram": 5, "gpu0": 7}, "ram@n1", {"ram@n1": 5, "gpu0@n1": 7}),
+        ({"ram": 5, "gpu0": 7}, "gpu1@n1", {"ram@n1": 5, "gpu1@n1": 7}),
     ],
 )
 def test_relocate(footprint: dict[str, int], device: str | None, expected: dict[str, int]) -> None:

@@ -121,6 +121,7 @@ class ReplicaStatus(_Open):
     requests_total: int
     measured_mib: int | None
     pid: int | None
+    node: str | None = None  # the cluster node it runs on (None: the gateway's machine)
 
 
 class ModelStatus(_Open):
@@ -138,10 +139,20 @@ class ModelStatus(_Open):
     replicas: list[ReplicaStatus]
 
 
+class NodeStatus(_Open):
+    """A node of the cluster (``cluster:`` in the config, docs/cluster.md) and its devices."""
+
+    id: str
+    address: str
+    devices: list[dict[str, Any]]
+
+
 class AdminStatus(_Open):
-    """``GET /models/status``: memory per device (MiB) and every configured model."""
+    """``GET /models/status``: memory per device (MiB) and every configured model; with a cluster,
+    its nodes."""
 
     models: list[ModelStatus]
+    nodes: list[NodeStatus] | None = None
 
 
 class LoadPlan(_Open):

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from nanoserve.config import Settings
+from nanoserve.config import ModelConfig, Settings
 from nanoserve.orchestrator.memory import DeviceMemory, Nvml, alive
 from nanoserve.orchestrator.planner import MIB
 from nanoserve.wire.simgpu import read_ledger
@@ -80,15 +80,35 @@ def gpu_provider(settings: Settings, nvml: Nvml) -> Nvml | SimulatedGpus:
     return SimulatedGpus(declared, ledger_dir(settings.data_dir))
 
 
+def on_node(device: str, node: str) -> str:
+    """The planner's name for ``device`` ("ram", "gpu0") of a cluster node."""
+    return f"{device}@{node}"
+
+
+def node_of(device: str | None) -> str | None:
+    """The cluster node a placed device is on (None: this machine)."""
+    return (device.partition("@")[2] or None) if device else None
+
+
+def reserves(config: ModelConfig) -> dict[str, float]:
+    """The Ray resources one replica of ``config`` reserves on its node (memory aside)."""
+    wanted = {"CPU": float(config.effective_threads), "GPU": config.placement.num_gpus}
+    wanted.update(config.placement.resources)
+    return {k: v for k, v in wanted.items() if v > 0}
+
+
 def relocate(footprint: Mapping[str, int], device: str | None) -> dict[str, int]:
-    """``footprint`` with its GPU part on ``device`` (measured or estimated on another GPU)."""
-    if device is None or not device.startswith("gpu"):
-        return dict(footprint)
-    moved = {d: size for d, size in footprint.items() if not d.startswith("gpu")}
-    on_gpu = sum(size for d, size in footprint.items() if d.startswith("gpu"))
-    if on_gpu:
-        moved[device] = on_gpu
-    return moved
+    """``footprint`` with its GPU part on ``device`` (measured or estimated on another GPU); a
+    device on a cluster node (``ram@<node>``, ``gpu1@<node>``) puts every part on that node."""
+    device, _, node = (device or "").partition("@")
+    if not device.startswith("gpu"):
+        moved = dict(footprint)
+    else:
+        moved = {d: size for d, size in footprint.items() if not d.startswith("gpu")}
+        on_gpu = sum(size for d, size in footprint.items() if d.startswith("gpu"))
+        if on_gpu:
+            moved[device] = on_gpu
+    return {f"{d}@{node}": size for d, size in moved.items()} if node else moved
 
 
 def place(need_gpu: int, free: Mapping[str, int], replicas_on: Mapping[str, int]) -> str | None:

@@ -23,16 +23,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import Conflict, InsufficientMemory, QueueFull, Unavailable
 from nanoserve.orchestrator.arbiter import MemoryArbiter, MemoryStats
 from nanoserve.orchestrator.baseline import measure_baseline
-from nanoserve.orchestrator.devices import gpu_provider, place
+from nanoserve.orchestrator.devices import gpu_provider, node_of, on_node, place, reserves
 from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
 from nanoserve.orchestrator.footprints import FootprintStore
-from nanoserve.orchestrator.handles import Translator, WorkerHandle, create_handle, translator_for
+from nanoserve.orchestrator.handles import (
+    Translator,
+    WorkerHandle,
+    create_handle,
+    on_cluster,
+    translator_for,
+)
 from nanoserve.orchestrator.instance import HOLDS_MEMORY, Lease, ModelInstance, ModelView, Reason, State
 from nanoserve.orchestrator.memory import DeviceMemory, Nvml, budgets, load_nvml, ram_device
 from nanoserve.orchestrator.meter import Meter
@@ -45,6 +51,9 @@ from nanoserve.orchestrator.scaling import GroupLoad, replica_to_remove
 from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
 from nanoserve.orchestrator.status import counters, device_status, group_status
 from nanoserve.orchestrator.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from nanoserve.orchestrator.cluster import Node, RayCluster
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -84,6 +93,12 @@ class Orchestrator:
             self.store,
             settings.memory,
         )
+        self.cluster: RayCluster | None = None  # workers on a Ray cluster (imported only then)
+        self._cluster_watch: asyncio.Task[None] | None = None
+        if settings.cluster is not None:
+            from nanoserve.orchestrator.cluster import RayCluster
+
+            self.cluster = RayCluster(settings)
         self.accepting = True
         self._retired = itertools.count(1)
         checks = settings.observability
@@ -110,8 +125,30 @@ class Orchestrator:
         self._listeners.append(listener)
 
     def start(self) -> None:
-        """Start supervising (heartbeats); called by the gateway's lifespan."""
+        """Join the cluster if there is one, start supervising (heartbeats); called by the
+        gateway's lifespan."""
+        if self.cluster is not None:
+            self.cluster.connect()
+            self.memory.budgets.update(self.cluster.budgets())
+            self._cluster_watch = asyncio.create_task(self.cluster.watch(self._nodes_changed), name="nodes")
         self.supervisor.start()
+
+    async def _nodes_changed(self, joined: list[Node], left: list[Node]) -> None:
+        """Nodes joined or left the cluster: their devices come or go from the budgets; the
+        replicas on a node that left are failed (their owners start them again elsewhere)."""
+        assert self.cluster is not None
+        budgets = self.cluster.budgets()
+        for device in [d for d in self.memory.budgets if "@" in d and d not in budgets]:
+            del self.memory.budgets[device]
+        self.memory.budgets.update(budgets)
+        gone = {node.name: node for node in left}
+        for instance in self.instances.values():
+            node = gone.get(node_of(instance.device) or "")
+            if node is not None and instance.worker is not None and instance.worker.alive:
+                instance.worker_unresponsive(
+                    instance.worker, f"node {node.name} ({node.address}) left the cluster"
+                )
+        self.memory.changed()
 
     def emit(self, event: str, instance: ModelInstance, details: dict[str, Any]) -> None:
         """Tell the listeners (the supervisor first)."""
@@ -129,7 +166,7 @@ class Orchestrator:
             self.emit(event, instance, details)
 
     async def launch(self, config: ModelConfig, device: str | None = None) -> WorkerHandle:
-        handle = create_handle(config, self.settings, device)
+        handle = create_handle(config, self.settings, device, self.cluster)
         await handle.start()
         return handle
 
@@ -138,25 +175,39 @@ class Orchestrator:
         await self.memory.reserve(instance, on_reserved)
 
     async def _place(self, instance: ModelInstance) -> None:
-        """Choose the GPU for an instance whose footprint has a GPU part: among those with room,
-        the one with the fewest replicas of its model (``devices.place``)."""
+        """Choose the node for an instance on the cluster, and the GPU for one whose footprint has a
+        GPU part: among those with room, the one with the fewest replicas of its model
+        (``devices.place``), else the one with the most free (the planner evicts there)."""
         instance.device = None
+        config = instance.config
         footprint = await self.memory.need(instance)
-        on_gpu = sum(size for device, size in footprint.items() if device.startswith("gpu"))
-        if not on_gpu:
+        if self.cluster is not None and on_cluster(config, self.settings):
+            joined, left = await asyncio.to_thread(self.cluster.refresh)  # a node may have just left
+            if joined or left:
+                await self._nodes_changed(joined, left)
+            held: dict[str, Counter[str]] = {}  # what the other replicas placed on each node reserve
+            for other in self.instances.values():
+                if other is not instance and (node := node_of(other.device)):
+                    held.setdefault(node, Counter()).update(reserves(other.config))
+            nodes = self.cluster.fitting(config, held)
+            ram = footprint.get("ram", 0)
+            self.cluster.reservations[config.id] = ram
+            instance.device = self._choose(instance, ram, [on_node("ram", node.name) for node in nodes])
             return
+        on_gpu = sum(size for device, size in footprint.items() if device.startswith("gpu"))
+        if on_gpu:
+            gpus = [d for d in self.memory.budgets if d.startswith("gpu") and "@" not in d]
+            instance.device = self._choose(instance, on_gpu, gpus)
+
+    def _choose(self, instance: ModelInstance, need: int, devices: list[str]) -> str | None:
         used = self.memory.snapshot().used()
-        free = {
-            d: budget - used.get(d, 0) for d, budget in self.memory.budgets.items() if d.startswith("gpu")
-        }
+        free = {d: self.memory.budgets.get(d, 0) - used.get(d, 0) for d in devices}
         others = [r for r in self.groups[instance.id].replicas if r is not instance and r.device]
         for other in others:  # placed, not yet holding memory (started at the same time)
             if other.state not in HOLDS_MEMORY and other.device in free:
-                free[other.device] -= on_gpu
+                free[other.device] -= need
         siblings = Counter(r.device for r in others)
-        instance.device = place(on_gpu, free, siblings) or min(
-            free, key=lambda d: (-free[d], d), default=None
-        )
+        return place(need, free, siblings) or min(free, key=lambda d: (-free[d], d), default=None)
 
     async def measure(self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool) -> None:
         measured = await self.meter.measure(
@@ -399,10 +450,12 @@ class Orchestrator:
                 log.warning("%s: no memory estimate: %s", instance.id, result)
         held = self.memory.snapshot().used()
         stats = self.memory.stats
+        nodes = await self.cluster.status(self.memory.budgets, held) if self.cluster is not None else None
         return {
             "devices": [
                 device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
             ],
+            **({"nodes": nodes} if nodes is not None else {}),
             "models": [group_status(group) for group in self.groups.values()],
             "counters": counters(stats.evictions, stats.drains, stats.rejections),
         }
@@ -417,3 +470,8 @@ class Orchestrator:
         self.memory.close()
         await asyncio.gather(*(i.close() for i in list(self.instances.values())), return_exceptions=True)
         self.gpu.close()
+        if self.cluster is not None:
+            if self._cluster_watch is not None:
+                self._cluster_watch.cancel()
+                await asyncio.gather(self._cluster_watch, return_exceptions=True)
+            await asyncio.to_thread(self.cluster.close)

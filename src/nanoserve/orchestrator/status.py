@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from nanoserve.orchestrator.devices import node_of
 from nanoserve.orchestrator.instance import InstanceStats, ModelView, ReplicaView
 from nanoserve.orchestrator.memory import DeviceMemory
 from nanoserve.orchestrator.planner import MIB, Plan
@@ -70,11 +71,13 @@ def model_status(view: ModelView, stats: InstanceStats) -> dict[str, Any]:
 
 
 def replica_status(view: ReplicaView) -> dict[str, Any]:
+    """One replica; ``node``: the cluster node it runs on (None: this machine)."""
     return {
         "id": view.id,
         "replica": view.replica,
         "state": view.state,
-        "device": view.device,
+        "device": view.device.partition("@")[0],
+        "node": node_of(view.device),
         "address": view.address,
         "in_flight": view.in_flight,
         "queued": view.queued,

@@ -7,6 +7,7 @@ sent (safe to retry on a fresh worker), ``WorkerUnavailable`` when a response br
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -82,8 +83,11 @@ KEEPALIVE_SECONDS = 60.0
 
 
 class WorkerClient:
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None):
+        """``headers`` go with every request (a cluster worker's secret)."""
         self.base_url = base_url
+        self._headers = dict(headers or {})
+        self._open: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()  # bodies being read
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -91,7 +95,10 @@ class WorkerClient:
         if self._session is None:  # created lazily: needs the running loop
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
             self._session = aiohttp.ClientSession(
-                self.base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+                self.base_url,
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                headers=self._headers,
             )
         return self._session
 
@@ -107,6 +114,7 @@ class WorkerClient:
             ) from exc
         except aiohttp.ClientError as exc:
             raise WorkerUnavailable(f"the worker at {self.base_url} failed: {plain(exc)}") from exc
+        self._open.add(resp)
         return WorkerResponse(resp)
 
     async def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -122,6 +130,14 @@ class WorkerClient:
             raise WorkerUnavailable(f"the worker at {self.base_url} sent invalid JSON for {path}") from exc
 
     async def close(self) -> None:
+        """Close the connections. A body still being read fails at once: aiohttp would leave its
+        reader waiting forever (a worker on another node declared dead before its socket closed)."""
+        for resp in list(self._open):
+            if not resp.content.is_eof():
+                resp.content.set_exception(
+                    aiohttp.ClientConnectionError("the connection to the worker was closed")
+                )
+        self._open.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None

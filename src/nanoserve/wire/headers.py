@@ -17,3 +17,9 @@ WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not co
 TIME_LIMIT_HEADER = "x-nanoserve-time-limit-ms"
 # A streamed (SSE) response, the worker's and the gateway's relay of it: not cached, not buffered.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# A worker bound beyond loopback (on a cluster node, docs/cluster.md) is started with a
+# per-instance secret in WORKER_SECRET_ENV (read and removed from its environment) and answers
+# only requests carrying it in WORKER_SECRET_HEADER.
+WORKER_SECRET_HEADER = "x-nanoserve-worker-secret"
+WORKER_SECRET_ENV = "NANOSERVE_WORKER_SECRET"

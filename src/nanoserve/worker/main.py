@@ -20,7 +20,9 @@ import uvicorn
 from nanoserve.engines import load_engine_class
 from nanoserve.engines.base import EngineSpec
 from nanoserve.observability.tracing import WORKER_ENDPOINT_ENV, create_tracing
+from nanoserve.wire.headers import WORKER_SECRET_ENV
 from nanoserve.worker.app import create_worker_app
+from nanoserve.worker.secret import RequireSecret
 
 log = logging.getLogger("nanoserve.worker")
 PR_SET_PDEATHSIG = 1
@@ -66,6 +68,7 @@ def run_worker(
 ) -> None:
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    secret = os.environ.pop(WORKER_SECRET_ENV, None)  # not inherited by anything the engine starts
     limit_threads(spec.threads)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = load_engine_class(engine_name)(spec)
@@ -74,7 +77,7 @@ def run_worker(
     )
     app = create_worker_app(engine, spec.name, tracing=tracing, tool_format=tool_format)
     config = uvicorn.Config(
-        app,
+        RequireSecret(app, secret) if secret else app,
         host=host,
         port=port,
         fd=fd,

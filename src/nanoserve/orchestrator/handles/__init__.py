@@ -6,6 +6,8 @@ runs; every other engine is hosted by our own worker process.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.orchestrator.handles.base import WorkerHandle, exited_within
 from nanoserve.orchestrator.handles.command import CommandWorker, command_options
@@ -14,6 +16,7 @@ from nanoserve.orchestrator.handles.remote import RemoteWorker, remote_options
 from nanoserve.orchestrator.handles.translate import ForeignRequests, Passthrough
 
 __all__ = [
+    "Cluster",
     "CommandWorker",
     "LocalWorker",
     "RemoteWorker",
@@ -21,6 +24,7 @@ __all__ = [
     "WorkerHandle",
     "create_handle",
     "exited_within",
+    "on_cluster",
     "translator_for",
 ]
 
@@ -29,8 +33,25 @@ REMOTE = "remote"
 Translator = Passthrough | ForeignRequests
 
 
-def create_handle(config: ModelConfig, settings: Settings, device: str | None = None) -> WorkerHandle:
-    """An unstarted handle for one instance of ``config``, placed on ``device`` (a GPU, or None)."""
+class Cluster(Protocol):
+    """Where workers run beyond this machine (``orchestrator/cluster.py``, Ray)."""
+
+    def worker(self, config: ModelConfig, device: str | None) -> WorkerHandle: ...
+
+
+def on_cluster(config: ModelConfig, settings: Settings) -> bool:
+    """Whether ``config``'s workers run on the cluster: our own workers do when there is one;
+    managed servers and remote URLs stay where they are."""
+    return settings.cluster is not None and config.engine not in (COMMAND, REMOTE)
+
+
+def create_handle(
+    config: ModelConfig, settings: Settings, device: str | None = None, cluster: Cluster | None = None
+) -> WorkerHandle:
+    """An unstarted handle for one instance of ``config``, placed on ``device`` (a GPU, a node's
+    device, or None)."""
+    if cluster is not None and on_cluster(config, settings):
+        return cluster.worker(config, device)
     if config.engine == COMMAND:
         return CommandWorker(config, settings, device)
     if config.engine == REMOTE:

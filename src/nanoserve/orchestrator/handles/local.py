@@ -14,9 +14,10 @@ import sys
 
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
-from nanoserve.orchestrator.handles.base import get_ok, poll_health
+from nanoserve.orchestrator.handles.base import HealthCheck, WorkerHandle, get_ok, poll_health
 from nanoserve.orchestrator.handles.process import ProcessWorker, device_env, log_path_for
 from nanoserve.sources import resolve_source
+from nanoserve.wire.headers import WORKER_SECRET_ENV
 
 
 def worker_command(config: ModelConfig, settings: Settings, fd: int) -> list[str]:
@@ -56,14 +57,29 @@ def worker_command(config: ModelConfig, settings: Settings, fd: int) -> list[str
     return cmd
 
 
-def listening_socket() -> socket.socket:
+def listening_socket(host: str = "127.0.0.1") -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # Accepted connections inherit this: no Nagle delay between a response's header and body.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, 0))
     sock.listen(1024)
     return sock
+
+
+def worker_health(handle: WorkerHandle) -> HealthCheck:
+    """The load check of our worker: ``/health`` 200 (ready), 503 (loading), other 5xx (failed)."""
+
+    async def check() -> bool:
+        try:
+            status, body = await handle.client.get_json("/health", timeout=2.0)
+        except EngineError:
+            return False
+        if status >= 500 and status != 503:  # 503: still loading
+            raise EngineError(f"model '{handle.model}' failed to load: {body.get('error', body)}")
+        return status == 200
+
+    return check
 
 
 class LocalWorker(ProcessWorker):
@@ -71,18 +87,32 @@ class LocalWorker(ProcessWorker):
     speaks_nanoserve = True
     metrics_path = "/metrics"
 
-    def __init__(self, config: ModelConfig, settings: Settings, device: str | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        settings: Settings,
+        device: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        secret: str | None = None,
+    ):
+        """``host``/``secret``: a worker on a cluster node listens on the node's address and
+        answers only requests carrying ``secret`` (``handles/ray.py``)."""
         super().__init__(config.id, log_path_for(settings.data_dir, "worker", config.id))
         self.config = config
         self.settings = settings
         self.device = device
+        self.host = host
+        self.secret = secret
 
     async def start(self) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         env.update(device_env(self.device, self.settings))
+        if self.secret:
+            env[WORKER_SECRET_ENV] = self.secret
         if self.settings.observability.otlp_endpoint:  # the worker traces to the same collector
             env["NANOSERVE_OTLP_ENDPOINT"] = self.settings.observability.otlp_endpoint
-        sock = listening_socket()
+        sock = listening_socket(self.host)
         try:
             self.listen_on(sock.getsockname()[1])
             argv = worker_command(self.config, self.settings, sock.fileno())
@@ -91,16 +121,7 @@ class LocalWorker(ProcessWorker):
             sock.close()
 
     async def wait_healthy(self, timeout: float) -> None:
-        async def check() -> bool:
-            try:
-                status, body = await self.client.get_json("/health", timeout=2.0)
-            except EngineError:
-                return False
-            if status >= 500 and status != 503:  # 503: still loading
-                raise EngineError(f"model '{self.model}' failed to load: {body.get('error', body)}")
-            return status == 200
-
-        await poll_health(self, check, timeout)
+        await poll_health(self, worker_health(self), timeout)
 
     async def healthy(self, timeout: float) -> bool:
         return await get_ok(self.client, "/health", timeout)

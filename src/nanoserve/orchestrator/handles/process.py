@@ -62,6 +62,7 @@ class ProcessWorker:
         self.stop_signal = stop_signal
         self.stop_grace = stop_grace
         self.port = 0  # chosen by ``start``
+        self.host = "127.0.0.1"  # where it listens (a cluster node's address, see ``ray.py``)
         self.client = WorkerClient(self.address)
         self.started_at = time.time()
         self.proc: asyncio.subprocess.Process | None = None
@@ -72,7 +73,7 @@ class ProcessWorker:
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
