@@ -41,7 +41,13 @@ from nanoserve.orchestrator.replicas import ReplicaGroup
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.scaling import GroupLoad, replica_to_remove
 from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
-from nanoserve.orchestrator.status import counters, device_status, group_status
+from nanoserve.orchestrator.status import (
+    counters,
+    device_status,
+    group_status,
+    loaded_models,
+    memory_summary,
+)
 from nanoserve.orchestrator.supervisor import Supervisor
 
 log = logging.getLogger("nanoserve.orchestrator")
@@ -349,13 +355,14 @@ class Orchestrator:
                 log.warning("%s: no memory estimate: %s", instance.id, result)
         held = self.memory.snapshot().used()
         stats = self.memory.stats
-        return {
+        body = {
             "devices": [
                 device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
             ],
             "models": [group_status(group) for group in self.groups.values()],
             "counters": counters(stats.evictions, stats.drains, stats.rejections),
         }
+        return {**body, **memory_summary(body["devices"]), "loaded_models": loaded_models(body["models"])}
 
     def views(self) -> list[ModelView]:
         """A read-only snapshot of every model, for status endpoints (``/models/status``, ``/api/ps``)."""
