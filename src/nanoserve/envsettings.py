@@ -85,7 +85,8 @@ class Leaf:
 
 
 def settings_variables(model: type[BaseModel], path: Path_ = ()) -> dict[str, Leaf]:
-    """Every variable of ``model``'s settings, sections descended, by name."""
+    """Every variable of ``model``'s settings, sections descended, by name (but those with a
+    meaning of their own)."""
     out: dict[str, Leaf] = {}
     for name, info in model.model_fields.items():
         members, nullable = _unwrap(info.annotation)
@@ -95,7 +96,8 @@ def settings_variables(model: type[BaseModel], path: Path_ = ()) -> dict[str, Le
             out.update(settings_variables(section, here))
             continue
         compound = any(get_origin(m) in _COMPOUND or m in _COMPOUND for m in members)
-        out[variable_name(here)] = Leaf(here, compound, nullable)
+        if variable_name(here) not in OTHER_VARIABLES:  # NANOSERVE_ALLOWED_HOSTS: comma-separated
+            out[variable_name(here)] = Leaf(here, compound, nullable)
     return out
 
 
