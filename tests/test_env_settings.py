@@ -245,6 +245,7 @@ def test_config_show_says_where_each_value_came_from(monkeypatch: pytest.MonkeyP
     assert f"margin_mib: 100 # file {path}" in lines
     assert "margin_mib: 100" not in lines and "gpu_margin_mib: 512" in lines  # defaults: no comment
     assert "- id: m # file " + str(path) in lines and "parallel: 16 # profile cloud" in lines
+    assert "kind: chat" in lines and f"kind: embedding # file {path}" in lines  # m's kind is a default
     shown = yaml.safe_load(result.stdout)  # still YAML: the comments are comments
     assert shown["port"] == 9001 and shown["models"][0]["id"] == "m"
     assert "Warning: unknown variable NANOSERVE_PORTS ignored (did you mean NANOSERVE_PORT?)" in result.stderr

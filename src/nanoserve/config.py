@@ -384,7 +384,8 @@ def resolve_settings(path: str | Path | None = None, **overrides: Any) -> Resolv
         raise ConfigError(f"invalid config: {_explain_errors(exc, layers)}") from exc
     origins: dict[str, str] = {}
     for leaf, _ in leaves(json.loads(settings.model_dump_json()), lists=True):
-        origins[dotted(leaf)] = layers.origin_of(leaf) or _default_origin(leaf)
+        given = layers.given(leaf) and layers.origin_of(leaf)
+        origins[dotted(leaf)] = given or _default_origin(leaf)
     return ResolvedSettings(settings, origins, env.warnings)
 
 

@@ -64,6 +64,19 @@ class Layers:
             data = data.setdefault(part, {})
         data[path[-1]] = value
 
+    def given(self, path: Path_) -> bool:
+        """Whether the merged data holds ``path`` (list items by index): a value a layer gave,
+        not one the settings model defaults."""
+        data: Any = self.data
+        for part in path:
+            if isinstance(data, Mapping) and part in data:
+                data = data[part]
+            elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+                data = data[int(part)]
+            else:
+                return False
+        return True
+
     def origin_of(self, path: Path_) -> str | None:
         """The layer that set ``path`` or the nearest ancestor of it."""
         for n in range(len(path), 0, -1):
