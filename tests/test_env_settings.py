@@ -149,6 +149,14 @@ def test_unknown_variables_are_warned_about(
     ]
 
 
+def test_allowed_hosts_keeps_its_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NANOSERVE_ALLOWED_HOSTS", "proxy.example, n8n")
+    resolved = resolve_settings(allowed_hosts=["api"])
+    assert resolved.settings.allowed_hosts == ["api", "proxy.example", "n8n"]
+    assert resolved.origins["allowed_hosts.1"] == "env NANOSERVE_ALLOWED_HOSTS"
+    assert resolved.warnings == []
+
+
 def test_nanoserve_home_is_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NANOSERVE_HOME", str(tmp_path / "home"))
     resolved = resolve_settings(write(tmp_path, {"data_dir": str(tmp_path / "file")}))

@@ -352,10 +352,8 @@ class ResolvedSettings:
 def resolve_settings(path: str | Path | None = None, **overrides: Any) -> ResolvedSettings:
     """What ``load_settings`` does, keeping each value's origin and the warnings."""
     layers = Layers()
-    layers.put(
-        {k: v for k, v in overrides.items() if v is not None},
-        {(k,): f"cli --{k.replace('_', '-')}" for k in overrides},
-    )
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    layers.put(cli, {p: f"cli --{p[0].replace('_', '-')}" for p, _ in leaves(cli)})
     env = read_environment(Settings, os.environ)
     layers.put(env.data, env.origins)
     layers.put(_read_file(path), f"file {path}")
@@ -404,7 +402,7 @@ def _read_file(path: str | Path | None) -> dict[str, Any]:
 
 
 def _default_origin(path: Path_) -> str:
-    if path == ("allowed_hosts",) and os.environ.get(ALLOWED_HOSTS_ENV, "").strip():
+    if path[0] == "allowed_hosts" and os.environ.get(ALLOWED_HOSTS_ENV, "").strip():
         return f"env {ALLOWED_HOSTS_ENV}"
     return "default"
 
