@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local and cloud profiles side by side in one run (ratios: these machines are noisy), on the
-# default chat model: 1 stream (time to first token) and 16 at once (throughput), alternated.
-# Writes benchmarks/results/profile-{local,cloud}-{1,16}-{a,b}.json and profiles.md.
+# default chat model: 1 stream (time to first token) and 16 at once (throughput), interleaved.
+# Writes benchmarks/results/profile-{local,cloud}-{1,16}-{1,2}.json and profiles.md.
 #   bash benchmarks/profiles.sh            (PY=/path/to/python to use another interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,21 +38,27 @@ serve() {  # serve PROFILE -> starts a gateway with that profile (bound to loopb
 }
 LOCAL=$(serve local)
 CLOUD=$(serve cloud)
-bench() {  # bench PORT ARGS...
-  local port=$1
-  shift
+bench() {  # bench PROFILE STREAMS ROUND: one run, saved as profile-PROFILE-STREAMS-ROUND.json
+  local port=$LOCAL
+  [[ $1 == cloud ]] && port=$CLOUD
+  local args=(--num-prompts 4 --max-concurrency 1 --input-len 400 --output-len 32)  # time to first token
+  [[ $2 == 16 ]] && args=(--num-prompts 16 --max-concurrency 16 --input-len 64 --output-len 32)  # throughput
   $PY -m nanoserve bench --base-url "http://127.0.0.1:$port" --api-key "$KEY" --model smollm2:135m \
-    --input-len 400 --output-len 64 --ignore-eos --temperature 0 --seed 1 --no-progress "$@" >/dev/null
+    --ignore-eos --temperature 0 --seed "$3" --no-progress "${args[@]}" --save-result "$OUT/profile-$1-$2-$3.json" >/dev/null
 }
-for port in $LOCAL $CLOUD; do bench "$port" --num-prompts 2; done  # load (and convert) the model
-for round in a b; do
-  for profile in local cloud; do
-    port=$LOCAL
-    [[ $profile == cloud ]] && port=$CLOUD
-    bench "$port" --num-prompts 8 --max-concurrency 1 --save-result "$OUT/profile-$profile-1-$round.json"
-    bench "$port" --num-prompts 32 --max-concurrency 16 --save-result "$OUT/profile-$profile-16-$round.json"
+for profile in local cloud; do bench $profile 1 0; done  # load (and convert) the model, not kept
+cat /proc/loadavg >"$OUT/profiles-load.txt"
+# Finely interleaved (the machine is shared; its load changes by the minute): each round runs both
+# profiles back to back, the order swapped from one round to the next.
+for round in 1 2; do
+  order=(local cloud)
+  [[ $round == 2 ]] && order=(cloud local)
+  for streams in 1 16; do
+    for profile in "${order[@]}"; do bench "$profile" "$streams" "$round"; done
   done
+  cat /proc/loadavg >>"$OUT/profiles-load.txt"
 done
+rm -f "$OUT"/profile-*-1-0.json
 $PY - "$OUT" <<'PYEOF'
 import json, sys
 from pathlib import Path
@@ -62,29 +68,32 @@ def run(profile, streams, rnd):
     assert result["failed"] == 0, (profile, streams, rnd)
     return result
 lines = [
-    "| profile | 1 stream: TTFT p50 ms (a, b) | 1 stream: output tok/s (a, b) | 16 streams: output tok/s (a, b) | 16 streams: TTFT p50 ms (a, b) |",
+    "| round | streams | local | cloud | ratio |",
     "|---|---|---|---|---|",
 ]
-best = {}
-for p in ("local", "cloud"):
-    one = [run(p, 1, r) for r in "ab"]
-    many = [run(p, 16, r) for r in "ab"]
-    best[p] = (min(r["median_ttft_ms"] for r in one), max(r["output_throughput"] for r in many))
+for rnd in (1, 2):
+    l1, c1 = run("local", 1, rnd), run("cloud", 1, rnd)
     lines.append(
-        f"| {p} | {one[0]['median_ttft_ms']:.0f}, {one[1]['median_ttft_ms']:.0f} "
-        f"| {one[0]['output_throughput']:.1f}, {one[1]['output_throughput']:.1f} "
-        f"| {many[0]['output_throughput']:.1f}, {many[1]['output_throughput']:.1f} "
-        f"| {many[0]['median_ttft_ms']:.0f}, {many[1]['median_ttft_ms']:.0f} |"
+        f"| {rnd} | 1: TTFT p50 ms | {l1['median_ttft_ms']:.0f} | {c1['median_ttft_ms']:.0f} "
+        f"| local / cloud = {l1['median_ttft_ms'] / c1['median_ttft_ms']:.2f} |"
     )
-lines.append(
-    f"\nTTFT at 1 stream, local / cloud (best of a, b): {best['local'][0] / best['cloud'][0]:.2f}; "
-    f"output tok/s at 16 streams, cloud / local: {best['cloud'][1] / best['local'][1]:.2f}"
-)
+    lines.append(
+        f"| {rnd} | 1: TPOT p50 ms | {l1['median_tpot_ms']:.0f} | {c1['median_tpot_ms']:.0f} "
+        f"| local / cloud = {l1['median_tpot_ms'] / c1['median_tpot_ms']:.2f} |"
+    )
+    l16, c16 = run("local", 16, rnd), run("cloud", 16, rnd)
+    lines.append(
+        f"| {rnd} | 16: output tok/s | {l16['output_throughput']:.1f} | {c16['output_throughput']:.1f} "
+        f"| cloud / local = {c16['output_throughput'] / l16['output_throughput']:.2f} |"
+    )
+load = (out / "profiles-load.txt").read_text().split("\n")
 (out / "profiles.md").write_text(
     "`bash benchmarks/profiles.sh`: `nanoserve serve --profile local` and `--profile cloud` (both bound to "
     "127.0.0.1, the cloud one with a bootstrap key and traces exported to a local OTLP sink), the default "
-    "chat model; 400-word prompts, 64 tokens each (ignore_eos), temperature 0; 8 requests one at a time, "
-    "then 32 requests 16 at a time; rounds a and b alternate the two gateways.\n\n" + "\n".join(lines) + "\n"
+    "chat model, temperature 0, ignore_eos. 1 stream: 4 requests one at a time, 400-word prompts, 32 tokens. "
+    "16 streams: 16 requests at once, 64-word prompts, 32 tokens. Two rounds, each running both profiles "
+    "back to back (order swapped in round 2).\n\nLoad average (1, 5, 15 min) before round 1 and after "
+    "each round: " + "; ".join(" ".join(x.split()[:3]) for x in load if x) + "\n\n" + "\n".join(lines) + "\n"
 )
 print("\n".join(lines))
 PYEOF
