@@ -25,19 +25,19 @@ class Sink(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 ' "$OTLP" &
 PIDS+=($!)
-serve() {  # serve PROFILE -> starts a gateway with that profile (bound to loopback), prints its port
-  local port dir
-  port=$(free_port)
-  dir="$DATA/$1"
+serve() {  # serve PROFILE: starts a gateway with that profile (bound to loopback); PORT= its port
+  local dir="$DATA/$1"
+  PORT=$(free_port)
   mkdir -p "$dir"
   NANOSERVE_BOOTSTRAP_KEY=$KEY NANOSERVE_OBSERVABILITY__OTLP_ENDPOINT="http://127.0.0.1:$OTLP" \
-    $PY -m nanoserve serve --profile "$1" --host 127.0.0.1 --port "$port" --data-dir "$dir" >"$dir/gw.log" 2>&1 &
-  PIDS+=($!)
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.2; done
-  echo "$port"
+    $PY -m nanoserve serve --profile "$1" --host 127.0.0.1 --port "$PORT" --data-dir "$dir" >"$dir/gw.log" 2>&1 &
+  PIDS+=($!)  # not in a $(...) subshell: the pid must reach the trap
+  until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
 }
-LOCAL=$(serve local)
-CLOUD=$(serve cloud)
+serve local
+LOCAL=$PORT
+serve cloud
+CLOUD=$PORT
 bench() {  # bench PROFILE STREAMS ROUND: one run, saved as profile-PROFILE-STREAMS-ROUND.json
   local port=$LOCAL
   [[ $1 == cloud ]] && port=$CLOUD
