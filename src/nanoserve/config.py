@@ -17,15 +17,21 @@ Errors name the offending field path (``models.0.context_length: ...``).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nanoserve.envsettings import read_environment
 from nanoserve.errors import ConfigError
+from nanoserve.layers import Layers, Path_, dotted, leaves
+from nanoserve.presets import PROFILES, ProfileName, apply_profile
 from nanoserve.rag.config import RagConfig
 
 ModelKind = Literal["chat", "embedding"]
@@ -292,6 +298,11 @@ class ClusterSettings(_Strict):
 
 
 class Settings(_Strict):
+    profile: ProfileName | None = Field(
+        default=None,
+        description="presets beneath explicit values: 'local' (one user, lowest latency) or 'cloud' "
+        "(many sessions, keys required beyond loopback); see nanoserve.presets",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
@@ -368,33 +379,93 @@ def default_models() -> list[ModelConfig]:
     ]
 
 
-def _format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """The settings: explicit ``overrides`` (CLI flags; None means unset), then ``NANOSERVE_*``
+    environment variables, then the YAML file at ``path``, then the profile's presets, then the
+    defaults. Unknown ``NANOSERVE_*`` variables are logged as warnings."""
+    resolved = resolve_settings(path, **overrides)
+    for warning in resolved.warnings:
+        logging.getLogger("nanoserve.config").warning("%s", warning)
+    return resolved.settings
+
+
+@dataclass
+class ResolvedSettings:
+    """Settings with where each value came from (``nanoserve config show``)."""
+
+    settings: Settings
+    # every value's dotted path (list items by index: models.0.parallel) -> "default",
+    # "profile local", "file c.yaml", "env NANOSERVE_PORT" or "cli --port"
+    origins: dict[str, str]
+    warnings: list[str]
+
+
+def resolve_settings(path: str | Path | None = None, **overrides: Any) -> ResolvedSettings:
+    """What ``load_settings`` does, keeping each value's origin and the warnings."""
+    layers = Layers()
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    layers.put(cli, {p: f"cli --{p[0].replace('_', '-')}" for p, _ in leaves(cli)})
+    env = read_environment(Settings, os.environ)
+    layers.put(env.data, env.origins)
+    layers.put(_read_file(path), f"file {path}")
+    profile = layers.data.get("profile")
+    if profile is not None:
+        if profile not in PROFILES:
+            where = layers.origin_of(("profile",))
+            raise ConfigError(
+                f"invalid config: profile: {profile!r} ({where}) is not one of {sorted(PROFILES)}"
+            )
+        listed = "models" in layers.data
+        models = (
+            layers.data.get("models")
+            if listed
+            else [m.model_dump(exclude_unset=True) for m in default_models()]
+        )
+        if isinstance(models, list) and all(isinstance(m, dict) for m in models):
+            fields = ModelConfig.model_fields
+            defaults = {"kind": fields["kind"].default, "engine": fields["engine"].default}
+            layers.data["models"] = apply_profile(
+                layers, profile, models, listed=listed, default_model=defaults
+            )
+    try:
+        settings = Settings.model_validate(layers.data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_explain_errors(exc, layers)}") from exc
+    origins: dict[str, str] = {}
+    for leaf, _ in leaves(json.loads(settings.model_dump_json()), lists=True):
+        given = layers.given(leaf) and layers.origin_of(leaf)
+        origins[dotted(leaf)] = given or _default_origin(leaf)
+    return ResolvedSettings(settings, origins, env.warnings)
+
+
+def _read_file(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return loaded or {}
+
+
+def _default_origin(path: Path_) -> str:
+    if path[0] == "allowed_hosts" and os.environ.get(ALLOWED_HOSTS_ENV, "").strip():
+        return f"env {ALLOWED_HOSTS_ENV}"
+    return "default"
+
+
+def _explain_errors(exc: ValidationError, layers: Layers) -> str:
+    """Each error's field path and, unless it is a default, the layer that set it."""
     lines = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{prefix}{path}: {err['msg']}")
+        loc = tuple(str(p) for p in err["loc"])
+        origin = layers.origin_of(loc)
+        lines.append(f"{'.'.join(loc)}: {err['msg']}" + (f" ({origin})" if origin else ""))
     return "; ".join(lines)
-
-
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Settings from an optional YAML file, then explicit overrides (CLI flags) on top."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: the top level must be a mapping")
-        data.update(loaded or {})
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        where = f"{path}: " if path else ""
-        raise ConfigError(f"invalid config: {where}{_format_validation_error(exc)}") from exc
 
 
 def settings_json_schema() -> dict[str, Any]:

@@ -1,9 +1,14 @@
 """The admin API: model status, load (or its dry run) and unload. JSON, sizes in MiB.
 
     GET  /models/status                        devices (RAM, each GPU) and every model (with its replicas)
-    POST /models/load   {model, priority?, keep_alive?, pinned?, replicas?, dry_run?}
+    POST /models/load   {model, service?, priority?, keep_alive?, pinned?, replicas?, dry_run?}
     POST /models/unload {model, force?}                 every replica
     POST /models/scale  {model, replicas}               exactly that many (null: automatic again)
+
+``/models/status`` also carries seed 002's summary (``total_mb``, ``used_mb``, ``free_mb``,
+``utilization_percent`` of the GPUs or else RAM, ``loaded_models``); a load's ``service`` (seed 002
+names the container serving the model) is matched against the model's engine: the answer says
+which engine serves it and, when the two differ, a ``note`` that the service was ignored.
 
 Errors are the OpenAI error body: 404 unknown model, 409 unload with requests in flight (without
 ``force``), 503 no room right now (``Retry-After``), 507 the model can never fit the budget.
@@ -28,6 +33,11 @@ class LoadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1)
+    service: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the engine expected to serve it ('llama-cpp' is llamacpp); another is ignored with a note",
+    )
     priority: int | None = Field(default=None, description="higher is kept longer")
     keep_alive: float | None = Field(
         default=None, description="seconds or a duration ('5m'); -1 forever, 0 unload when idle"
@@ -60,6 +70,24 @@ class UnloadRequest(BaseModel):
     )
 
 
+def _engine_key(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def service_answer(body: LoadRequest, engine: str) -> dict[str, Any]:
+    """What a load answers about the ``service`` asked for: nothing when none was, else the engine
+    that serves the model and, unless the two name the same engine, a note that it was ignored."""
+    if body.service is None:
+        return {}
+    if _engine_key(body.service) == _engine_key(engine):
+        return {"service": engine}
+    note = (
+        f"service {body.service!r} ignored: {body.model!r} is served by its configured engine "
+        f"{engine!r} (models[].engine in the config)"
+    )
+    return {"service": engine, "note": note}
+
+
 def _orchestrator(request: Request) -> Orchestrator:
     orchestrator: Orchestrator = request.app.state.orchestrator
     return orchestrator
@@ -82,7 +110,8 @@ def create_admin_router() -> APIRouter:
         body = await _parse(request, LoadRequest)
         orchestrator = _orchestrator(request)
         if body.dry_run:
-            return plan_status(await orchestrator.plan(body.model))
+            plan = plan_status(await orchestrator.plan(body.model))
+            return {**plan, **service_answer(body, orchestrator.group(body.model).config.engine)}
         await orchestrator.load(
             body.model,
             priority=body.priority,
@@ -90,7 +119,8 @@ def create_admin_router() -> APIRouter:
             pinned=body.pinned,
             replicas=body.replicas,
         )
-        return group_status(orchestrator.group(body.model))
+        group = orchestrator.group(body.model)
+        return {**group_status(group), **service_answer(body, group.config.engine)}
 
     @router.post("/unload")
     async def unload(request: Request) -> dict[str, Any]:

@@ -1,11 +1,15 @@
-"""Liveness (``/health``) and readiness (``/ready``)."""
+"""Liveness (``/health``: ``status`` and the server's ``timestamp``, seed 000's shape) and
+readiness (``/ready``)."""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from nanoserve.orchestrator.readiness import model_problem
+from nanoserve.orchestrator.status import iso
 
 
 def create_health_router() -> APIRouter:
@@ -13,7 +17,7 @@ def create_health_router() -> APIRouter:
 
     @router.get("/health")
     async def health() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "timestamp": iso(time.time())})
 
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:

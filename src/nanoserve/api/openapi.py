@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from nanoserve.api.admin import LoadRequest, ScaleRequest, UnloadRequest
@@ -108,6 +108,12 @@ class Health(_Open):
     status: str
 
 
+class Liveness(Health):
+    """``GET /health``: ``{"status": "ok", "timestamp": ...}`` (seed 000's shape)."""
+
+    timestamp: str = Field(description="the server's time, ISO 8601 UTC")
+
+
 class ReplicaStatus(_Open):
     """One replica of a model."""
 
@@ -137,6 +143,27 @@ class ModelStatus(_Open):
     pid: int | None
     error: str | None
     replicas: list[ReplicaStatus]
+    service: str | None = Field(default=None, description="a load's answer to its `service`: the engine")
+    note: str | None = Field(default=None, description="why the `service` asked for was ignored")
+
+
+class GpuMemory(_Open):
+    """One GPU in seed 002's summary (MiB)."""
+
+    name: str
+    total_mb: int
+    used_mb: int
+    free_mb: int
+    utilization_percent: float
+
+
+class LoadedModel(_Open):
+    """A model holding a worker, in seed 002's shape."""
+
+    model: str
+    service: str = Field(description="the engine serving it")
+    loaded_at: str | None
+    status: Literal["loaded", "loading", "unloading"]
 
 
 class NodeStatus(_Open):
@@ -148,10 +175,18 @@ class NodeStatus(_Open):
 
 
 class AdminStatus(_Open):
-    """``GET /models/status``: memory per device (MiB) and every configured model; with a cluster,
-    its nodes."""
+    """``GET /models/status``: memory per device (MiB) and every configured model; seed 002's
+    summary: the GPUs' memory summed (each one under ``gpus``), or RAM's when there is no GPU; with
+    a cluster, its nodes."""
 
     models: list[ModelStatus]
+    memory_device: Literal["gpu", "ram"]
+    total_mb: int
+    used_mb: int
+    free_mb: int
+    utilization_percent: float
+    gpus: list[GpuMemory]
+    loaded_models: dict[str, LoadedModel]
     nodes: list[NodeStatus] | None = None
 
 
@@ -161,6 +196,8 @@ class LoadPlan(_Open):
     model: str
     fits: bool
     would_evict: list[str]
+    service: str | None = None
+    note: str | None = None
 
 
 class ReloadResult(_Open):
@@ -196,7 +233,7 @@ class Operation:
 
 MODEL_ERRORS = (400, 404, 408, 413, 429, 503, 507)
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("get", "/health"): Operation(ok=Health, errors=()),
+    ("get", "/health"): Operation(ok=Liveness, errors=()),
     ("get", "/ready"): Operation(ok=Health, errors=(503,)),
     # OpenAI
     ("get", "/v1/models"): Operation(ok=ModelList, errors=()),

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from nanoserve.cli.config import profile_option
+
+if TYPE_CHECKING:
+    from nanoserve.config import Settings
 
 
 @click.command()
@@ -24,6 +30,7 @@ import click
     default=None,
     help="Where nanoserve keeps its state (default $NANOSERVE_HOME or ~/.local/share/nanoserve).",
 )
+@profile_option
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Log line format.")
 @click.option("--log-level", default="info", show_default=True)
 @click.option(
@@ -36,11 +43,15 @@ def serve(
     port: int | None,
     config_path: Path | None,
     data_dir: Path | None,
+    profile: str | None,
     log_format: str | None,
     log_level: str,
     insecure_no_auth: bool,
 ) -> None:
-    """Serve the configured models behind OpenAI- and Ollama-compatible APIs on one port."""
+    """Serve the configured models behind OpenAI- and Ollama-compatible APIs on one port.
+
+    Every setting can also come from a NANOSERVE_* environment variable (`nanoserve config show`
+    says which value came from where)."""
     import uvicorn
 
     from nanoserve.api.app import create_app
@@ -51,10 +62,16 @@ def serve(
 
     try:
         source = partial(
-            load_settings, config_path, host=host, port=port, data_dir=data_dir, log_format=log_format
+            load_settings,
+            config_path,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            profile=profile,
+            log_format=log_format,
         )
         settings = source()
-        problem = exposure_problem(
+        problem = cloud_problem(settings) or exposure_problem(
             settings.host, auth_required=settings.auth.required, insecure_no_auth=insecure_no_auth
         )
         if problem is not None:
@@ -87,4 +104,26 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         ssl_certfile=str(settings.tls.certfile) if settings.tls.certfile else None,
         ssl_keyfile=str(settings.tls.keyfile) if settings.tls.keyfile else None,
+    )
+
+
+def cloud_problem(settings: Settings) -> str | None:
+    """The cloud profile serves beyond loopback only with API keys (``presets.profile_problem``)."""
+    import os
+
+    from nanoserve.auth.store import KeyStore
+    from nanoserve.presets import profile_problem
+
+    def has_keys() -> bool:
+        env = settings.auth.bootstrap_key_env
+        if env and os.environ.get(env, "").strip():
+            return True
+        store = KeyStore.in_dir(settings.data_dir)
+        try:
+            return bool(store.list())
+        finally:
+            store.close()
+
+    return profile_problem(
+        settings.profile, settings.host, auth_required=settings.auth.required, has_keys=has_keys
     )

@@ -49,7 +49,13 @@ from nanoserve.orchestrator.replicas import ReplicaGroup
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.scaling import GroupLoad, replica_to_remove
 from nanoserve.orchestrator.scheduler import QUEUE_RETRY_AFTER, QueueState, admit
-from nanoserve.orchestrator.status import counters, device_status, group_status
+from nanoserve.orchestrator.status import (
+    counters,
+    device_status,
+    group_status,
+    loaded_models,
+    memory_summary,
+)
 from nanoserve.orchestrator.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -451,7 +457,7 @@ class Orchestrator:
         held = self.memory.snapshot().used()
         stats = self.memory.stats
         nodes = await self.cluster.status(self.memory.budgets, held) if self.cluster is not None else None
-        return {
+        body = {
             "devices": [
                 device_status(d, self.memory.budgets.get(d.name, 0), held.get(d.name, 0)) for d in devices
             ],
@@ -459,6 +465,7 @@ class Orchestrator:
             "models": [group_status(group) for group in self.groups.values()],
             "counters": counters(stats.evictions, stats.drains, stats.rejections),
         }
+        return {**body, **memory_summary(body["devices"]), "loaded_models": loaded_models(body["models"])}
 
     def views(self) -> list[ModelView]:
         """A read-only snapshot of every model, for status endpoints (``/models/status``, ``/api/ps``)."""

@@ -131,3 +131,54 @@ def _signed_mib(size: int) -> int:
 
 def counters(evictions: int, drains: int, rejections: Mapping[str, int]) -> dict[str, Any]:
     return {"evictions": evictions, "drains": drains, "rejections": dict(rejections)}
+
+
+# -- seed 002's orchestrator summary (its n8n workflow reads free_mb) ---------------------------
+LOADED_STATUS = {"starting": "loading", "ready": "loaded", "draining": "unloading", "stopping": "unloading"}
+
+
+def memory_summary(devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """``total_mb``, ``used_mb``, ``free_mb`` and ``utilization_percent`` (MiB, as NVML counts
+    them) of the GPUs summed, each GPU beside it under ``gpus``; of RAM when there is no GPU
+    (``memory_device`` says which)."""
+    gpus = [_memory(d) for d in devices if d["name"] != "ram"]
+    chosen = gpus or [_memory(d) for d in devices if d["name"] == "ram"]
+    total, used, free = (sum(d[k] for d in chosen) for k in ("total_mb", "used_mb", "free_mb"))
+    return {
+        "memory_device": "gpu" if gpus else "ram",
+        "total_mb": total,
+        "used_mb": used,
+        "free_mb": free,
+        "utilization_percent": _percent(used, total),
+        "gpus": gpus,
+    }
+
+
+def _memory(device: dict[str, Any]) -> dict[str, Any]:
+    total, used = device["total_mib"], device["used_mib"]
+    return {
+        "name": device["name"],
+        "total_mb": total,
+        "used_mb": used,
+        "free_mb": device["free_mib"],
+        "utilization_percent": _percent(used, total),
+    }
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def loaded_models(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The models holding a worker, by id: ``{model, service (the engine), loaded_at, status}``
+    (``loaded``, or ``loading`` / ``unloading`` on the way)."""
+    return {
+        m["id"]: {
+            "model": m["id"],
+            "service": m["engine"],
+            "loaded_at": m["loaded_at"],
+            "status": LOADED_STATUS[m["state"]],
+        }
+        for m in models
+        if m["state"] in LOADED_STATUS
+    }
