@@ -13,21 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nanoserve.config import Settings
+from nanoserve.config import Settings, load_settings
+from nanoserve.envsettings import OTHER_VARIABLES, settings_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted(ROOT.glob("Dockerfile*"))
 BIN = Path(sys.executable).parent
-# variables nanoserve reads that are not settings, and those huggingface_hub reads for it
-READ_BESIDES_SETTINGS = {
-    "NANOSERVE_HOME",
-    "NANOSERVE_URL",
-    "NANOSERVE_BOOTSTRAP_KEY",  # auth.bootstrap_key_env's default
-    "NANOSERVE_ALLOWED_HOSTS",
-    "HF_TOKEN",
-    "HF_ENDPOINT",
-    "HF_HUB_OFFLINE",
-}
+# variables huggingface_hub reads for nanoserve's pulls (hf: sources)
+HUB_VARIABLES = {"HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"}
 
 
 def tool(name: str) -> str:
@@ -64,15 +57,10 @@ def test_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
     )
 
 
-def setting_for(variable: str) -> bool:
-    """Does ``NANOSERVE_A__B`` name a setting (``a.b``)?"""
-    model: type | None = Settings
-    for part in variable.removeprefix("NANOSERVE_").lower().split("__"):
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return False
-        model = fields[part].annotation
-    return True
+def read_by_nanoserve(variable: str) -> bool:
+    return (
+        variable in settings_variables(Settings) or variable in OTHER_VARIABLES or variable in HUB_VARIABLES
+    )
 
 
 def compose_variables() -> tuple[set[str], set[str]]:
@@ -99,8 +87,20 @@ def test_every_variable_set_for_nanoserve_is_one_it_reads() -> None:
     for variable in environment | example:
         if variable in interpolated:  # for another service (a database password, Grafana's)
             continue
-        assert variable in READ_BESIDES_SETTINGS or setting_for(variable), f"{variable} is read by nothing"
-    assert not setting_for("NANOSERVE_AUTH__REQUIRD")  # the check can fail
+        assert read_by_nanoserve(variable), f"{variable} is read by nothing"
+    assert not read_by_nanoserve("NANOSERVE_AUTH__REQUIRD")  # the check can fail
+
+
+def test_the_compose_environment_configures_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What compose.yaml sets, read as the container reads it: keys required, its hosts allowed."""
+    environment, _ = compose_variables()
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    values = compose["services"]["nanoserve"]["environment"]
+    for name in environment:
+        monkeypatch.setenv(name, str(values[name]))
+    settings = load_settings()
+    assert settings.auth.required is True
+    assert "nanoserve" in settings.allowed_hosts
 
 
 def test_images_install_with_the_makefiles_script() -> None:
