@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from nanoserve.cli.main import cli
-from nanoserve.config import FOREVER, Settings, load_settings, resolve_settings
+from nanoserve.config import FOREVER, ClusterSettings, Settings, load_settings, resolve_settings
 from nanoserve.envsettings import PREFIX, settings_variables
 from nanoserve.errors import ConfigError
 from nanoserve.presets import profile_problem
@@ -50,11 +50,19 @@ def get(data: Any, path: tuple[str, ...]) -> Any:
     return data
 
 
+def defaults() -> dict[str, Any]:
+    """The settings' defaults, optional sections (off by default, e.g. ``cluster``) with theirs."""
+    default = json.loads(Settings().model_dump_json())
+    default["cluster"] = ClusterSettings().model_dump(mode="json")
+    return default
+
+
 @pytest.mark.parametrize("name", sorted(settings_variables(Settings)))
 def test_every_setting_has_a_variable(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Each variable, set to the default's text, is read, validates and is said to come from it."""
+    """Each variable, set to the default's text, is read, validates and is said to come from it
+    (a variable of an optional section turns the section on)."""
     leaf = settings_variables(Settings)[name]
-    default = json.loads(Settings().model_dump_json())
+    default = defaults()
     monkeypatch.setenv(name, as_variable(get(default, leaf.path), leaf.json))
     resolved = resolve_settings()
     assert resolved.warnings == []
