@@ -205,4 +205,5 @@ def test_limits_in_the_openapi_document(gateway: Gateway) -> None:
     chat = spec["paths"]["/v1/chat/completions"]["post"]["responses"]
     assert {"408", "429"} <= set(chat)
     assert "concurrency" in chat["429"]["description"]
-    assert json.dumps(spec["paths"]["/admin/reload"]["post"]["responses"]["200"])
+    reload_ok = spec["paths"]["/admin/reload"]["post"]["responses"]["200"]
+    assert "ReloadResult" in json.dumps(reload_ok)

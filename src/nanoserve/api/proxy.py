@@ -126,12 +126,13 @@ async def relay(upstream: Upstream, error_event: Callable[[NanoserveError], byte
     """The worker's stream as bytes; a broken stream ends with ``error_event``."""
     record = requests.current()
     previous = last = b""
+    unload_after = upstream.sent.unload_after
     try:
         async for chunk in upstream.chunks():
             if not last and record is not None:
                 record.first_chunk()
             previous, last = last, chunk
-            if upstream.sent.unload_after and chunk.endswith(SSE_DONE):
+            if unload_after and chunk.endswith(SSE_DONE):
                 # keep_alive 0: unloaded before the client reads the end (clients stop at [DONE],
                 # not at the end of the body, and may ask again at once)
                 await upstream.close()
