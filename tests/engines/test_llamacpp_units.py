@@ -13,7 +13,7 @@ import pytest
 
 from nanoserve.engines.llamacpp.chat import CHATML_TEMPLATE, ChatTemplate
 from nanoserve.engines.llamacpp.detokenize import TextStream
-from nanoserve.engines.llamacpp.slots import SlotChoice, SlotView, choose_slot, common_prefix
+from nanoserve.engines.llamacpp.slots import SlotChoice, SlotView, busy_runs, choose_slot, common_prefix
 from nanoserve.errors import BadRequest, UnsupportedFeature
 from nanoserve.profiles.llamacpp import served_weights_path, source_digest
 
@@ -39,8 +39,15 @@ def busy(cached: list[int], last_used: int = 0) -> SlotView:
         ([1, 2, 3, 4], [free([], -1), free([1, 2, 9], 3)], SlotChoice(slot=1, reuse=2)),
         # never reuse the whole prompt: the last token must be evaluated for its logits
         ([1, 2, 3], [free([1, 2, 3, 4, 5])], SlotChoice(slot=0, reuse=2)),
-        # a busy slot with a much longer prefix is copied into the least recently used free slot
-        (SYS + [7], [busy(SYS + [8]), free([5], 2), free([], 1)], SlotChoice(slot=2, reuse=300, copy_from=0)),
+        # a busy slot with a much longer prefix is copied into a free slot, the one next to it
+        (SYS + [7], [busy(SYS + [8]), free([5], 2), free([], 1)], SlotChoice(slot=1, reuse=300, copy_from=0)),
+        # ... among equally worthless free slots, the least recently used one
+        (
+            SYS + [7],
+            [busy(SYS + [8]), free([5], 2), free([], 1), busy([])],
+            SlotChoice(slot=2, reuse=300, copy_from=0),
+        ),
+        (SYS + [7], [free([5], 2), busy(SYS + [8]), free([], 1)], SlotChoice(slot=2, reuse=300, copy_from=1)),
         # ... but not when the gain is below copy_min
         (SYS[:20] + [7], [busy(SYS[:20]), free([], 1)], SlotChoice(slot=1, reuse=0)),
         # a free slot with the same prefix needs no copy
@@ -49,6 +56,24 @@ def busy(cached: list[int], last_used: int = 0) -> SlotView:
 )
 def test_choose_slot(prompt: list[int], slots: list[SlotView], expected: SlotChoice | None) -> None:
     assert choose_slot(prompt, slots, copy_min=32) == expected
+
+
+def test_choose_slot_keeps_busy_slots_in_one_run() -> None:
+    """Busy slots 0-1 and 3 with 2 free: 2 closes the gap, though 4 was used longer ago."""
+    slots = [busy([]), busy([]), free([], 5), busy([]), free([], 1), free([], 0)]
+    assert choose_slot([1, 2, 3], slots) == SlotChoice(slot=2, reuse=0)
+    # a prefix shorter than copy_min does not outweigh a run; a longer one does
+    slots[5] = free([1, 2, 3, 4], 0)
+    assert choose_slot([1, 2, 3, 9], slots, copy_min=32) == SlotChoice(slot=2, reuse=0)
+    assert choose_slot([1, 2, 3, 9], slots, copy_min=2) == SlotChoice(slot=5, reuse=3)
+    # without the prefix cache, runs first, then the least recently used slot
+    assert choose_slot(
+        [1], [free([], 3), busy([]), free([], 9), free([], 0)], prefix_cache=False
+    ) == SlotChoice(slot=0, reuse=0)
+
+
+def test_busy_runs() -> None:
+    assert [busy_runs(s) for s in (set(), {0}, {0, 1, 2}, {0, 1, 3}, {1, 3, 5})] == [0, 1, 1, 2, 3]
 
 
 def test_choose_slot_without_prefix_cache_reuses_nothing() -> None:

@@ -220,35 +220,43 @@ class Scheduler:
 
     def _step(self) -> None:
         batch = self._batch
+        # Who takes part: every decoding sequence with its sampled token, and prompts still being
+        # evaluated with a chunk each, the prefill budget going in admission order.
+        plan: list[tuple[Job, int]] = []  # (job, prompt tokens it evaluates; 0: its next token)
+        n_decoding = sum(1 for job in self._active if job.next_token is not None)
+        budget = self.config.n_batch - n_decoding
+        if n_decoding:
+            budget = min(budget, self.config.prefill_budget)
+        for job in self._active:
+            if job.next_token is not None:
+                plan.append((job, 0))
+            elif budget > 0:
+                take = min(budget, self.config.prefill_chunk, len(job.prompt) - job.n_done)
+                plan.append((job, take))
+                budget -= take
+        # In sequence order: with one KV stream per sequence llama.cpp splits a batch into ubatches
+        # of consecutive sequence ids, so any other order costs a graph computation per break.
+        plan.sort(key=lambda entry: entry[0].slot.seq)  # type: ignore[union-attr]
+
         tokens: list[int] = []
         positions: list[int] = []
         seqs: list[int] = []
         outputs: list[Job] = []  # jobs to sample, in batch order of their output rows
         out_index: list[int] = []  # batch position of each output row
-        for job in self._active:
-            if job.next_token is not None:
-                slot = job.slot
-                assert slot is not None
+        for job, take in plan:
+            slot = job.slot
+            assert slot is not None
+            if take == 0:
                 out_index.append(len(tokens))
                 outputs.append(job)
-                tokens.append(job.next_token)
+                tokens.append(job.next_token)  # type: ignore[arg-type]
                 positions.append(len(slot.tokens))
                 seqs.append(slot.seq)
-        n_decoding = len(tokens)
-        budget = self.config.n_batch - n_decoding
-        if n_decoding:
-            budget = min(budget, self.config.prefill_budget)
-        chunks: list[tuple[Job, int]] = []
-        for job in self._active:
-            if job.next_token is not None or budget <= 0:
                 continue
-            take = min(budget, self.config.prefill_chunk, len(job.prompt) - job.n_done)
             start = job.n_done
             tokens.extend(job.prompt[start : start + take])
             positions.extend(range(start, start + take))
-            seqs.extend([job.slot.seq] * take)  # type: ignore[union-attr]
-            chunks.append((job, take))
-            budget -= take
+            seqs.extend([slot.seq] * take)
             if start + take == len(job.prompt):
                 out_index.append(len(tokens) - 1)
                 outputs.append(job)
@@ -263,19 +271,19 @@ class Scheduler:
 
         self._flush()  # the loop handles the last step's events while llama_decode runs without the GIL
         rc = self.model.decode(batch)
-        self.stats.record_step(n_decoding + len(chunks), n)
+        self.stats.record_step(len(plan), n)
         if rc != 0:
-            self._decode_failed(
-                rc, [j for j, _ in chunks] + [j for j in self._active if j.next_token is not None]
-            )
+            self._decode_failed(rc, [job for job, _ in plan])
             return
 
-        for job in self._active:
-            if job.next_token is not None:
-                job.slot.tokens.append(job.next_token)  # type: ignore[union-attr]
-        for job, take in chunks:
-            job.slot.tokens.extend(job.prompt[job.n_done : job.n_done + take])  # type: ignore[union-attr]
-            job.n_done += take
+        for job, take in plan:
+            slot = job.slot
+            assert slot is not None
+            if take == 0:
+                slot.tokens.append(job.next_token)  # type: ignore[arg-type]
+            else:
+                slot.tokens.extend(job.prompt[job.n_done : job.n_done + take])
+                job.n_done += take
 
         self._sample(outputs, out_index)
 
