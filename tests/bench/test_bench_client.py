@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from nanoserve.bench.client import (
@@ -12,6 +13,7 @@ from nanoserve.bench.client import (
     error_message,
     normalize_base_url,
     request_body,
+    send,
 )
 from nanoserve.bench.workload import Prompt
 
@@ -194,3 +196,25 @@ PROMPT = Prompt(texts=("hello there",), approx_tokens=2, max_tokens=9)
 )
 def test_request_body(options: RequestOptions, expected: dict) -> None:
     assert request_body(options, PROMPT) == expected
+
+
+async def test_a_request_the_server_closed_unanswered_is_sent_again_once() -> None:
+    """A kept-alive connection closed by the server before it answered: sent again, not failed."""
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) % 3 != 0:  # the 1st and 2nd fail, the 3rd answers: one retry per request
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        sse = "".join(f"data: {payload}\n\n" for payload in (chat("Hi"), chat(finish="stop"), "[DONE]"))
+        return httpx.Response(200, content=sse.encode(), headers={"content-type": "text/event-stream"})
+
+    options = RequestOptions(endpoint="chat", model="m")
+    async with httpx.AsyncClient(
+        base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler)
+    ) as client:
+        failed = await send(client, options, Prompt(texts=("hello",), approx_tokens=1, max_tokens=1))
+        answered = await send(client, options, Prompt(texts=("hello",), approx_tokens=1, max_tokens=1))
+    assert len(calls) == 3
+    assert not failed.success and "Server disconnected" in (failed.error or "")
+    assert answered.success and answered.output_tokens == 1

