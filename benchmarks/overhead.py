@@ -7,11 +7,15 @@ Overhead = p50 through the gateway - p50 straight to the worker. Meant for the m
 
     python benchmarks/overhead.py --gateway http://127.0.0.1:8000 --worker http://127.0.0.1:8100 \\
         --model mock-chat --requests 400 --json results/overhead.json
+
+``--keyed-gateway URL --api-key KEY`` adds a gateway that requires API keys (``auth.required``),
+in the same alternation: its overhead is reported beside the first one's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gateway", required=True, help="gateway URL")
     parser.add_argument("--worker", required=True, help="worker URL (same engine and options)")
+    parser.add_argument("--keyed-gateway", help="a gateway with auth.required, sent --api-key")
+    parser.add_argument("--api-key", help="the key for --keyed-gateway")
     parser.add_argument("--model", default="mock-chat")
     parser.add_argument("--requests", type=int, default=400, help="per target")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per target")
@@ -61,12 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_tokens": 1,
         "stream": False,
     }
-    times: dict[str, list[float]] = {"gateway": [], "worker": []}
-    with (
-        httpx.Client(base_url=args.gateway, timeout=60) as gateway,
-        httpx.Client(base_url=args.worker, timeout=60) as worker,
-    ):
-        clients = {"gateway": gateway, "worker": worker}
+    clients = {
+        "gateway": httpx.Client(base_url=args.gateway, timeout=60),
+        "worker": httpx.Client(base_url=args.worker, timeout=60),
+    }
+    if args.keyed_gateway:
+        headers = {"authorization": f"Bearer {args.api_key}"}
+        clients["keyed_gateway"] = httpx.Client(base_url=args.keyed_gateway, timeout=60, headers=headers)
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    with contextlib.ExitStack() as stack:
+        for client in clients.values():
+            stack.enter_context(client)
         for client in clients.values():
             for _ in range(args.warmup):
                 timed(client, body)
@@ -77,15 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "tool": "benchmarks/overhead.py",
         "model": args.model,
-        "gateway": summary(times["gateway"]),
-        "worker": summary(times["worker"]),
+        **{name: summary(ms) for name, ms in times.items()},
     }
-    result["overhead_p50_ms"] = result["gateway"]["p50_ms"] - result["worker"]["p50_ms"]
-    result["overhead_mean_ms"] = statistics.fmean(times["gateway"]) - statistics.fmean(times["worker"])
-    print(
-        f"p50 gateway {result['gateway']['p50_ms']:.3f} ms, worker {result['worker']['p50_ms']:.3f} ms: "
-        f"overhead {result['overhead_p50_ms']:.3f} ms"
-    )
+    for name in (n for n in times if n != "worker"):
+        prefix = "overhead" if name == "gateway" else f"{name}_overhead"
+        result[f"{prefix}_p50_ms"] = result[name]["p50_ms"] - result["worker"]["p50_ms"]
+        result[f"{prefix}_mean_ms"] = statistics.fmean(times[name]) - statistics.fmean(times["worker"])
+        print(
+            f"p50 {name} {result[name]['p50_ms']:.3f} ms, worker {result['worker']['p50_ms']:.3f} ms: "
+            f"overhead {result[f'{prefix}_p50_ms']:.3f} ms"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

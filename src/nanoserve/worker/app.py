@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
@@ -38,6 +39,16 @@ from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
 log = logging.getLogger("nanoserve.worker")
+
+
+async def _import_streaming() -> None:
+    """Import what the first streamed answer needs while the engine loads in its thread.
+
+    Starlette streams through anyio, which imports its asyncio backend on first use: ~50 ms on
+    the first request after a cold start otherwise (benchmarks/README.md, "Cold start").
+    """
+    async with anyio.create_task_group():
+        pass
 
 
 class WorkerState:
@@ -73,7 +84,7 @@ class WorkerState:
     async def load(self) -> None:
         start = time.perf_counter()
         try:
-            await self.engine.start()
+            await asyncio.gather(self.engine.start(), _import_streaming())
         except Exception as exc:
             log.exception("engine failed to load")
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"

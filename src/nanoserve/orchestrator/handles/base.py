@@ -125,6 +125,11 @@ def read_log_tail(path: Path) -> str:
         return ""
 
 
+# The longest pause between two health polls of a loading backend: what a cold start may lose
+# after the backend is ready (a local poll costs well under a millisecond).
+HEALTH_POLL_MAX = 0.05
+
+
 async def poll_health(handle: WorkerHandle, check: HealthCheck, timeout: float) -> None:
     """Poll ``check`` with growing intervals (never a fixed sleep) until it says ready.
 
@@ -147,7 +152,7 @@ async def poll_health(handle: WorkerHandle, check: HealthCheck, timeout: float) 
                 f"Log:\n{handle.log_tail()}"
             )
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
+        delay = min(delay * 1.5, HEALTH_POLL_MAX)
 
 
 class HealthCheck(Protocol):
