@@ -11,12 +11,16 @@ never sees a prompt twice. Then benchmarks/ceiling.py times bare ``llama_decode`
     python benchmarks/chat_peers.py --rounds 2 --json benchmarks/results/chat-peers.json \\
         --markdown benchmarks/results/chat-peers.md
 
+``--baseline DIR`` serves another checkout of nanoserve too (``gateway-before``), in the same
+alternation: a change's before/after, each against llama-server, from one run.
+
 Needs llama-server (peers/build-llama-server.sh builds it; ``--llama-server PATH`` or found there).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -54,11 +58,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(name: str, cmd: list[str], health: str, log: Path) -> Iterator[None]:
+def serving(
+    name: str, cmd: list[str], health: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
     """Run ``cmd`` until the block ends; return once ``health`` answers 200."""
     print(f"$ {' '.join(cmd)} &", file=sys.stderr)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -119,10 +125,10 @@ def markdown(report: dict[str, Any]) -> str:
         "| round | concurrency | gateway tok/s | llama-server tok/s | ratio | TTFT p50 gateway / llama-server (ms) "
         "| TTFT ratio | TPOT p50 gateway / llama-server (ms) | failed gateway / llama-server | ceiling tok/s |"
     )
-    lines = [
-        header,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    before = any("gateway-before" in row for row in report["runs"])
+    if before:
+        header += " gateway-before tok/s | before / llama-server |"
+    lines = [header, "| --- " * (12 if before else 10) + "|"]
     for row in report["runs"]:
         gw, ls = row["gateway"], row["llama-server"]
         lines.append(
@@ -132,6 +138,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {gw['median_ttft_ms'] / ls['median_ttft_ms']:.2f} "
             f"| {gw['median_tpot_ms']:.1f} / {ls['median_tpot_ms']:.1f} "
             f"| {gw['failed']} / {ls['failed']} | {report['ceiling'].get(str(row['concurrency']), float('nan')):.1f} |"
+            + (
+                f" {row['gateway-before']['output_throughput']:.1f} "
+                f"| {row['gateway-before']['output_throughput'] / ls['output_throughput']:.2f} |"
+                if "gateway-before" in row
+                else ""
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -145,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument(
         "--llama-server", type=Path, help="the binary [default: peers/build-llama-server.sh's]"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of nanoserve, served too as gateway-before"
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
@@ -160,43 +175,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     env_path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep + env_path if env_path else ''}"
-    with tempfile.TemporaryDirectory(prefix="nanoserve-peers-") as tmp:
+    report: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "load_start": load(), "runs": []}
+    with tempfile.TemporaryDirectory(prefix="nanoserve-peers-") as tmp, contextlib.ExitStack() as stack:
         data = Path(tmp)
         (data / "config.yaml").write_text(CONFIG)
-        gw_port, ls_port = free_port(), free_port()
-        gateway = f"http://127.0.0.1:{gw_port}"
-        gw_cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(gw_port), "--data-dir", str(data),
-                  "--config", str(data / "config.yaml")]  # fmt: skip
-        report: dict[str, Any] = {
-            "command": " ".join(["python", *sys.argv]),
-            "load_start": load(),
-            "runs": [],
-        }
-        with serving("gateway", gw_cmd, f"{gateway}/health", data / "gateway.log"):
-            # the first request converts the weights; llama-server then serves that very file
+        servers: dict[str, str] = {}
+
+        def gateway(name: str, src: Path) -> None:
+            port = free_port()
+            servers[name] = f"http://127.0.0.1:{port}"
+            cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(port), "--data-dir", str(data / name),
+                   "--config", str(data / "config.yaml")]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            stack.enter_context(serving(name, cmd, f"{servers[name]}/health", data / f"{name}.log", env))
+            # the first request converts the weights (llama-server then serves that very file)
             httpx.post(
-                f"{gateway}/v1/chat/completions",
+                f"{servers[name]}/v1/chat/completions",
                 json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
                 timeout=300,
             ).raise_for_status()
-            weights = next((data / "weights").glob("*-q8_0.gguf"))
-            ls_cmd = [str(binary), "-m", str(weights), "--host", "127.0.0.1", "--port", str(ls_port),
-                      "--alias", MODEL, "-t", "2", "-tb", "2", "-np", "8", "-c", "16384", "-nr"]  # fmt: skip
-            servers = {"gateway": gateway, "llama-server": f"http://127.0.0.1:{ls_port}"}
-            with serving(
-                "llama-server", ls_cmd, f"{servers['llama-server']}/health", data / "llama-server.log"
-            ):
-                report["llama_server_command"] = " ".join(["llama-server", *ls_cmd[1:]]).replace(
-                    str(weights), "Q8_0"
-                )
-                for r in range(1, args.rounds + 1):
-                    order = list(servers) if r % 2 else list(reversed(servers))
-                    for c in levels:
-                        row: dict[str, Any] = {"round": r, "concurrency": c, "order": order, "load": load()}
-                        for name in order:
-                            row[name] = bench(servers[name], c, 1000 * r + c, args, data / f"{name}.json")
-                            print(f"round {r} c={c} {name}: {row[name]}", file=sys.stderr)
-                        report["runs"].append(row)
+
+        gateway("gateway", ROOT / "src")
+        if args.baseline:
+            gateway("gateway-before", args.baseline.resolve() / "src")
+        weights = next((data / "gateway" / "weights").glob("*-q8_0.gguf"))
+        port = free_port()
+        servers["llama-server"] = f"http://127.0.0.1:{port}"
+        ls_cmd = [str(binary), "-m", str(weights), "--host", "127.0.0.1", "--port", str(port),
+                  "--alias", MODEL, "-t", "2", "-tb", "2", "-np", "8", "-c", "16384", "-nr"]  # fmt: skip
+        stack.enter_context(
+            serving("llama-server", ls_cmd, f"{servers['llama-server']}/health", data / "llama-server.log")
+        )
+        report["llama_server_command"] = " ".join(["llama-server", *ls_cmd[1:]]).replace(str(weights), "Q8_0")
+        for r in range(1, args.rounds + 1):
+            order = list(servers) if r % 2 else list(reversed(servers))
+            for c in levels:
+                row: dict[str, Any] = {"round": r, "concurrency": c, "order": order, "load": load()}
+                for name in order:
+                    row[name] = bench(servers[name], c, 1000 * r + c, args, data / f"{name}.json")
+                    print(f"round {r} c={c} {name}: {row[name]}", file=sys.stderr)
+                report["runs"].append(row)
+        stack.close()  # the servers stop before the ceiling runs alone
         report["ceiling"] = {str(b): v for b, v in ceiling(weights, levels, data / "ceiling.json").items()}
         report["load_end"] = load()
 

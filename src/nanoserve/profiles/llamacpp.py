@@ -11,9 +11,13 @@ served as is. The conversion itself (``engines/llamacpp/convert.py``) needs llam
 
 Memory: the weights from the GGUF header of the file that will really be served (the converted
 file when it exists, else the source's tensors sized at the target type), the KV cache for
-``context_length x parallel`` cells, the compute buffer llama.cpp reserves for one micro-batch of
-``n_batch`` tokens (logits for the whole vocabulary plus the feed-forward and embedding
-activations; the attention scores too without flash attention) and the output buffer.
+``context_length x parallel`` cells, the compute buffer and the output buffer. llama.cpp reserves
+its compute buffer for one micro-batch of ``n_batch`` tokens all asking for logits (99 MiB for
+the default model), but on the CPU only the pages a step writes become resident, and our
+scheduler asks for at most one row of logits per sequence and step: the CPU part is the
+activations of ``n_batch`` tokens plus ``parallel`` rows of logits (the attention scores too
+without flash attention), measured within 10 % (benchmarks/memory_estimates.py). A GPU
+allocates the whole reservation, so offloaded models count all of it.
 """
 
 from __future__ import annotations
@@ -187,7 +191,9 @@ def llamacpp_parts(
         int(options.get("n_batch", LlamaCppOptions.model_fields["n_batch"].default)), config.parallel
     )
     vocab, n_ff, n_embd = info.vocab_size, info.feed_forward_length, info.embedding_length
-    compute = n_ubatch * F32 * (vocab + 2 * n_ff + 4 * n_embd)
+    gpu_layers = int(options.get("n_gpu_layers", 0) or 0)
+    logit_rows = n_ubatch if gpu_layers else config.parallel  # reserved, or written (see above)
+    compute = n_ubatch * F32 * (2 * n_ff + 4 * n_embd) + logit_rows * vocab * F32
     if options.get("flash_attn") == "off":  # the attention scores are materialised
         per_stream = cells if options.get("kv_unified") else config.context_length
         compute += n_ubatch * per_stream * info.head_count * F32
@@ -198,7 +204,6 @@ def llamacpp_parts(
         "output": vocab * config.parallel * F32,
     }
     basis = f"gguf {info.path.name}" + (f" as {quantize}" if quantize else "")
-    gpu_layers = int(options.get("n_gpu_layers", 0) or 0)
     if gpu_layers and info.block_count:
         fraction = 1.0 if gpu_layers < 0 else min(1.0, gpu_layers / info.block_count)
         return ModelParts(parts, basis, fraction, ("weights", "kv_cache", "compute"))
