@@ -12,11 +12,8 @@ story:
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import logging.handlers
-import queue
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -77,41 +74,14 @@ def _text_value(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if (not text or " " in text or '"' in text) else text
 
 
-class _InProcessQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread as they are (one process: nothing to pickle)."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-_listener: logging.handlers.QueueListener | None = None
-
-
-def _stop_listener() -> None:
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
-
-
 def setup_logging(log_format: str = "text", level: str | int = "INFO") -> None:
-    """Send every log record (nanoserve's, uvicorn's, libraries') to stderr in one format.
-
-    Records are formatted and written by a thread of their own: the event loop only queues them
-    (the access line of every request cost the loop ~0.1 ms to format and write).
-    """
-    global _listener
+    """Send every log record (nanoserve's, uvicorn's, libraries') to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    if _listener is None:
-        atexit.register(_stop_listener)  # what is queued at exit is still written
-    _stop_listener()
-    _listener = logging.handlers.QueueListener(queue.SimpleQueue(), handler)
-    _listener.start()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_InProcessQueueHandler(_listener.queue))
+    root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # propagate to our handler
         logging.getLogger(name).handlers.clear()
