@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from gateway import Gateway
 
-from nanoserve.orchestrator.devices import place, relocate
+from nanoserve.orchestrator.devices import evict_on, place, relocate
 
 MIB = 1 << 20
 FOUR = {"gpu0": 4000, "gpu1": 4000, "gpu2": 4000, "gpu3": 4000}
@@ -29,6 +29,19 @@ FOUR = {"gpu0": 4000, "gpu1": 4000, "gpu2": 4000, "gpu3": 4000}
 )
 def test_place(need: int, free: dict[str, int], replicas_on: dict[str, int], expected: str | None) -> None:
     assert place(need, free, replicas_on) == expected
+
+
+@pytest.mark.parametrize(
+    ("need", "free", "budgets", "expected"),
+    [
+        # a 1200 MiB GPU holding 1000 beats an emptier 300 MiB one an 800 MiB model never fits on
+        (800, {"gpu0": 200, "gpu1": 300}, {"gpu0": 1200, "gpu1": 300}, "gpu0"),
+        (800, {"gpu0": 200, "gpu1": 500}, {"gpu0": 1200, "gpu1": 900}, "gpu1"),  # both could: most free
+        (2000, {"gpu0": 200, "gpu1": 300}, {"gpu0": 1200, "gpu1": 300}, None),  # neither ever could
+    ],
+)
+def test_evict_on(need: int, free: dict[str, int], budgets: dict[str, int], expected: str | None) -> None:
+    assert evict_on(need, free, budgets) == expected
 
 
 @pytest.mark.parametrize(
@@ -99,3 +112,28 @@ def test_a_fifth_replica_is_not_started_at_its_siblings_expense(gw: Gateway) -> 
     assert sorted(r["pid"] for r in ready) == pids
     assert model["unloads"].get("memory", 0) == 0
     scale(gw, 1)
+
+
+def test_a_model_too_big_for_the_emptier_gpu_evicts_on_the_one_it_fits(tmp_path: Any) -> None:
+    """GPUs of 1200 and 300 MiB, 1000 MiB in use on the first: an 800 MiB model evicts there
+    (it could never fit the second, however empty), instead of a 507."""
+    model = {"engine": "mock", "options": {"tokens_per_second": 500}}
+    config = {
+        "devices": [{"name": "gpu0", "total_mib": 1200}, {"name": "gpu1", "total_mib": 300}],
+        "memory": {"gpu_margin_mib": 0},
+        "models": [
+            {"id": "big", **model, "options": {**model["options"], "vram_mib": 1000}},
+            {"id": "second", **model, "options": {**model["options"], "vram_mib": 800}},
+        ],
+    }
+    gateway = Gateway(tmp_path, config)
+    try:
+        with gateway.client(timeout=120) as http:
+            assert http.post("/models/load", json={"model": "big"}).status_code == 200
+            answer = http.post("/models/load", json={"model": "second"})
+            assert answer.status_code == 200, answer.text
+            models = {m["id"]: m for m in http.get("/models/status").json()["models"]}
+        assert models["second"]["state"] == "ready" and models["second"]["replicas"][0]["device"] == "gpu0"
+        assert models["big"]["state"] == "stopped" and models["big"]["unloads"] == {"memory": 1}
+    finally:
+        gateway.stop()

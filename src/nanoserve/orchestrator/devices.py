@@ -119,3 +119,11 @@ def place(need_gpu: int, free: Mapping[str, int], replicas_on: Mapping[str, int]
     if not fits:
         return None
     return min(fits, key=lambda d: (replicas_on.get(d, 0), -free[d], d))
+
+
+def evict_on(need: int, free: Mapping[str, int], budgets: Mapping[str, int]) -> str | None:
+    """Where to make room when no device has ``need`` free: the device with the most free among
+    those whose whole budget could hold it (then by name); None when there is no such device.
+    A bigger device that is fuller beats a smaller emptier one the model can never fit on."""
+    could = [d for d in free if budgets.get(d, 0) >= need]
+    return min(could, key=lambda d: (-free[d], d), default=None)

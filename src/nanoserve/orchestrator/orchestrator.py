@@ -29,7 +29,7 @@ from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import Conflict, InsufficientMemory, QueueFull, Unavailable
 from nanoserve.orchestrator.arbiter import MemoryArbiter, MemoryStats
 from nanoserve.orchestrator.baseline import measure_baseline
-from nanoserve.orchestrator.devices import gpu_provider, node_of, on_node, place, reserves
+from nanoserve.orchestrator.devices import evict_on, gpu_provider, node_of, on_node, place, reserves
 from nanoserve.orchestrator.estimate import BaselineProbe, Estimator
 from nanoserve.orchestrator.footprints import FootprintStore
 from nanoserve.orchestrator.handles import (
@@ -183,7 +183,8 @@ class Orchestrator:
     async def _place(self, instance: ModelInstance) -> None:
         """Choose the node for an instance on the cluster, and the GPU for one whose footprint has a
         GPU part: among those with room, the one with the fewest replicas of its model
-        (``devices.place``), else the one with the most free (the planner evicts there)."""
+        (``devices.place``), else one that could hold it once emptied (``devices.evict_on``: the
+        planner evicts there), else the one with the most free (the planner says it never fits)."""
         instance.device = None
         config = instance.config
         footprint = await self.memory.need(instance)
@@ -213,7 +214,11 @@ class Orchestrator:
             if other.state not in HOLDS_MEMORY and other.device in free:
                 free[other.device] -= need
         siblings = Counter(r.device for r in others)
-        return place(need, free, siblings) or min(free, key=lambda d: (-free[d], d), default=None)
+        return (
+            place(need, free, siblings)
+            or evict_on(need, free, self.memory.budgets)
+            or min(free, key=lambda d: (-free[d], d), default=None)
+        )
 
     async def measure(self, instance: ModelInstance, worker: WorkerHandle, *, after_load: bool) -> None:
         measured = await self.meter.measure(
