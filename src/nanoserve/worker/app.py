@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine, GenerationRequest
+from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine, GenerationRequest, RerankEngine
 from nanoserve.errors import BadRequest, NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.wire.body import parse_body
@@ -33,7 +33,9 @@ from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import openai_error_response
 from nanoserve.wire.headers import SSE_HEADERS, TIME_LIMIT_HEADER
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from nanoserve.wire.rerank import RerankRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
+from nanoserve.worker.rerank import RerankService
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
@@ -62,6 +64,7 @@ class WorkerState:
             else None
         )
         self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
+        self.rerank = RerankService(engine) if isinstance(engine, RerankEngine) else None
         self.telemetry = WorkerTelemetry(WorkerMetrics(model_name, self.engine_stats), tracing)
 
     def engine_stats(self) -> dict[str, Any]:
@@ -150,7 +153,8 @@ async def models(request: Request, state: WorkerState) -> Response:
 def _generation(state: WorkerState) -> GenerationService:
     state.require_ready()
     if state.generation is None:
-        raise UnsupportedFeature(f"model '{state.model_name}' is an embedding model; it cannot generate text")
+        what = "a rerank" if state.rerank is not None else "an embedding"
+        raise UnsupportedFeature(f"model '{state.model_name}' is {what} model; it cannot generate text")
     return state.generation
 
 
@@ -219,6 +223,14 @@ async def embeddings(request: Request, state: WorkerState) -> Response:
     return JSONResponse(await state.embedding.embed(req, model=req.model, probe=probe))
 
 
+async def rerank(request: Request, state: WorkerState) -> Response:
+    req = await parse_body(request, RerankRequest)
+    state.require_ready()
+    if state.rerank is None:
+        raise UnsupportedFeature(f"model '{state.model_name}' is not a rerank model", param="model")
+    return JSONResponse(await state.rerank.rerank(req, model=req.model))
+
+
 def create_worker_app(
     engine: Engine, model_name: str, *, tracing: Tracing | None = None, tool_format: str = DEFAULT_TOOL_FORMAT
 ) -> Starlette:
@@ -244,6 +256,7 @@ def create_worker_app(
             _route("/v1/chat/completions", chat_completions, ["POST"]),
             _route("/v1/completions", completions, ["POST"]),
             _route("/v1/embeddings", embeddings, ["POST"]),
+            _route("/v1/rerank", rerank, ["POST"]),
         ],
         middleware=[Middleware(CancelOnDisconnect)],  # the gateway left: stop the engine's work
         lifespan=lifespan,
