@@ -57,7 +57,9 @@ def build_tiny_reranker(directory: Path, steps: int = 60) -> Path:
     model.train()
     for _ in range(steps):
         batch = rng.sample(pairs, 16)
-        inputs = tokenizer([q for q, _, _ in batch], [d for _, d, _ in batch], padding=True, return_tensors="pt")
+        inputs = tokenizer(
+            [q for q, _, _ in batch], [d for _, d, _ in batch], padding=True, return_tensors="pt"
+        )
         logits = model(**inputs).logits.squeeze(-1)
         loss = loss_fn(logits, torch.tensor([y for _, _, y in batch]))
         optimizer.zero_grad()

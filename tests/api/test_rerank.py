@@ -65,7 +65,9 @@ def post(gw: Gateway, path: str, body: dict[str, Any]) -> httpx.Response:
 
 
 def test_jina_cohere_shape_ranks_the_trained_preference_first(gw: Gateway) -> None:
-    r = post(gw, "/v1/rerank", {"model": "tiny-rr", "query": "Which animal is in the garden?", "documents": DOCS})
+    r = post(
+        gw, "/v1/rerank", {"model": "tiny-rr", "query": "Which animal is in the garden?", "documents": DOCS}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "tiny-rr" and body["object"] == "list" and body["id"].startswith("rerank-")
@@ -102,7 +104,9 @@ def test_tei_request_gets_tei_answer(gw: Gateway) -> None:
     assert isinstance(ranks, list) and len(ranks) == len(DOCS)
     assert {x["index"] for x in ranks[:2]} == LLAMAS
     assert all(set(x) == {"index", "score", "text"} and x["text"] == DOCS[x["index"]] for x in ranks)
-    raw = post(gw, "/v1/rerank", {"model": "tiny-rerank", "query": "q", "texts": DOCS, "raw_scores": True}).json()
+    raw = post(
+        gw, "/v1/rerank", {"model": "tiny-rerank", "query": "q", "texts": DOCS, "raw_scores": True}
+    ).json()
     assert raw[0]["score"] > 1 and raw[-1]["score"] < 0  # logits, not probabilities
     assert "text" not in raw[0]
 
@@ -122,7 +126,11 @@ def test_a_remote_backend_serving_rerank_is_reachable(gw: Gateway) -> None:
     ("body", "status", "needle"),
     [
         ({"model": "tiny-rerank", "query": "q", "documents": []}, 400, "must not be empty"),
-        ({"model": "tiny-rerank", "query": "q", "documents": ["x"] * (MAX_RERANK_DOCUMENTS + 1)}, 400, "at most"),
+        (
+            {"model": "tiny-rerank", "query": "q", "documents": ["x"] * (MAX_RERANK_DOCUMENTS + 1)},
+            400,
+            "at most",
+        ),
         ({"model": "tiny-rerank", "query": "q", "documents": ["x"], "top_n": 0}, 400, "top_n"),
         ({"model": "tiny-rerank", "query": "q", "documents": ["x"], "texts": ["x"]}, 400, "not both"),
         ({"model": "tiny-rerank", "documents": ["x"]}, 400, "query"),
@@ -132,7 +140,9 @@ def test_a_remote_backend_serving_rerank_is_reachable(gw: Gateway) -> None:
         ({"model": "all-minilm:l6-v2", "query": "q", "documents": ["x"]}, 400, "is an embedding model"),
     ],
 )
-def test_bad_requests_are_4xx_in_openai_shape(gw: Gateway, body: dict[str, Any], status: int, needle: str) -> None:
+def test_bad_requests_are_4xx_in_openai_shape(
+    gw: Gateway, body: dict[str, Any], status: int, needle: str
+) -> None:
     r = post(gw, "/v1/rerank", body)
     assert r.status_code == status, r.text
     error = r.json()["error"]
