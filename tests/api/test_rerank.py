@@ -187,3 +187,19 @@ async def test_rag_second_stage_uses_the_configured_rerank_model(gw: Gateway, tm
         finally:
             await service.aclose()
     assert firsts == {"tiny-rerank": "llama.txt", None: "dog.txt"}
+
+
+def test_worker_metrics_count_rerank_requests(gw: Gateway) -> None:
+    post(gw, "/v1/rerank", {"model": "tiny-rerank", "query": "q", "documents": DOCS})
+    with gw.client() as client:
+        text = client.get("/metrics").text
+    durations = [
+        line
+        for line in text.splitlines()
+        if line.startswith("nanoserve_worker_request_duration_seconds_count")
+        and 'kind="rerank"' in line
+        and 'model="tiny-rerank"' in line
+    ]
+    assert durations and float(durations[0].split()[-1]) >= 1
+    pairs = [line for line in text.splitlines() if line.startswith("nanoserve_engine_scored_pairs_total")]
+    assert pairs and float(pairs[0].split()[-1]) >= len(DOCS)

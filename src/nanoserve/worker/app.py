@@ -224,11 +224,12 @@ async def embeddings(request: Request, state: WorkerState) -> Response:
 
 
 async def rerank(request: Request, state: WorkerState) -> Response:
+    probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, RerankRequest)
     state.require_ready()
     if state.rerank is None:
         raise UnsupportedFeature(f"model '{state.model_name}' is not a rerank model", param="model")
-    return JSONResponse(await state.rerank.rerank(req, model=req.model))
+    return JSONResponse(await state.rerank.rerank(req, model=req.model, probe=probe))
 
 
 def create_worker_app(
