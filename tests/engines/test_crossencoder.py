@@ -39,6 +39,18 @@ async def test_scores_the_trained_preference_and_batches_concurrent_calls(tiny_r
         await e.close()
 
 
+async def test_requests_already_waiting_join_the_batch_when_the_wait_is_over(tiny_reranker: Path) -> None:
+    """Regression: with the first request's wait over (max_wait_ms 0), the batcher took no more
+    requests, even those already queued: every request ran a forward pass of its own."""
+    e = engine(tiny_reranker, max_wait_ms=0)
+    await e.start()
+    try:
+        await asyncio.gather(*(e.score(f"Question {i}?", DOCS) for i in range(6)))
+        assert e.info()["stats"]["batches_total"] == 1
+    finally:
+        await e.close()
+
+
 async def test_a_request_over_the_token_budget_runs_in_several_passes(tiny_reranker: Path) -> None:
     e = engine(tiny_reranker, max_batch_tokens=64)  # a pair is ~15 tokens: 4 per pass
     await e.start()

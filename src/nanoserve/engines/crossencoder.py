@@ -117,15 +117,22 @@ class CrossEncoderEngine(RerankEngine):
         while True:
             batch = [await self._queue.get()]
             budget = self.options.max_batch_tokens - sum(batch[0].tokens)
+            # the first request waits at most max_wait_ms from its arrival, not from now: one that
+            # queued behind a long batch is not held back further
             deadline = batch[0].enqueued + self.options.max_wait_ms / 1000
-            while budget > 0:
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - time.perf_counter()))
-                except TimeoutError:
-                    break
+            while budget > 0 and (job := await self._next(deadline)) is not None:
                 batch.append(job)
                 budget -= sum(job.tokens)
             await self._predict([job for job in batch if not job.future.done()])
+
+    async def _next(self, deadline: float) -> _Pairs | None:
+        """A job already waiting, else the next to arrive before ``deadline`` (None: none did)."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        try:
+            return await asyncio.wait_for(self._queue.get(), deadline - time.perf_counter())
+        except TimeoutError:
+            return None
 
     async def _predict(self, batch: list[_Pairs]) -> None:
         if not batch:
