@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -92,6 +92,7 @@ class WorkerState:
 
 
 Handler = Callable[[Request, WorkerState], Awaitable[Response]]
+S = TypeVar("S")
 
 
 def _route(path: str, handler: Handler, methods: list[str]) -> Route:
@@ -214,22 +215,26 @@ async def completions(request: Request, state: WorkerState) -> Response:
     return JSONResponse(await service.complete(gen, model=req.model, chat=False, probe=probe))
 
 
+def _served(state: WorkerState, service: S | None, what: str) -> S:
+    """The route's service once the model is loaded; a model of another kind is a 400."""
+    state.require_ready()
+    if service is None:
+        raise UnsupportedFeature(f"model '{state.model_name}' is not {what} model", param="model")
+    return service
+
+
 async def embeddings(request: Request, state: WorkerState) -> Response:
     probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, EmbeddingRequest)
-    state.require_ready()
-    if state.embedding is None:
-        raise UnsupportedFeature(f"model '{state.model_name}' is not an embedding model", param="model")
-    return JSONResponse(await state.embedding.embed(req, model=req.model, probe=probe))
+    service = _served(state, state.embedding, "an embedding")
+    return JSONResponse(await service.embed(req, model=req.model, probe=probe))
 
 
 async def rerank(request: Request, state: WorkerState) -> Response:
     probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, RerankRequest)
-    state.require_ready()
-    if state.rerank is None:
-        raise UnsupportedFeature(f"model '{state.model_name}' is not a rerank model", param="model")
-    return JSONResponse(await state.rerank.rerank(req, model=req.model, probe=probe))
+    service = _served(state, state.rerank, "a rerank")
+    return JSONResponse(await service.rerank(req, model=req.model, probe=probe))
 
 
 def create_worker_app(
