@@ -12,6 +12,9 @@ choose.
         --tune debian=benchmarks/rag/corpora/debian-questions.jsonl \\
         --report postgres=benchmarks/rag/corpora/postgres-questions.jsonl \\
         --grid '{"dense_weight": [1, 1.5], "keyword_weights": [[1, 1, 1], [4, 2, 1]]}' -o out.json
+
+A cross-encoder is one more setting: configure it in that gateway as a ``kind: rerank`` model and
+grid over ``rerank_model`` (docs/rerank.md), e.g. ``{"rerank_model": [null, "ms-marco-minilm"]}``.
 """
 
 from __future__ import annotations

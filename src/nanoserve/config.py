@@ -34,7 +34,7 @@ from nanoserve.layers import Layers, Path_, dotted, leaves
 from nanoserve.presets import PROFILES, ProfileName, apply_profile
 from nanoserve.rag.config import RagConfig
 
-ModelKind = Literal["chat", "embedding"]
+ModelKind = Literal["chat", "embedding", "rerank"]
 
 FOREVER = -1.0
 _DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

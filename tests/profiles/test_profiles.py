@@ -23,6 +23,7 @@ from nanoserve.profiles import (
     profile_names,
     register_profile,
 )
+from nanoserve.profiles.crossencoder import CrossEncoderOptions
 from nanoserve.profiles.llamacpp import LlamaCppOptions
 from nanoserve.profiles.mock import MockOptions
 from nanoserve.profiles.sentence import SentenceOptions
@@ -46,6 +47,7 @@ def model_dir() -> Path:
 def test_builtin_profiles_are_registered() -> None:
     assert profile_names() == [
         "command",
+        "cross-encoder",
         "llamacpp",
         "mock",
         "mock-embedding",
@@ -59,6 +61,7 @@ def test_builtin_profiles_are_registered() -> None:
     [
         ("llamacpp", {"chat"}, "llama_cpp", LlamaCppOptions, Capabilities(grammar=True)),
         ("sentence-transformers", {"embedding"}, "sentence_transformers", SentenceOptions, Capabilities()),
+        ("cross-encoder", {"rerank"}, "sentence_transformers", CrossEncoderOptions, Capabilities()),
         ("mock", {"chat"}, None, MockOptions, Capabilities()),
         ("mock-embedding", {"embedding"}, None, MockOptions, Capabilities()),
         ("someone-elses", KINDS, None, EngineOptions, Capabilities()),  # the default profile

@@ -20,7 +20,7 @@ from nanoserve.api.health import create_health_router
 from nanoserve.api.keys import create_keys_router
 from nanoserve.api.ollama.router import create_ollama_router
 from nanoserve.api.ollama.serving import OllamaServing
-from nanoserve.api.openai.router import create_openai_router
+from nanoserve.api.openai.router import create_openai_router, create_rerank_alias_router
 from nanoserve.api.openai.serving import OpenAIServing
 from nanoserve.api.rag import create_rag_router, create_rag_service
 from nanoserve.auth.middleware import AuthMiddleware, Gate
@@ -131,6 +131,7 @@ def create_app(
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.include_router(create_health_router())
     app.include_router(create_openai_router())
+    app.include_router(create_rerank_alias_router())
     app.include_router(create_admin_router())
     reloader = reload.install(app, orchestrator, config_source)
     app.include_router(create_keys_router())

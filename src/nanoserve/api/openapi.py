@@ -20,13 +20,14 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import models_json_schema
 
 from nanoserve.api.admin import LoadRequest, ScaleRequest, UnloadRequest
 from nanoserve.api.ollama import protocol as ollama
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from nanoserve.wire.rerank import RerankRequest
 
 
 class _Open(BaseModel):
@@ -84,6 +85,20 @@ class EmbeddingList(_Open):
     data: list[dict[str, Any]]
     model: str
     usage: dict[str, Any]
+
+
+class RerankList(_Open):
+    """The Jina/Cohere answer: ``results`` best first, each ``{index, relevance_score, document}``."""
+
+    id: str
+    object: str
+    model: str
+    results: list[dict[str, Any]]
+    usage: dict[str, Any]
+
+
+class TeiRanks(RootModel[list[dict[str, Any]]]):
+    """The answer to a TEI-style request (``texts``): ``[{index, score, text}]``, best first."""
 
 
 # -- Ollama -------------------------------------------------------------------------------------
@@ -241,6 +256,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("post", "/v1/chat/completions"): Operation(ChatCompletionRequest, ChatCompletion, SSE, errors=MODEL_ERRORS),
     ("post", "/v1/completions"): Operation(CompletionRequest, Completion, SSE, errors=MODEL_ERRORS),
     ("post", "/v1/embeddings"): Operation(EmbeddingRequest, EmbeddingList, errors=MODEL_ERRORS),
+    ("post", "/v1/rerank"): Operation(RerankRequest, (RerankList, TeiRanks), errors=MODEL_ERRORS),
+    ("post", "/rerank"): Operation(RerankRequest, (RerankList, TeiRanks), errors=MODEL_ERRORS),
     # admin
     ("get", "/models/status"): Operation(ok=AdminStatus, errors=()),
     ("post", "/models/load"): Operation(LoadRequest, (ModelStatus, LoadPlan), errors=(400, 404, 413, 429, 503, 507)),

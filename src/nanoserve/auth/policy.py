@@ -5,7 +5,8 @@ Scopes (docs/security.md):
 
     open        /health, /ready, GET /, /api/version      no key, ever
                 GET /ui... (the dashboard's static page), POST /ui/login and /ui/logout
-    inference   /v1/... (chat, completions, embeddings, models, RAG query/search and reads),
+    inference   /v1/... (chat, completions, embeddings, rerank, models, RAG query/search and reads),
+                /rerank (/v1/rerank's alias),
                 /api/... (Ollama's chat, generate, embed, tags, ps, show)
     documents   POST/PUT/PATCH/DELETE under /v1/rag/collections, /v1/rag/feedback
     admin       /models/..., /admin/..., /metrics, /dashboard, Ollama's pull/delete/create/copy/push
@@ -45,6 +46,7 @@ ROUTE_RULES: tuple[tuple[frozenset[str] | None, str, bool, Need], ...] = (
     (WRITES, "/v1/rag/collections", False, "documents"),
     (None, "/v1/rag/feedback", True, "documents"),
     (None, "/v1/", False, "inference"),
+    (None, "/rerank", True, "inference"),  # /v1/rerank's alias
     (None, "/api/", False, "inference"),
 )
 

@@ -16,7 +16,7 @@ from nanoserve.config import default_data_dir
 )
 @click.option("--model", "source", default=None, help="Model file or directory (a resolved path).")
 @click.option("--name", required=True, help="Model name reported in responses.")
-@click.option("--kind", default="chat", type=click.Choice(["chat", "embedding"]), show_default=True)
+@click.option("--kind", default="chat", type=click.Choice(["chat", "embedding", "rerank"]), show_default=True)
 @click.option("--context-length", default=2048, show_default=True, help="Tokens per sequence.")
 @click.option("--parallel", default=4, show_default=True, help="Sequences served at once.")
 @click.option("--threads", default=1, show_default=True, help="CPU threads for the engine.")

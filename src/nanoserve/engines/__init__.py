@@ -37,5 +37,6 @@ def load_engine_class(name: str) -> type[Engine]:
 
 register_engine("llamacpp", "nanoserve.engines.llamacpp:LlamaCppEngine")
 register_engine("sentence-transformers", "nanoserve.engines.sentence:SentenceTransformersEngine")
+register_engine("cross-encoder", "nanoserve.engines.crossencoder:CrossEncoderEngine")
 register_engine("mock", "nanoserve.engines.mock:MockEngine")
 register_engine("mock-embedding", "nanoserve.engines.mock:MockEmbeddingEngine")

@@ -8,6 +8,7 @@ HTTP requests into calls on this interface, so a new engine never touches HTTP:
   exactly one ``Finished``. Many ``generate`` calls run concurrently; a batching engine decodes
   them together. Closing the iterator early (client gone) must free the request's slot at once.
 * embedding engines embed a batch of texts (``embed``); concurrent calls may be micro-batched.
+* rerank engines score documents against a query (``score``): one relevance logit each.
 
 Capabilities are class attributes; engine-specific options are a pydantic model with
 ``extra="forbid"`` (``Options``), validated from the config's ``options:`` mapping. Both are
@@ -106,6 +107,12 @@ class Embeddings:
     prompt_tokens: int
 
 
+@dataclass(slots=True)
+class Scores:
+    logits: list[float]  # one per document, in order; higher is more relevant
+    prompt_tokens: int
+
+
 class Engine(ABC):
     """Common part of every engine: lifecycle, capabilities, info."""
 
@@ -177,3 +184,11 @@ class EmbeddingEngine(Engine):
     @abstractmethod
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Normalised embeddings of ``texts``, in order."""
+
+
+class RerankEngine(Engine):
+    kinds: ClassVar[frozenset[str]] = frozenset({"rerank"})
+
+    @abstractmethod
+    async def score(self, query: str, documents: Sequence[str]) -> Scores:
+        """The relevance logit of each (query, document) pair, in order."""

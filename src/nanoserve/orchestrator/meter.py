@@ -39,6 +39,9 @@ def _warm_up_request(instance: ModelInstance) -> tuple[str, bytes]:
     if instance.config.kind == "embedding":
         body: dict[str, Any] = {"model": instance.id, "input": "warm up"}
         return "/v1/embeddings", json.dumps(body).encode()
+    if instance.config.kind == "rerank":
+        body = {"model": instance.id, "query": "warm up", "documents": ["warm up"]}
+        return "/v1/rerank", json.dumps(body).encode()
     body = {"model": instance.id, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
     return "/v1/completions", json.dumps(body).encode()
 

@@ -69,11 +69,12 @@ def profile_for(engine: str) -> EngineProfile:
 
 
 def _register_builtins() -> None:
-    from nanoserve.profiles import foreign, llamacpp, mock, sentence
+    from nanoserve.profiles import crossencoder, foreign, llamacpp, mock, sentence
 
     builtins = (
         llamacpp.PROFILE,
         sentence.PROFILE,
+        crossencoder.PROFILE,
         mock.MOCK,
         mock.MOCK_EMBEDDING,
         foreign.COMMAND,

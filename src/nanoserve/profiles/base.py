@@ -1,6 +1,6 @@
 """What a profile is: the facts about an engine that the gateway needs without running it.
 
-* ``kinds``: the model kinds it serves (``chat``, ``embedding``);
+* ``kinds``: the model kinds it serves (``chat``, ``embedding``, ``rerank``);
 * ``module``: the Python package it needs installed (checked by ``/ready``), or None;
 * ``check_source``: is this path weights the engine can load (GGUF magic, a model directory)?
   None: the engine takes no weights (a config without ``source`` is fine);
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from nanoserve.config import ModelConfig
 
-KINDS = frozenset({"chat", "embedding"})
+KINDS = frozenset({"chat", "embedding", "rerank"})
 F32 = 4  # bytes of a float32 activation
 
 

@@ -23,6 +23,7 @@ from nanoserve.errors import (
     QueueFull,
     Unavailable,
 )
+from nanoserve.wire.rerank import BadRerankAnswer, scores_from_answer
 
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 EMBED_BATCH = 32  # chunks of ~800 characters: within the embedding engine's default per-request cap
@@ -79,6 +80,15 @@ class InferenceClient:
         if len(data) != len(batch):
             raise EngineError(f"model {model!r} returned {len(data)} embeddings for {len(batch)} texts")
         return [[float(x) for x in d["embedding"]] for d in data]
+
+    async def rerank(self, model: str, query: str, documents: Sequence[str]) -> list[float]:
+        """A rerank model's relevance score of each document, in order (``/v1/rerank``)."""
+        payload = {"model": model, "query": query, "documents": list(documents), "return_documents": False}
+        body = await self._post("/rerank", payload, model)
+        try:
+            return scores_from_answer(body, len(documents))[0]
+        except BadRerankAnswer as exc:
+            raise EngineError(f"model {model!r} returned an unexpected rerank response: {exc}") from exc
 
     async def chat(self, model: str, messages: Sequence[dict[str, Any]], **sampling: Any) -> str:
         """The assistant message text of a non-streamed chat completion."""

@@ -44,6 +44,11 @@ class RagConfig(BaseModel):
     # second stage over the best candidates (rag/rerank.py): none, sentences (embedding model),
     # generation (generation model as a yes/no judge)
     reranker: Literal["none", "sentences", "generation"] = "none"
+    rerank_model: str | None = Field(
+        default=None,
+        description="a model of kind rerank (a cross-encoder): when set, the second stage is it, "
+        "in place of `reranker` (docs/rerank.md)",
+    )
     rerank_candidates: int = Field(default=20, ge=2, le=200)
     rerank_weight: float = Field(
         default=1.0, ge=0, le=10, description="the reranker's vote against the first stage's"

@@ -179,12 +179,14 @@ class QueryPipeline:
         embed: EmbedFn | None,
     ) -> list[Ranked]:
         """The first ``rerank_candidates`` reordered by the configured reranker (rerank.py)."""
-        kind = self.config.reranker
+        kind = "model" if self.config.rerank_model else self.config.reranker
         head, tail = ranked[: self.config.rerank_candidates], ranked[self.config.rerank_candidates :]
         if kind == "none" or len(head) < 2:
             return ranked
         candidates = [chunks[r.chunk_id] for r in head]
-        if kind == "sentences":
+        if self.config.rerank_model:
+            scores = await rerank.model_scores(query, candidates, self.client, self.config.rerank_model)
+        elif kind == "sentences":
             if embed is None:
                 return ranked
             scores = await rerank.sentence_scores(query_vec, candidates, embed)

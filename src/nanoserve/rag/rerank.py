@@ -1,9 +1,12 @@
-"""Second-stage rerankers over the first stage's best candidates (``rag.reranker``).
+"""Second-stage rerankers over the first stage's best candidates (``rag.rerank_model``, else
+``rag.reranker``).
 
 The first stage (fusion, document diversity, values) orders ``rag.rerank_candidates`` chunks; a
 reranker scores each against the question, and the final order is a weighted reciprocal-rank
 fusion of the first-stage order and the reranker's (``rag.rerank_weight`` for the reranker's), so a
-reranker refines rather than replaces. Without a cross-encoder, what the two default models can do:
+reranker refines rather than replaces. A configured rerank model (``kind: rerank``, a cross-encoder
+served at ``/v1/rerank``) scores each candidate's heading and text. Without one, what the two default
+models can do:
 
 * ``sentences``: the embedding model as a late-interaction scorer: the best cosine between the
   question and any one sentence of the chunk (or its heading). A chunk embedding averages
@@ -17,7 +20,7 @@ Measured on the benchmarks/rag corpora (docs/rag.md): kept only where they raise
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from nanoserve.rag.ranking import reciprocal_rank_fusion
 from nanoserve.rag.store.base import StoredChunk
@@ -26,6 +29,11 @@ from nanoserve.rag.text import cosine, sentences
 Reranker = Literal["none", "sentences", "generation"]
 EmbedFn = Callable[[Sequence[str]], Awaitable[list[list[float]]]]
 JudgeFn = Callable[[str, StoredChunk], Awaitable[bool]]
+
+
+class RerankClient(Protocol):
+    async def rerank(self, model: str, query: str, documents: Sequence[str]) -> list[float]: ...
+
 
 MAX_SENTENCES_PER_CHUNK = 8
 JUDGE_PROMPT = (
@@ -52,6 +60,18 @@ async def sentence_scores(
         out.append(max(cosine(query_vec, v) for v in vecs[i : i + len(unit)]))
         i += len(unit)
     return out
+
+
+def passage(chunk: StoredChunk) -> str:
+    """What a cross-encoder reads of a chunk: its heading, then its text."""
+    return f"{heading(chunk)}\n{chunk.text}"
+
+
+async def model_scores(
+    query: str, chunks: Sequence[StoredChunk], client: RerankClient, model: str
+) -> list[float]:
+    """Per chunk: the rerank model's relevance score (``/v1/rerank``)."""
+    return await client.rerank(model, query, [passage(c) for c in chunks])
 
 
 async def judge_scores(query: str, chunks: Sequence[StoredChunk], judge: JudgeFn) -> list[float]:

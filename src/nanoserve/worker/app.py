@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import psutil
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine, GenerationRequest
+from nanoserve.engines.base import EmbeddingEngine, Engine, GenerationEngine, GenerationRequest, RerankEngine
 from nanoserve.errors import BadRequest, NanoserveError, Unavailable, UnsupportedFeature
 from nanoserve.observability.tracing import Tracing
 from nanoserve.wire.body import parse_body
@@ -34,7 +34,9 @@ from nanoserve.wire.disconnect import CancelOnDisconnect
 from nanoserve.wire.errors import openai_error_response
 from nanoserve.wire.headers import SSE_HEADERS, TIME_LIMIT_HEADER
 from nanoserve.wire.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from nanoserve.wire.rerank import RerankRequest
 from nanoserve.worker.metrics import WorkerMetrics, WorkerTelemetry
+from nanoserve.worker.rerank import RerankService
 from nanoserve.worker.serving import EmbeddingService, GenerationService
 from nanoserve.worker.tools import DEFAULT_TOOL_FORMAT
 
@@ -73,6 +75,7 @@ class WorkerState:
             else None
         )
         self.embedding = EmbeddingService(engine) if isinstance(engine, EmbeddingEngine) else None
+        self.rerank = RerankService(engine) if isinstance(engine, RerankEngine) else None
         self.telemetry = WorkerTelemetry(WorkerMetrics(model_name, self.engine_stats), tracing)
 
     def engine_stats(self) -> dict[str, Any]:
@@ -100,6 +103,7 @@ class WorkerState:
 
 
 Handler = Callable[[Request, WorkerState], Awaitable[Response]]
+S = TypeVar("S")
 
 
 def _route(path: str, handler: Handler, methods: list[str]) -> Route:
@@ -161,7 +165,8 @@ async def models(request: Request, state: WorkerState) -> Response:
 def _generation(state: WorkerState) -> GenerationService:
     state.require_ready()
     if state.generation is None:
-        raise UnsupportedFeature(f"model '{state.model_name}' is an embedding model; it cannot generate text")
+        what = "a rerank" if state.rerank is not None else "an embedding"
+        raise UnsupportedFeature(f"model '{state.model_name}' is {what} model; it cannot generate text")
     return state.generation
 
 
@@ -221,13 +226,26 @@ async def completions(request: Request, state: WorkerState) -> Response:
     return JSONResponse(await service.complete(gen, model=req.model, chat=False, probe=probe))
 
 
+def _served(state: WorkerState, service: S | None, what: str) -> S:
+    """The route's service once the model is loaded; a model of another kind is a 400."""
+    state.require_ready()
+    if service is None:
+        raise UnsupportedFeature(f"model '{state.model_name}' is not {what} model", param="model")
+    return service
+
+
 async def embeddings(request: Request, state: WorkerState) -> Response:
     probe = state.telemetry.probe(request.url.path, request.headers)
     req = await parse_body(request, EmbeddingRequest)
-    state.require_ready()
-    if state.embedding is None:
-        raise UnsupportedFeature(f"model '{state.model_name}' is not an embedding model", param="model")
-    return JSONResponse(await state.embedding.embed(req, model=req.model, probe=probe))
+    service = _served(state, state.embedding, "an embedding")
+    return JSONResponse(await service.embed(req, model=req.model, probe=probe))
+
+
+async def rerank(request: Request, state: WorkerState) -> Response:
+    probe = state.telemetry.probe(request.url.path, request.headers)
+    req = await parse_body(request, RerankRequest)
+    service = _served(state, state.rerank, "a rerank")
+    return JSONResponse(await service.rerank(req, model=req.model, probe=probe))
 
 
 def create_worker_app(
@@ -255,6 +273,7 @@ def create_worker_app(
             _route("/v1/chat/completions", chat_completions, ["POST"]),
             _route("/v1/completions", completions, ["POST"]),
             _route("/v1/embeddings", embeddings, ["POST"]),
+            _route("/v1/rerank", rerank, ["POST"]),
         ],
         middleware=[Middleware(CancelOnDisconnect)],  # the gateway left: stop the engine's work
         lifespan=lifespan,

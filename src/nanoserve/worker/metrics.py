@@ -198,9 +198,13 @@ class WorkerMetrics:
         if done.completion_tokens > 1 and timing.first_token:
             self.tpot.observe((timing.ended - timing.first_token) / (done.completion_tokens - 1))
 
-    def embedding_done(self, arrived: float, ended: float, inputs: int, tokens: int) -> None:
-        self.duration.labels(self.model, "embedding").observe(ended - arrived)
-        self.embedding_inputs.inc(inputs)
+    def embedding_done(
+        self, arrived: float, ended: float, inputs: int, tokens: int, kind: str = "embedding"
+    ) -> None:
+        """An embedding request (or, ``kind`` "rerank", a rerank request) answered."""
+        self.duration.labels(self.model, kind).observe(ended - arrived)
+        if kind == "embedding":
+            self.embedding_inputs.inc(inputs)
         self.prompt_tokens.inc(tokens)
 
     def render(self) -> bytes:
@@ -249,17 +253,17 @@ class RequestProbe:
         if self.telemetry.tracing.enabled:
             self._generation_spans(timing)
 
-    def embedding_done(self, inputs: int, tokens: int) -> None:
+    def embedding_done(self, inputs: int, tokens: int, *, kind: str = "embedding") -> None:
         if not self.counted:
             return
         ended = time.perf_counter()
-        self.telemetry.metrics.embedding_done(self.arrived, ended, inputs, tokens)
+        self.telemetry.metrics.embedding_done(self.arrived, ended, inputs, tokens, kind)
         tracing = self.telemetry.tracing
         if tracing.enabled:
             span = self._server_span()
             tracing.end(
                 tracing.start(
-                    "engine.embed",
+                    "engine.embed" if kind == "embedding" else f"engine.{kind}",
                     parent=span,
                     attributes={"nanoserve.inputs": inputs},
                     start_ns=self.arrived_ns,

@@ -83,7 +83,7 @@ def process_model(
 def capabilities(config: ModelConfig) -> list[str]:
     """Ollama's capability names: the model's kind, plus what its engine's profile declares."""
     if config.kind != "chat":
-        return ["embedding"]
+        return ["embedding"] if config.kind == "embedding" else []  # Ollama has no rerank capability
     return ["completion"] + (["vision"] if profile_for(config.engine).capabilities.vision else [])
 
 

@@ -37,4 +37,16 @@ def create_openai_router() -> APIRouter:
     async def embeddings(request: Request) -> Response:
         return await serving(request).embeddings(request)
 
+    router.add_api_route("/rerank", rerank, methods=["POST"])
+    return router
+
+
+async def rerank(request: Request) -> Response:
+    return await serving(request).rerank(request)
+
+
+def create_rerank_alias_router() -> APIRouter:
+    """``/rerank`` without the ``/v1``, as llama-server, vLLM, Infinity and TEI also serve it."""
+    router = APIRouter(tags=["openai"])
+    router.add_api_route("/rerank", rerank, methods=["POST"])
     return router

@@ -110,7 +110,8 @@ export function mount(view) {
   }
 
   api("/dashboard/overview").then((s) => {
-    for (const m of s.models) (m.kind === "embedding" ? embedModel : model).append(h("option", { value: m.id }, m.id));
+    const selects = { chat: model, embedding: embedModel }; // rerank models have no playground
+    for (const m of s.models) selects[m.kind]?.append(h("option", { value: m.id }, m.id));
   }).catch((err) => toast(err.message));
   return {};
 }
