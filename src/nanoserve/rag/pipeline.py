@@ -7,7 +7,10 @@ retrieve   semantic (vectors), keyword (full text) or hybrid (weighted reciproca
            the second-stage reranker over the best candidates when one is configured (rerank.py)
 generate   a grounded answer from the numbered context chunks (generation model); skipped when
            the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
-cite       answer sentences matched to the chunks that support them (embedding model)
+cite       the support check: answer sentences matched to the chunks that support them (embedding
+           model), unsupported and repeated sentences removed (citations.py); an answer left
+           mostly unsupported is replaced by the extractive fallback (extractive.py), and one
+           with nothing supported by "not in the documents"
 quality    the named quality dimensions (quality.py)
 """
 
@@ -297,9 +300,10 @@ class QueryPipeline:
             sentence_vecs=vecs[: len(sentences)],
             context_vecs=vecs[len(sentences) :],
             query=query,
+            drop_unsupported=True,
         )
         supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
-        if not cited.sentence_support or supported / len(cited.sentence_support) < MIN_GROUNDING:
+        if not cited.citations or supported / len(cited.sentence_support) < MIN_GROUNDING:
             return None
         return cited
 
@@ -317,13 +321,15 @@ class QueryPipeline:
         text = extractive.compose(picked)
         sentences = [strip_citations(s) for s in split_answer(text)]
         vecs = await embed([*sentences, *contexts])
-        return attach_citations(
+        cited = attach_citations(
             text,
             contexts,
             sentence_vecs=vecs[: len(sentences)],
             context_vecs=vecs[len(sentences) :],
             query=query,
+            drop_unsupported=True,
         )
+        return cited if cited.citations else None
 
     def embedder(self, model: str) -> Any:
         async def embed(texts: Sequence[str]) -> list[list[float]]:
