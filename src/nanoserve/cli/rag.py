@@ -259,9 +259,14 @@ def evaluate(
             answered = []
 
             def ask(q: Any) -> dict[str, Any]:
-                return _call(
-                    client, "POST", "/v1/rag/query", json={"collection": collection, "query": q.query}
-                )
+                """The answer, or the error (a question that failed counts as a miss, not declined)."""
+                try:
+                    return _call(
+                        client, "POST", "/v1/rag/query", json={"collection": collection, "query": q.query}
+                    )
+                except click.ClickException as exc:
+                    return {"answer": "", "answer_mode": "error", "citations": [], "error": exc.message,
+                            "quality": {}, "trace_id": None, "timings_ms": {}}  # fmt: skip
 
             with (
                 ThreadPoolExecutor(concurrency) as pool,
@@ -277,7 +282,7 @@ def evaluate(
                     per_question[i]["answer"] = {
                         "text": r["answer"], "mode": r["answer_mode"], "cited": sorted(cited),
                         "quality": r["quality"].get("overall"), "dimensions": r["quality"],
-                        "trace_id": r["trace_id"],
+                        "trace_id": r["trace_id"], **({"error": r["error"]} if "error" in r else {}),
                     }  # fmt: skip
             results["answers"] = score_answers(answered)
     results["per_question"] = per_question
