@@ -12,7 +12,15 @@ from gateway import Gateway
 from mcp.shared.exceptions import MCPError
 from mcp_helpers import MANUALS, TOOLS, call, call_error, in_memory, new_collection, read_json
 
-QUALITY = {"overall", "relevance", "grounding", "citation_validity", "coverage", "retrieval"}
+QUALITY = {
+    "overall",
+    "relevance",
+    "grounding",
+    "citation_validity",
+    "coverage",
+    "retrieval",
+    "question_coverage",
+}
 
 
 async def test_tools_are_listed_with_typed_schemas(mcp_gateway: Gateway) -> None:

@@ -104,6 +104,7 @@ def test_query_answers_with_citations_to_real_chunks(client: httpx.Client, corpu
         "citation_validity",
         "coverage",
         "retrieval",
+        "question_coverage",
     }
     assert result["quality"]["citation_validity"] == 1.0 and result["quality"]["retrieval"] > 0.5
     assert {"embed", "intent", "retrieve", "generate", "cite", "quality", "total"} <= set(

@@ -108,3 +108,17 @@ def test_extractive_pick_spreads_over_chunks() -> None:
     assert [c.text for c in picked] == ["Use water at 70 to 80 degrees.", "Steep for two minutes."]
     assert compose(picked) == "Use water at 70 to 80 degrees [1]. Steep for two minutes [2]."
     assert pick("x", [1.0, 0.0], cands, [[0.0, 1.0]] * len(cands)) == []  # nothing relevant enough
+
+
+def test_support_check_removes_unsupported_and_repeated_sentences() -> None:
+    answer = (
+        "Steep green tea for one to two minutes [3]. The moon is made of cheese [1]. "
+        "Steep green tea for one to two minutes. Road bike tyres need 80 to 100 psi."
+    )
+    cited = attach_citations(answer, CONTEXTS, drop_unsupported=True)
+    # the wrong marker [3] is replaced by the chunk that supports the sentence; the invented
+    # sentence and the repeat are gone, so chunk 1 (cited by the invented sentence) is not cited
+    assert cited.text == "Steep green tea for one to two minutes [1]. Road bike tyres need 80 to 100 psi [2]."
+    assert [c.context_index for c in cited.citations] == [1, 2]
+    assert cited.dropped == 2 and len(cited.sentence_support) == 4
+    assert attach_citations("The moon is made of cheese.", CONTEXTS, drop_unsupported=True).citations == []

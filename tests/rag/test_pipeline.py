@@ -139,3 +139,29 @@ async def test_generation_reranker_moves_the_judged_passage_first(tmp_path: Path
     assert retrieval.chunks[0].chunk.section == "Water"
     await service.aclose()
     await plain.aclose()
+
+
+async def test_unsupported_sentences_are_removed_and_their_chunks_not_cited(tmp_path: Path) -> None:
+    reply = (
+        "Use water at 80 degrees for green tea [1]. Use water at 80 degrees for green tea [1]. "
+        "Steep green tea for two minutes [2]. The ceremony was invented in 1192 by monks [2]."
+    )
+    service = await service_with(tmp_path, FakeModels(reply=reply))
+    outcome = await service.query("tea", "water degrees green tea steep", strategy="keyword")
+    trace = outcome.trace
+    assert trace.answer_mode == "generated"
+    assert "1192" not in (trace.answer or "") and (trace.answer or "").count("80 degrees") == 1
+    cited = {c["n"]: c["text"] for c in outcome.citations}
+    assert all(any(w in text for w in ("80 degrees", "two minutes")) for text in cited.values())
+    await service.aclose()
+
+
+async def test_a_question_about_a_name_the_documents_never_use_is_declined(tmp_path: Path) -> None:
+    models = FakeModels(reply="Use water at 80 degrees for green tea.")
+    service = await service_with(tmp_path, models)
+    outcome = await service.query("tea", "What water temperature does a Samovar need for green tea?")
+    assert outcome.trace.answer == NOT_IN_DOCUMENTS and outcome.trace.status == "refused"
+    assert models.chat_calls == [] and outcome.citations == []
+    asked = await service.query("tea", "What water temperature for green tea in the Tea guide?")
+    assert asked.trace.answer_mode == "generated"
+    await service.aclose()

@@ -39,26 +39,29 @@ def pairs(embed: Embed, dimension: str) -> list[tuple[dict[str, float], dict[str
     return out
 
 
-@pytest.mark.parametrize("dimension", DIMENSIONS)
+# each constructed example has a bad variant per original dimension; question_coverage and the
+# calibrated overall score are measured on real labelled answers (test_calibration.py)
+CONSTRUCTED = ("relevance", "grounding", "citation_validity", "coverage", "retrieval")
+
+
+@pytest.mark.parametrize("dimension", CONSTRUCTED)
 def test_dimension_separates_good_from_bad(embed_texts: Embed, dimension: str) -> None:
     results = pairs(embed_texts, dimension)
     wins = sum(1 for good, bad in results if good[dimension] > bad[dimension])
     gap = sum(good[dimension] - bad[dimension] for good, bad in results) / len(results)
     assert wins == len(results), [(g[dimension], b[dimension]) for g, b in results]
     assert gap >= 0.4
-    # the bad variant's flaw also shows in the overall score
-    assert all(good["overall"] > bad["overall"] for good, bad in results)
 
 
-def test_good_answers_score_high(embed_texts: Embed) -> None:
+def test_every_dimension_and_the_calibrated_score_are_reported(embed_texts: Embed) -> None:
     for ex in EXAMPLES:
         q = score(quality_input(embed_texts, ex["query"], ex["good"], ex["contexts"]))
-        assert q["overall"] >= 0.75, (ex["query"], q)
         assert set(q) == {"overall", *DIMENSIONS}
+        assert 0.0 < q["overall"] < 1.0
 
 
 def test_scores_are_in_unit_range(embed_texts: Embed) -> None:
-    for dimension in DIMENSIONS:
+    for dimension in CONSTRUCTED:
         for good, bad in pairs(embed_texts, dimension):
             for value in (*good.values(), *bad.values()):
                 assert 0.0 <= value <= 1.0

@@ -201,15 +201,25 @@ EVAL_STRATEGIES = ["auto", *STRATEGY_CHOICES]
               help="Comma-separated; auto = the pipeline's own routing.")  # fmt: skip
 @click.option("--answers/--no-answers", default=True, show_default=True,
               help="Also ask every question (generation): citations, refusals, latency.")  # fmt: skip
+@click.option("--concurrency", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Questions asked at once (the generation model batches them).")  # fmt: skip
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
 )
 @_url_option
 def evaluate(
-    collection: str, questions: Path, strategies: str, answers: bool, output: Path | None, url: str
+    collection: str,
+    questions: Path,
+    strategies: str,
+    answers: bool,
+    concurrency: int,
+    output: Path | None,
+    url: str,
 ) -> None:
     """Retrieval quality (recall@k, MRR, nDCG@10 per strategy) and answer quality (answers citing
     a relevant document, false refusals, refusal precision, per-phase latency)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from nanoserve.errors import NanoserveError
     from nanoserve.rag.eval import RECALL_KS, Answered, distinct, load_questions, score_answers, score_run
 
@@ -247,17 +257,32 @@ def evaluate(
             }
         if answers:
             answered = []
-            with click.progressbar(qs, label="  answers", file=sys.stderr) as bar:
-                for i, q in enumerate(bar):
-                    r = _call(
+
+            def ask(q: Any) -> dict[str, Any]:
+                """The answer, or the error (a question that failed counts as a miss, not declined)."""
+                try:
+                    return _call(
                         client, "POST", "/v1/rag/query", json={"collection": collection, "query": q.query}
                     )
+                except click.ClickException as exc:
+                    return {"answer": "", "answer_mode": "error", "citations": [], "error": exc.message,
+                            "quality": {}, "trace_id": None, "timings_ms": {}}  # fmt: skip
+
+            with (
+                ThreadPoolExecutor(concurrency) as pool,
+                click.progressbar(
+                    pool.map(ask, qs), length=len(qs), label="  answers", file=sys.stderr
+                ) as bar,
+            ):
+                for i, r in enumerate(bar):
+                    q = qs[i]
                     declined = r["answer_mode"] == "refused"
                     cited = frozenset(c["document"] for c in r["citations"])
                     answered.append(Answered(q, declined, cited, r["answer_mode"], r["timings_ms"]))
                     per_question[i]["answer"] = {
                         "text": r["answer"], "mode": r["answer_mode"], "cited": sorted(cited),
-                        "quality": r["quality"].get("overall"), "trace_id": r["trace_id"],
+                        "quality": r["quality"].get("overall"), "dimensions": r["quality"],
+                        "trace_id": r["trace_id"], **({"error": r["error"]} if "error" in r else {}),
                     }  # fmt: skip
             results["answers"] = score_answers(answered)
     results["per_question"] = per_question

@@ -16,6 +16,12 @@ that supports the sentence at least ``KEEP_SUPPORT``); a sentence without a vali
 best-supporting chunk when that support reaches ``ASSIGN_SUPPORT``. The answer is rewritten with
 markers at sentence ends, numbered 1..n in order of first use, and ``Citation.context_index``
 says which context chunk each number refers to.
+
+The support check (``drop_unsupported=True``, what the pipeline uses): a sentence that no chunk
+supports at least ``ASSIGN_SUPPORT``, or that repeats an earlier sentence, is removed from the
+answer, so every sentence left cites a chunk that backs it and no chunk is cited that the answer
+did not use. The thresholds were set on labelled sentence/chunk pairs from the tuning corpora
+(benchmarks/rag/support-labels.jsonl, measured by benchmarks/rag/support_check.py).
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class CitedAnswer:
     text: str
     citations: list[Citation]
     sentence_support: list[float]  # per answer sentence: its best support by any context chunk
+    dropped: int = 0  # sentences removed by the support check (unsupported or repeated)
 
 
 def split_answer(answer: str) -> list[str]:
@@ -90,14 +97,19 @@ def attach_citations(
     sentence_vecs: Sequence[Sequence[float]] | None = None,
     context_vecs: Sequence[Sequence[float]] | None = None,
     query: str = "",
+    drop_unsupported: bool = False,
 ) -> CitedAnswer:
     """Rewrite ``answer`` with valid citation markers. ``sentence_vecs[i]`` embeds
-    ``strip_citations(split_answer(answer)[i])``; ``context_vecs[j]`` embeds ``contexts[j]``."""
+    ``strip_citations(split_answer(answer)[i])``; ``context_vecs[j]`` embeds ``contexts[j]``.
+    ``drop_unsupported``: remove the sentences no chunk supports, and repeated ones (module doc);
+    ``sentence_support`` then covers every sentence, kept or not."""
     parts = split_answer(answer)
     numbering: dict[int, int] = {}  # context index -> shown number
     best_support: dict[int, float] = {}
     rewritten: list[str] = []
     sentence_support: list[float] = []
+    seen: set[tuple[str, ...]] = set()
+    dropped = 0
     for i, sentence in enumerate(parts):
         plain = strip_citations(sentence)
         if not plain:
@@ -108,6 +120,12 @@ def attach_citations(
             for j, ctx in enumerate(contexts)
         ]
         sentence_support.append(max(scores, default=0.0))
+        if drop_unsupported:
+            key = tuple(content_terms(plain))
+            if sentence_support[-1] < ASSIGN_SUPPORT or key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
         chosen = [
             n - 1
             for n in dict.fromkeys(cited_numbers(sentence))
@@ -124,7 +142,7 @@ def attach_citations(
             marks += f" [{numbering[j]}]"
         rewritten.append(_with_marks(plain, marks))
     citations = [Citation(n, j, round(best_support[j], 4)) for j, n in numbering.items()]
-    return CitedAnswer(" ".join(rewritten), citations, sentence_support)
+    return CitedAnswer(" ".join(rewritten), citations, sentence_support, dropped)
 
 
 def _with_marks(sentence: str, marks: str) -> str:

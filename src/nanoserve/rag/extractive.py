@@ -36,6 +36,17 @@ def candidates(contexts: Sequence[str], *, min_chars: int = 20) -> list[Candidat
     return out
 
 
+def pick_scores(
+    query: str, query_vec: Sequence[float], cands: Sequence[Candidate], cand_vecs: Sequence[Sequence[float]]
+) -> list[tuple[float, int]]:
+    """(score, index) per candidate: cosine with the question plus half its share of the
+    question's content words."""
+    return [
+        (cosine(query_vec, v) + 0.5 * containment(query, c.text), i)
+        for i, (c, v) in enumerate(zip(cands, cand_vecs))
+    ]
+
+
 def pick(
     query: str,
     query_vec: Sequence[float],
@@ -45,13 +56,7 @@ def pick(
     max_sentences: int = MAX_SENTENCES,
 ) -> list[Candidate]:
     """The best sentences, at most one per chunk while other chunks have good ones, in chunk order."""
-    scored = sorted(
-        (
-            (cosine(query_vec, v) + 0.5 * containment(query, c.text), i)
-            for i, (c, v) in enumerate(zip(cands, cand_vecs))
-        ),
-        reverse=True,
-    )
+    scored = sorted(pick_scores(query, query_vec, cands, cand_vecs), reverse=True)
     chosen: list[int] = []
     used_contexts: set[int] = set()
     for s, i in scored:

@@ -6,8 +6,12 @@ retrieve   semantic (vectors), keyword (full text) or hybrid (weighted reciproca
            both), document-level aggregation and diversity, the learned values (bounded), then
            the second-stage reranker over the best candidates when one is configured (rerank.py)
 generate   a grounded answer from the numbered context chunks (generation model); skipped when
-           the best match is below the calibrated threshold: then the answer is NOT_IN_DOCUMENTS
-cite       answer sentences matched to the chunks that support them (embedding model)
+           the best match is below the calibrated threshold, or the question names something no
+           candidate chunk mentions (scope.py): then the answer is NOT_IN_DOCUMENTS
+cite       the support check: answer sentences matched to the chunks that support them (embedding
+           model), unsupported and repeated sentences removed (citations.py); an answer left
+           mostly unsupported is replaced by the extractive fallback (extractive.py), and one
+           with nothing supported by "not in the documents"
 quality    the named quality dimensions (quality.py)
 """
 
@@ -30,6 +34,7 @@ from nanoserve.rag.extractive import MIN_GROUNDING
 from nanoserve.rag.intent import OUT_OF_SCOPE, EmbedFn, IntentClassifier, IntentResult, Strategy, route
 from nanoserve.rag.quality import QualityInput, score
 from nanoserve.rag.ranking import Ranked, apply_values, diversify, reciprocal_rank_fusion
+from nanoserve.rag.scope import unknown_names
 from nanoserve.rag.store.base import StoredChunk, VectorStore
 from nanoserve.rag.text import keyword_query_terms, strip_citations
 from nanoserve.rag.traces import Trace, TraceChunk, TraceStore
@@ -72,6 +77,7 @@ class Retrieval:
     strategy: Strategy
     chunks: list[RetrievedChunk]
     best_similarity: float  # best cosine between the query and any chunk of the collection
+    unknown_names: list[str] = field(default_factory=list)  # names in none of the candidates (scope.py)
 
 
 @dataclass(slots=True)
@@ -81,9 +87,10 @@ class QueryOutcome:
     timings_ms: dict[str, float]
 
 
-def answerable(intent: str, best_similarity: float, config: RagConfig) -> bool:
-    """The calibrated gate: is anything in the collection close enough to answer from?"""
-    if best_similarity < config.min_similarity:
+def answerable(intent: str, best_similarity: float, config: RagConfig, unknown: Sequence[str] = ()) -> bool:
+    """The calibrated gate: is anything in the collection close enough to answer from, and does
+    the collection know every name the question is about (scope.py)?"""
+    if best_similarity < config.min_similarity or unknown:
         return False
     return not (intent == OUT_OF_SCOPE and best_similarity < config.out_of_scope_similarity)
 
@@ -168,7 +175,8 @@ class QueryPipeline:
             RetrievedChunk(chunks[r.chunk_id], rank, round(r.score, 6), round(r.base_score, 6))
             for rank, r in enumerate(ranked[:top_k], start=1)
         ]
-        return Retrieval(strategy, top, best)
+        texts = (f"{c.title} {c.section or ''} {c.text}" for c in chunks.values())
+        return Retrieval(strategy, top, best, unknown_names(query, texts))
 
     async def _rerank(
         self,
@@ -237,7 +245,7 @@ class QueryPipeline:
                 for r in retrieval.chunks
             ]  # fmt: skip
             trace.answerable = bool(retrieval.chunks) and answerable(
-                intent.name, retrieval.best_similarity, self.config
+                intent.name, retrieval.best_similarity, self.config, retrieval.unknown_names
             )
             contexts = [r.chunk for r in retrieval.chunks]
             context_texts = [c.text for c in contexts]
@@ -299,9 +307,10 @@ class QueryPipeline:
             sentence_vecs=vecs[: len(sentences)],
             context_vecs=vecs[len(sentences) :],
             query=query,
+            drop_unsupported=True,
         )
         supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
-        if not cited.sentence_support or supported / len(cited.sentence_support) < MIN_GROUNDING:
+        if not cited.citations or supported / len(cited.sentence_support) < MIN_GROUNDING:
             return None
         return cited
 
@@ -319,13 +328,15 @@ class QueryPipeline:
         text = extractive.compose(picked)
         sentences = [strip_citations(s) for s in split_answer(text)]
         vecs = await embed([*sentences, *contexts])
-        return attach_citations(
+        cited = attach_citations(
             text,
             contexts,
             sentence_vecs=vecs[: len(sentences)],
             context_vecs=vecs[len(sentences) :],
             query=query,
+            drop_unsupported=True,
         )
+        return cited if cited.citations else None
 
     def embedder(self, model: str) -> Any:
         async def embed(texts: Sequence[str]) -> list[list[float]]:
