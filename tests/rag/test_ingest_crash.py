@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fakes import mock_rag_config
 from gateway import Gateway, wait_until
 
