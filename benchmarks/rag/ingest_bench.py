@@ -16,7 +16,11 @@ Measured, each into a fresh collection, in this order:
   rest      POST /v1/rag/collections/{c}/ingest, 32 files a request, 2 in flight, streamed results
   rest-1    (``--single``) POST /v1/rag/collections/{c}/documents, one file a request, 8 in flight
   model     again, after the ingestions: the machine's load can change during a run
-Each ingestion's chunks/s is also given as a share of the mean of the two model runs.
+Each ingestion's chunks/s is also given as a share of the mean of the two model runs. On a busy
+machine the CPU the model gets changes from minute to minute, so each run also records the CPU
+seconds the embedding worker spent (/proc, same machine only): chunks per worker CPU second, as a
+share of the model-only runs', says whether ingestion makes the model do more work per chunk
+(requests not full, padding) independently of the load.
 """
 
 from __future__ import annotations
@@ -130,6 +134,16 @@ def cli_ingest(url: str, collection: str, folder: Path) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout.strip()
 
 
+def worker_cpu(url: str, model: str) -> float:
+    """CPU seconds the model's worker process has used (user + system), from /proc."""
+    import os
+
+    status = httpx.get(f"{url}/models/status", timeout=60).json()
+    pid = next(m["pid"] for m in status["models"] if m["id"] == model)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def collection_counts(url: str, collection: str) -> tuple[int, int]:
     info = httpx.get(f"{url}/v1/rag/collections/{collection}", timeout=60).json()
     return info["documents"], info["chunks"]
@@ -163,40 +177,54 @@ def main() -> None:
         def model(label: str) -> None:
             if "model" in skip:
                 return
+            cpu = worker_cpu(url, args.model)
             rate = asyncio.run(model_rate(url, args.model, texts, args.batch, 2))
-            results["runs"][label] = {"chunks": len(texts), "chunks_per_s": round(rate, 1)}
-            print(f"{label:<7} {rate:.1f} chunks/s (embeddings only, {len(texts)} chunks)", flush=True)
+            cpu = worker_cpu(url, args.model) - cpu
+            results["runs"][label] = {
+                "chunks": len(texts), "chunks_per_s": round(rate, 1), "worker_cpu_s": round(cpu, 1),
+                "chunks_per_cpu_s": round(len(texts) / cpu, 1),
+            }  # fmt: skip
+            print(f"{label:<7} {rate:.1f} chunks/s (embeddings only, {len(texts)} chunks; "
+                  f"{len(texts) / cpu:.1f} per worker CPU s)", flush=True)  # fmt: skip
 
         model("model")
-        measured: list[tuple[str, str, float]] = []
+        measured: list[tuple[str, str, float, float]] = []
         if "cli" not in skip:
+            cpu = worker_cpu(url, args.model)
             seconds, out = cli_ingest(url, f"bench-cli-{run}", folder)
-            measured.append(("cli", f"bench-cli-{run}", seconds))
+            measured.append(("cli", f"bench-cli-{run}", seconds, worker_cpu(url, args.model) - cpu))
             print(f"cli     {out}", flush=True)
         if "rest" not in skip:
+            cpu = worker_cpu(url, args.model)
             seconds = asyncio.run(rest_ingest(url, f"bench-rest-{run}", files, 32, 2))
-            measured.append(("rest", f"bench-rest-{run}", seconds))
+            measured.append(("rest", f"bench-rest-{run}", seconds, worker_cpu(url, args.model) - cpu))
         if args.single:
+            cpu = worker_cpu(url, args.model)
             seconds = asyncio.run(rest_ingest(url, f"bench-one-{run}", files, 1, 8))
-            measured.append(("rest-1", f"bench-one-{run}", seconds))
+            measured.append(("rest-1", f"bench-one-{run}", seconds, worker_cpu(url, args.model) - cpu))
         model("model-2")
-        for label, collection, seconds in measured:
+        for label, collection, seconds, cpu in measured:
             documents, stored = collection_counts(url, collection)
             n = args.files
             results["runs"][label] = {
                 "seconds": round(seconds, 1), "documents": documents, "chunks": stored,
                 "files_per_s": round(n / seconds, 2), "chunks_per_s": round(stored / seconds, 1),
+                "worker_cpu_s": round(cpu, 1), "chunks_per_cpu_s": round(stored / cpu, 1),
             }  # fmt: skip
             print(f"{label:<7} {n} files, {documents} documents, {stored} chunks in {seconds:.1f} s: "
-                  f"{n / seconds:.2f} files/s, {stored / seconds:.1f} chunks/s", flush=True)  # fmt: skip
+                  f"{n / seconds:.2f} files/s, {stored / seconds:.1f} chunks/s; "
+                  f"{stored / cpu:.1f} per worker CPU s", flush=True)  # fmt: skip
             httpx.delete(f"{url}/v1/rag/collections/{collection}", timeout=60)
-    ceilings = [results["runs"][k]["chunks_per_s"] for k in ("model", "model-2") if k in results["runs"]]
-    if ceilings:
-        ceiling = sum(ceilings) / len(ceilings)
+    models = [results["runs"][k] for k in ("model", "model-2") if k in results["runs"]]
+    if models:
+        ceiling = sum(m["chunks_per_s"] for m in models) / len(models)
+        per_cpu = sum(m["chunks"] for m in models) / sum(m["worker_cpu_s"] for m in models)
         for label, row in results["runs"].items():
             if not label.startswith("model"):
                 row["share_of_model_rate"] = round(row["chunks_per_s"] / ceiling, 2)
-                print(f"{label:<7} {row['share_of_model_rate']:.2f} x the model's {ceiling:.1f} chunks/s")
+                row["share_of_model_per_cpu"] = round(row["chunks_per_cpu_s"] / per_cpu, 2)
+                print(f"{label:<7} {row['share_of_model_rate']:.2f} x the model's {ceiling:.1f} chunks/s; "
+                      f"{row['share_of_model_per_cpu']:.2f} x its {per_cpu:.1f} chunks per worker CPU s")  # fmt: skip
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
 

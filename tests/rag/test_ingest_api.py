@@ -25,7 +25,10 @@ from nanoserve.rag.documents import parse_document
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("ingest-api"), mock_rag_config(embed_ms=50))
+    config = mock_rag_config(embed_ms=50)
+    config["max_body_bytes"] = 256 * 1024
+    config["rag"]["max_document_bytes"] = 128 * 1024  # one ingest request carries 256 KiB at most
+    gw = Gateway(tmp_path_factory.mktemp("ingest-api"), config)
     try:
         with gw.client(timeout=600) as client:  # the embedding worker starts (slow on a busy machine)
             client.post("/v1/embeddings", json={"model": "mock-embed", "input": "warm up"}).raise_for_status()
@@ -118,6 +121,15 @@ def test_bad_requests_are_400_in_openai_shape(
         r = client.post(f"/v1/rag/collections/{collection}/ingest", **kwargs)  # type: ignore[arg-type]
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_files_over_the_request_limit_are_a_413(gateway: Gateway) -> None:
+    files = [("file", (f"big-{i}.txt", b"word " * 20_000)) for i in range(3)]  # 100 KB each
+    with gateway.client(timeout=600) as client:
+        r = client.post(f"/v1/rag/collections/{fresh()}/ingest", files=files)
+        assert r.status_code == 413 and "300000 bytes together" in r.json()["error"]["message"], r.text
+        r = client.post(f"/v1/rag/collections/{fresh()}/ingest", files=files[:2])
+        assert r.status_code == 200 and r.json()["created"] == 2, r.text
 
 
 def test_cli_progress_bar_shows_files_and_chunks_per_second(gateway: Gateway, tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("post", "/v1/rag/collections/{name}/documents"): Operation(
         DocumentIn, RagObject, errors=(400, 404, 409, 413, 415, 429, 503, 507), extra={201: "created"}
     ),
-    ("post", "/v1/rag/collections/{name}/ingest"): Operation(ok=RagObject, streams=NDJSON, errors=(400, 503)),
+    ("post", "/v1/rag/collections/{name}/ingest"): Operation(ok=RagObject, streams=NDJSON, errors=(400, 413, 503)),
     ("delete", "/v1/rag/collections/{name}/documents/{document}"): Operation(ok=RagObject, errors=(400, 404, 503)),
     ("post", "/v1/rag/query"): Operation(QueryIn, RagObject, errors=MODEL_ERRORS),
     ("post", "/v1/rag/search"): Operation(SearchIn, RagObject, errors=MODEL_ERRORS),

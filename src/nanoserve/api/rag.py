@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from nanoserve.config import Settings
-from nanoserve.errors import BadRequest
+from nanoserve.errors import BadRequest, PayloadTooLarge
 from nanoserve.profiles import profile_for
 from nanoserve.rag.client import EMBED_BATCH, InferenceClient
 from nanoserve.rag.documents import FORMATS, Format, detect_format
@@ -184,7 +184,12 @@ def create_rag_router(get_service: GetService) -> APIRouter:
         service = get_service(request)
         check_collection_name(name)
         await service.ingestor()  # the store opens (or its error is this request's)
-        uploads = await _uploads(request)
+        settings: Settings | None = getattr(request.app.state, "settings", None)
+        limit = max(
+            settings.max_body_bytes if settings is not None else DEFAULT_LIMIT,
+            service.config.max_document_bytes,
+        )
+        uploads = await _uploads(request, limit)
         events = _ingest_events(service, name, uploads)
         if "application/x-ndjson" in request.headers.get("accept", ""):
             return StreamingResponse(
@@ -269,10 +274,11 @@ def create_rag_router(get_service: GetService) -> APIRouter:
 MAX_UPLOAD_FILES = 1000  # files in one POST .../ingest
 
 
-async def _uploads(request: Request) -> list[Upload]:
+async def _uploads(request: Request, max_bytes: int) -> list[Upload]:
     """The files of a multipart ``.../ingest`` body: ``file`` parts, each named by its file name
     (a relative path is kept) unless ``name`` fields, one per file in the same order, say otherwise;
-    ``source``, ``title`` and ``format`` likewise."""
+    ``source``, ``title`` and ``format`` likewise. Their sizes together: at most ``max_bytes``
+    (413), since they are held in memory while ingested."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise BadRequest("expected a multipart/form-data body with one or more 'file' parts", param="file")
     try:
@@ -282,6 +288,13 @@ async def _uploads(request: Request) -> list[Upload]:
     files = form.getlist("file")
     if not files or not all(isinstance(f, UploadFile) for f in files):
         raise BadRequest("a multipart upload needs one or more 'file' parts", param="file")
+    total = sum(cast(UploadFile, f).size or 0 for f in files)
+    if total > max_bytes:
+        raise PayloadTooLarge(
+            f"the files of this request are {total} bytes together; one request may carry {max_bytes} "
+            "(the larger of max_body_bytes and rag.max_document_bytes): send them in several",
+            param="file",
+        )
     fields: dict[str, list[str]] = {}
     for key in ("name", "source", "title", "format"):
         values = [str(v) for v in form.getlist(key)]

@@ -39,7 +39,7 @@ log = logging.getLogger("nanoserve.rag")
 # (chunks embedded so far, chunks in the document)
 Progress = Callable[[int, int], Awaitable[None] | None]
 
-IN_FLIGHT = 2  # embedding requests sent at once: one encoding, the next waiting in the engine
+IN_FLIGHT = 3  # embedding requests sent at once: the engine encodes two together, the next waits
 MAX_DOCUMENTS = 64  # documents parsed or embedding at once (their texts are held in memory)
 PARSERS = 2  # documents parsed at once (threads)
 
