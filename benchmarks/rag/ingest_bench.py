@@ -20,7 +20,10 @@ Each ingestion's chunks/s is also given as a share of the mean of the two model 
 machine the CPU the model gets changes from minute to minute, so each run also records the CPU
 seconds the embedding worker spent (/proc, same machine only): chunks per worker CPU second, as a
 share of the model-only runs', says whether ingestion makes the model do more work per chunk
-(requests not full, padding) independently of the load.
+(requests not full, padding) independently of the load. With ``--gateway-log`` (the gateway's
+log file, same machine) each ingestion also reports the share of its wall time during which an
+embedding request was in flight at the model: 1.0 means the model never waited for the pipeline
+(parsing, packing, writing), so the ingestion ran at whatever speed the model had.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +127,7 @@ async def rest_ingest(url: str, collection: str, files: list[Path], per_request:
         return time.perf_counter() - started
 
 
-def cli_ingest(url: str, collection: str, folder: Path) -> tuple[float, str]:
+def cli_ingest(url: str, collection: str, folder: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(
         [*NANOSERVE, "ingest", str(folder), "-c", collection, "--url", url],
@@ -131,7 +135,8 @@ def cli_ingest(url: str, collection: str, folder: Path) -> tuple[float, str]:
         text=True,
         check=True,
     )
-    return time.perf_counter() - started, done.stdout.strip()
+    print(f"cli     {done.stdout.strip()}", flush=True)
+    return time.perf_counter() - started
 
 
 def worker_cpu(url: str, model: str) -> float:
@@ -142,6 +147,29 @@ def worker_cpu(url: str, model: str) -> float:
     pid = next(m["pid"] for m in status["models"] if m["id"] == model)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_ACCESS = re.compile(r"^(\S+?)Z? INFO nanoserve\.access: POST /v1/embeddings 200 .*duration_ms=([\d.]+)")
+
+
+def busy_share(log: Path, start: float, end: float) -> float:
+    """The share of [start, end] (epoch seconds) covered by embedding requests of the gateway's
+    access log (each logged at its end with its duration)."""
+    from datetime import UTC, datetime
+
+    spans = []
+    for line in log.read_text(errors="replace").splitlines():
+        if m := _ACCESS.match(line):
+            stop = datetime.fromisoformat(m[1]).replace(tzinfo=UTC).timestamp()
+            first, last = max(start, stop - float(m[2]) / 1e3), min(end, stop)
+            if last > first:
+                spans.append((first, last))
+    covered, reach = 0.0, start
+    for first, last in sorted(spans):
+        if last > reach:
+            covered += last - max(first, reach)
+            reach = last
+    return covered / (end - start)
 
 
 def collection_counts(url: str, collection: str) -> tuple[int, int]:
@@ -161,6 +189,7 @@ def main() -> None:
     parser.add_argument("--model", default="all-minilm:l6-v2")
     parser.add_argument("--model-chunks", type=int, default=640, help="chunks of each model-only run")
     parser.add_argument("--skip", default="", help="comma-separated: model,cli,rest")
+    parser.add_argument("--gateway-log", type=Path, help="the gateway's log: the model's busy share")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     skip = set(args.skip.split(","))
@@ -188,22 +217,24 @@ def main() -> None:
                   f"{len(texts) / cpu:.1f} per worker CPU s)", flush=True)  # fmt: skip
 
         model("model")
-        measured: list[tuple[str, str, float, float]] = []
+        measured: list[tuple[str, str, float, float, tuple[float, float]]] = []
+
+        def ingestion(label: str, collection: str, ingest: Callable[[], float]) -> None:
+            cpu, started = worker_cpu(url, args.model), time.time()
+            seconds = ingest()
+            window = (started, time.time())
+            measured.append((label, collection, seconds, worker_cpu(url, args.model) - cpu, window))
+
         if "cli" not in skip:
-            cpu = worker_cpu(url, args.model)
-            seconds, out = cli_ingest(url, f"bench-cli-{run}", folder)
-            measured.append(("cli", f"bench-cli-{run}", seconds, worker_cpu(url, args.model) - cpu))
-            print(f"cli     {out}", flush=True)
+            ingestion("cli", f"bench-cli-{run}", lambda: cli_ingest(url, f"bench-cli-{run}", folder))
         if "rest" not in skip:
-            cpu = worker_cpu(url, args.model)
-            seconds = asyncio.run(rest_ingest(url, f"bench-rest-{run}", files, 32, 2))
-            measured.append(("rest", f"bench-rest-{run}", seconds, worker_cpu(url, args.model) - cpu))
+            ingestion("rest", f"bench-rest-{run}",
+                      lambda: asyncio.run(rest_ingest(url, f"bench-rest-{run}", files, 32, 2)))  # fmt: skip
         if args.single:
-            cpu = worker_cpu(url, args.model)
-            seconds = asyncio.run(rest_ingest(url, f"bench-one-{run}", files, 1, 8))
-            measured.append(("rest-1", f"bench-one-{run}", seconds, worker_cpu(url, args.model) - cpu))
+            ingestion("rest-1", f"bench-one-{run}",
+                      lambda: asyncio.run(rest_ingest(url, f"bench-one-{run}", files, 1, 8)))  # fmt: skip
         model("model-2")
-        for label, collection, seconds, cpu in measured:
+        for label, collection, seconds, cpu, window in measured:
             documents, stored = collection_counts(url, collection)
             n = args.files
             results["runs"][label] = {
@@ -211,9 +242,12 @@ def main() -> None:
                 "files_per_s": round(n / seconds, 2), "chunks_per_s": round(stored / seconds, 1),
                 "worker_cpu_s": round(cpu, 1), "chunks_per_cpu_s": round(stored / cpu, 1),
             }  # fmt: skip
+            if args.gateway_log:
+                results["runs"][label]["model_busy_share"] = round(busy_share(args.gateway_log, *window), 3)
             print(f"{label:<7} {n} files, {documents} documents, {stored} chunks in {seconds:.1f} s: "
                   f"{n / seconds:.2f} files/s, {stored / seconds:.1f} chunks/s; "
-                  f"{stored / cpu:.1f} per worker CPU s", flush=True)  # fmt: skip
+                  f"{stored / cpu:.1f} per worker CPU s; model busy "
+                  f"{results['runs'][label].get('model_busy_share', '?')} of the time", flush=True)  # fmt: skip
             httpx.delete(f"{url}/v1/rag/collections/{collection}", timeout=60)
     models = [results["runs"][k] for k in ("model", "model-2") if k in results["runs"]]
     if models:
