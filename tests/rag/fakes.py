@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import numpy as np
+from gateway import MOCK_CONFIG
 
 from nanoserve.rag.client import InferenceClient
 
@@ -26,18 +29,24 @@ def hash_vector(text: str) -> list[float]:
 class FakeModels:
     """Counts calls; ``fail_embed_call`` makes that (1-based) embeddings call fail with a 503."""
 
-    def __init__(self, reply: str = "A reply.", fail_embed_call: int | None = None):
+    def __init__(self, reply: str = "A reply.", fail_embed_call: int | None = None, embed_delay: float = 0.0):
         self.reply = reply
         self.fail_embed_call = fail_embed_call
+        self.embed_delay = embed_delay  # seconds each embeddings request takes
         self.embed_calls = 0
+        self.embed_sizes: list[int] = []  # texts in each embeddings request
         self.chat_calls: list[list[dict[str, str]]] = []
 
-    def handler(self) -> Callable[[httpx.Request], httpx.Response]:
-        def handle(request: httpx.Request) -> httpx.Response:
+    def handler(self) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+        async def handle(request: httpx.Request) -> httpx.Response:
             body = json.loads(request.content)
             if request.url.path.endswith("/embeddings"):
                 self.embed_calls += 1
-                if self.embed_calls == self.fail_embed_call:
+                call = self.embed_calls
+                self.embed_sizes.append(len(body["input"]))
+                if self.embed_delay:
+                    await asyncio.sleep(self.embed_delay)
+                if call == self.fail_embed_call:
                     return httpx.Response(
                         503, json={"error": {"message": "worker died"}}, headers={"Retry-After": "2"}
                     )
@@ -52,5 +61,26 @@ class FakeModels:
 
         return handle
 
-    def client(self) -> InferenceClient:
-        return InferenceClient("http://models.test", transport=httpx.MockTransport(self.handler()))
+    def client(self, embed_batch: int | None = None) -> InferenceClient:
+        """``embed_batch``: texts per embeddings request (the client's default if None)."""
+        return InferenceClient(
+            "http://models.test",
+            transport=httpx.MockTransport(self.handler()),
+            embed_batch=None if embed_batch is None else lambda model: embed_batch,
+        )
+
+
+# A gateway config with mock models behind /v1/rag: each embeddings request takes ``ttft_ms``.
+def mock_rag_config(embed_ms: int) -> dict[str, Any]:
+    return {
+        "models": [
+            MOCK_CONFIG["models"][0],
+            {
+                "id": "mock-embed",
+                "engine": "mock-embedding",
+                "kind": "embedding",
+                "options": {"ttft_ms": embed_ms},
+            },
+        ],
+        "rag": {"embedding_model": "mock-embed", "generation_model": "mock-chat"},
+    }

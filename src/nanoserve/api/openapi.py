@@ -244,6 +244,19 @@ class Operation:
     status: int = 200
     errors: tuple[int, ...] = (400, 404, 413, 429, 503)
     extra: dict[int, str] = field(default_factory=dict)  # more statuses: description
+    form: dict[str, Any] | None = None  # the properties of a multipart/form-data body it takes
+
+
+_FORMAT = {"type": "string", "enum": ["text", "markdown", "html", "pdf"]}
+_DOCUMENT_FORM = {
+    "file": {"type": "string", "format": "binary"},
+    "name": {"type": "string"},
+    "format": _FORMAT,
+    "source": {"type": "string"},
+    "title": {"type": "string"},
+}
+# many files; name, source, title and format: none, or one per file in the same order
+_INGEST_FORM = {key: {"type": "array", "items": schema} for key, schema in _DOCUMENT_FORM.items()}
 
 
 MODEL_ERRORS = (400, 404, 408, 413, 429, 503, 507)
@@ -287,8 +300,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/v1/rag/collections/{name}"): Operation(ok=RagObject, errors=(400, 404, 503)),
     ("delete", "/v1/rag/collections/{name}"): Operation(ok=RagObject, errors=(400, 404, 503)),
     ("post", "/v1/rag/collections/{name}/documents"): Operation(
-        DocumentIn, RagObject, errors=(400, 404, 409, 413, 415, 429, 503, 507), extra={201: "created"}
+        DocumentIn, RagObject, errors=(400, 404, 409, 413, 415, 429, 503, 507), extra={201: "created"},
+        form=_DOCUMENT_FORM,
     ),
+    ("post", "/v1/rag/collections/{name}/ingest"): Operation(ok=RagObject, streams=NDJSON, errors=(400, 413, 503), form=_INGEST_FORM),
     ("delete", "/v1/rag/collections/{name}/documents/{document}"): Operation(ok=RagObject, errors=(400, 404, 503)),
     ("post", "/v1/rag/query"): Operation(QueryIn, RagObject, errors=MODEL_ERRORS),
     ("post", "/v1/rag/search"): Operation(SearchIn, RagObject, errors=MODEL_ERRORS),
@@ -382,22 +397,14 @@ def _operation(path: str, item: dict[str, Any], op: Operation, method: str) -> N
             item.setdefault("parameters", []).append(
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             )
+    content: dict[str, Any] = {}
     if op.request is not None:
-        content: dict[str, Any] = {JSON: {"schema": _ref(op.request)}}
-        if op.request is DocumentIn:
-            content["multipart/form-data"] = {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "name": {"type": "string"},
-                        "format": {"type": "string", "enum": ["text", "markdown", "html", "pdf"]},
-                        "source": {"type": "string"},
-                        "title": {"type": "string"},
-                    },
-                }
-            }
+        content[JSON] = {"schema": _ref(op.request)}
+    if op.form is not None:
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "required": ["file"], "properties": op.form}
+        }
+    if content:
         item["requestBody"] = {"required": True, "content": content}
 
 

@@ -8,7 +8,9 @@ service and shape JSON. The router's route class renders errors in OpenAI's body
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -17,18 +19,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from nanoserve.config import Settings
-from nanoserve.errors import BadRequest
-from nanoserve.rag.client import InferenceClient
+from nanoserve.errors import BadRequest, PayloadTooLarge
+from nanoserve.profiles import profile_for
+from nanoserve.rag.client import EMBED_BATCH, InferenceClient
 from nanoserve.rag.documents import FORMATS, Format, detect_format
-from nanoserve.rag.ingest import IngestResult
+from nanoserve.rag.ingest import IngestResult, Upload
 from nanoserve.rag.protocol import DocumentIn, FeedbackIn, QueryIn, SearchIn, parse
 from nanoserve.rag.service import RagService
-from nanoserve.rag.store.base import CollectionInfo, DocumentInfo
+from nanoserve.rag.store.base import CollectionInfo, DocumentInfo, check_collection_name
 from nanoserve.wire.body import DEFAULT_LIMIT, loads, read_body
-from nanoserve.wire.errors import openai_error_response
+from nanoserve.wire.errors import as_nanoserve_error, openai_error_body, openai_error_response
 
 GetService = Callable[[Request], RagService]
 
@@ -93,12 +96,34 @@ def gateway_url(settings: Settings) -> str:
     return f"{scheme}://{host}:{settings.port}"
 
 
+def embed_batch(settings: Settings) -> Callable[[str], int]:
+    """Texts per embedding request for each model: its engine's cap on one request's tokens
+    (``options.max_batch_tokens``, the one batch setting) over the most tokens one text can have
+    (its ``context_length``: longer texts are truncated), so a request is as full as the engine
+    takes and never over its cap; ``EMBED_BATCH`` for a model whose engine states no cap."""
+
+    def texts_per_request(model: str) -> int:
+        config = next((m for m in settings.models if model in m.names), None)
+        if config is None:
+            return EMBED_BATCH
+        options = profile_for(config.engine).options
+        if "max_batch_tokens" not in options.model_fields:
+            return EMBED_BATCH
+        tokens = int(config.options.get("max_batch_tokens", options.model_fields["max_batch_tokens"].default))
+        return max(1, tokens // config.context_length)
+
+    return texts_per_request
+
+
 def create_rag_service(
     settings: Settings, auth_headers: Callable[[], Mapping[str, str]] | None = None
 ) -> RagService:
     """``auth_headers``: the gateway's internal credential, charging the asking key (nanoserve.auth)."""
     client = InferenceClient(
-        gateway_url(settings), auth_headers=auth_headers, verify=not settings.tls.enabled
+        gateway_url(settings),
+        auth_headers=auth_headers,
+        verify=not settings.tls.enabled,
+        embed_batch=embed_batch(settings),
     )
     return RagService(settings.data_dir, client, settings.rag)
 
@@ -153,6 +178,26 @@ def create_rag_router(get_service: GetService) -> APIRouter:
             raise BadRequest("the document needs a name (the 'name' field or the file name)", param="name")
         result = await service.ingest(name, doc_name, data, fmt, source=source, title=title)
         return JSONResponse(ingest_json(result), status_code=201 if result.status == "created" else 200)
+
+    @router.post("/collections/{name}/ingest")
+    async def ingest_many(request: Request, name: str) -> Response:
+        service = get_service(request)
+        check_collection_name(name)
+        await service.ingestor()  # the store opens (or its error is this request's)
+        settings: Settings | None = getattr(request.app.state, "settings", None)
+        limit = max(
+            settings.max_body_bytes if settings is not None else DEFAULT_LIMIT,
+            service.config.max_document_bytes,
+        )
+        uploads = await _uploads(request, limit)
+        events = _ingest_events(service, name, uploads)
+        if "application/x-ndjson" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                (json.dumps(event) + "\n" async for event in events), media_type="application/x-ndjson"
+            )
+        documents = [event async for event in events]
+        summary = documents.pop()
+        return JSONResponse({**summary, "object": "ingest", "data": documents})
 
     @router.delete("/collections/{name}/documents/{document:path}")
     async def delete_document(request: Request, name: str, document: str) -> dict[str, Any]:
@@ -224,3 +269,77 @@ def create_rag_router(get_service: GetService) -> APIRouter:
         return {"object": "list", "data": await get_service(request).metrics(collection)}
 
     return router
+
+
+MAX_UPLOAD_FILES = 1000  # files in one POST .../ingest
+
+
+async def _uploads(request: Request, max_bytes: int) -> list[Upload]:
+    """The files of a multipart ``.../ingest`` body: ``file`` parts, each named by its file name
+    (a relative path is kept) unless ``name`` fields, one per file in the same order, say otherwise;
+    ``source``, ``title`` and ``format`` likewise. Their sizes together: at most ``max_bytes``
+    (413), since they are held in memory while ingested."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadRequest("expected a multipart/form-data body with one or more 'file' parts", param="file")
+    try:
+        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=4 * MAX_UPLOAD_FILES)
+    except HTTPException as exc:  # a malformed multipart body, or too many parts
+        raise BadRequest(f"the multipart body cannot be read: {exc.detail}") from exc
+    files = form.getlist("file")
+    if not files or not all(isinstance(f, UploadFile) for f in files):
+        raise BadRequest("a multipart upload needs one or more 'file' parts", param="file")
+    total = sum(cast(UploadFile, f).size or 0 for f in files)
+    if total > max_bytes:
+        raise PayloadTooLarge(
+            f"the files of this request are {total} bytes together; one request may carry {max_bytes} "
+            "(the larger of max_body_bytes and rag.max_document_bytes): send them in several",
+            param="file",
+        )
+    fields: dict[str, list[str]] = {}
+    for key in ("name", "source", "title", "format"):
+        values = [str(v) for v in form.getlist(key)]
+        if values and len(values) != len(files):
+            raise BadRequest(
+                f"{len(values)} '{key}' fields for {len(files)} files: give one per file, in order, or none",
+                param=key,
+            )
+        if key == "format" and (bad := next((v for v in values if v and v not in FORMATS), None)):
+            raise BadRequest(f"format {bad!r} is not one of {', '.join(FORMATS)}", param="format")
+        fields[key] = values
+    uploads = []
+    for i, upload in enumerate(cast(list[UploadFile], files)):
+        given = {key: (values[i] or None) if values else None for key, values in fields.items()}
+        doc_name = given["name"] or upload.filename or ""
+        fmt = (
+            cast(Format, given["format"]) if given["format"] else detect_format(doc_name, upload.content_type)
+        )
+        uploads.append(
+            Upload(doc_name, await upload.read(), fmt, given["source"] or doc_name, given["title"])
+        )
+    return uploads
+
+
+async def _ingest_events(
+    service: RagService, collection: str, uploads: list[Upload]
+) -> AsyncIterator[dict[str, Any]]:
+    """One event per document as it is stored or fails, then a summary."""
+    started = time.perf_counter()
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
+    chunks = 0
+    async for upload, outcome in service.ingest_many(collection, uploads):
+        if isinstance(outcome, IngestResult):
+            counts[outcome.status] += 1
+            chunks += outcome.chunks if outcome.status != "unchanged" else 0
+            yield {"object": "ingest.document", **ingest_json(outcome)}
+        else:
+            counts["failed"] += 1
+            error = as_nanoserve_error(outcome)
+            yield {
+                "object": "ingest.document", "collection": collection, "document": upload.name,
+                "status": "failed", "status_code": error.status, **openai_error_body(error),
+            }  # fmt: skip
+    seconds = time.perf_counter() - started
+    yield {
+        "object": "ingest.summary", "collection": collection, "documents": len(uploads), **counts,
+        "chunks": chunks, "seconds": round(seconds, 3),
+    }  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,14 @@ def _client(url: str, timeout: float = 600.0) -> httpx.Client:
     )
 
 
+def _error_message(response: httpx.Response) -> str:
+    try:
+        err = response.json()["error"]
+        return err["message"] if isinstance(err, dict) else str(err)
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
+
+
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     try:
         response = client.request(method, path, **kwargs)
@@ -47,12 +55,7 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
             f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)"
         ) from exc
     if response.status_code >= 400:
-        try:
-            err = response.json()["error"]
-            message = err["message"] if isinstance(err, dict) else str(err)
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500]
-        raise click.ClickException(f"{response.status_code}: {message}")
+        raise click.ClickException(f"{response.status_code}: {_error_message(response)}")
     return response.json()
 
 
@@ -74,21 +77,69 @@ def iter_files(paths: tuple[Path, ...]) -> Iterator[tuple[Path, str]]:
             yield path, path.name
 
 
-def _ingest_one(client: httpx.Client, collection: str, file: Path, name: str) -> dict[str, Any]:
-    return _call(
-        client,
-        "POST",
-        f"/v1/rag/collections/{collection}/documents",
-        files={"file": (file.name, file.read_bytes())},
-        data={"name": name, "source": str(file)},
-    )
+FILES_PER_REQUEST = 32  # files in one POST .../ingest
+BYTES_PER_REQUEST = 8 * 1024 * 1024  # and at most this much of them (a bigger file goes alone)
+
+
+def upload_groups(files: list[tuple[Path, str]]) -> Iterator[list[tuple[Path, str]]]:
+    """The files in upload order, cut into requests of at most FILES_PER_REQUEST files and
+    BYTES_PER_REQUEST bytes."""
+    group: list[tuple[Path, str]] = []
+    size = 0
+    for file, name in files:
+        length = file.stat().st_size
+        if group and (len(group) >= FILES_PER_REQUEST or size + length > BYTES_PER_REQUEST):
+            yield group
+            group, size = [], 0
+        group.append((file, name))
+        size += length
+    if group:
+        yield group
+
+
+def _upload(
+    client: httpx.Client,
+    collection: str,
+    group: list[tuple[Path, str]],
+    report: Callable[[dict[str, Any]], None],
+) -> None:
+    """POST one group to ``.../ingest`` and report each document's event as it streams back; a
+    request that fails reports its files not yet reported as failed with its error."""
+    pending = [name for _, name in group]
+    try:
+        with client.stream(
+            "POST",
+            f"/v1/rag/collections/{collection}/ingest",
+            files=[("file", (file.name, file.read_bytes())) for file, _ in group],
+            data={"name": [name for _, name in group], "source": [str(file) for file, _ in group]},
+            headers={"Accept": "application/x-ndjson"},
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise click.ClickException(f"{response.status_code}: {_error_message(response)}")
+            for line in response.iter_lines():
+                event = json.loads(line) if line.strip() else {}
+                if event.get("object") == "ingest.document" and event.get("document") in pending:
+                    pending.remove(event["document"])
+                    report(event)
+    except httpx.TransportError as exc:
+        message = f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)"
+    except click.ClickException as exc:
+        message = exc.message
+    except (OSError, ValueError) as exc:  # a file that cannot be read; a garbled answer
+        message = str(exc)
+    else:
+        message = "the gateway's answer ended before this file's"
+    for name in pending:
+        report({"document": name, "status": "failed", "error": {"message": message}})
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--collection", "-c", default="default", show_default=True, help="Collection to add to.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Files in flight at once: the gateway embeds their chunks together.")  # fmt: skip
+@click.option("--jobs", "-j", type=click.IntRange(1, 16), default=2, show_default=True,
+              help=f"Uploads in flight at once, each of up to {FILES_PER_REQUEST} files: the gateway "
+                   "packs the chunks of all of them into full embedding batches.")  # fmt: skip
 @_url_option
 def ingest(paths: tuple[Path, ...], collection: str, jobs: int, url: str) -> None:
     """Add files and folders (text, Markdown, HTML, PDF) to a collection.
@@ -96,7 +147,8 @@ def ingest(paths: tuple[Path, ...], collection: str, jobs: int, url: str) -> Non
     A file already ingested under the same name is replaced if it changed, skipped otherwise.
     Each file is stored whole or not at all: an interrupted run is completed by running it again.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import ThreadPoolExecutor
+    from queue import Queue
 
     files = list(iter_files(paths))
     if not files:
@@ -104,10 +156,13 @@ def ingest(paths: tuple[Path, ...], collection: str, jobs: int, url: str) -> Non
     totals = {"created": 0, "updated": 0, "unchanged": 0, "failed": 0}
     chunks = 0
     started = time.perf_counter()
+    events: Queue[dict[str, Any]] = Queue()
 
     def rate(done: object) -> str | None:
         elapsed = time.perf_counter() - started
-        return f"{bar.pos / elapsed:.1f} files/s" if done and elapsed > 0 else None
+        if not done or elapsed <= 0:
+            return None
+        return f"{bar.pos / elapsed:.1f} files/s, {chunks / elapsed:.0f} chunks/s"
 
     with (
         _client(url) as client,
@@ -116,18 +171,16 @@ def ingest(paths: tuple[Path, ...], collection: str, jobs: int, url: str) -> Non
             length=len(files), label=f"Ingesting into {collection!r}", item_show_func=rate, file=sys.stderr
         ) as bar,
     ):
-        futures = {pool.submit(_ingest_one, client, collection, f, n): n for f, n in files}
+        futures = [pool.submit(_upload, client, collection, g, events.put) for g in upload_groups(files)]
         try:
-            for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except click.ClickException as exc:
-                    totals["failed"] += 1
-                    click.echo(f"\n{futures[future]}: {exc.message}", err=True)
-                else:
-                    totals[result["status"]] += 1
-                    if result["status"] != "unchanged":
-                        chunks += result["chunks"]
+            for _ in range(len(files)):
+                event = events.get()
+                status = event["status"]
+                totals[status] += 1
+                if status == "failed":
+                    click.echo(f"\n{event['document']}: {event['error']['message']}", err=True)
+                elif status != "unchanged":
+                    chunks += event["chunks"]
                 bar.update(1, current_item=True)
         except KeyboardInterrupt:
             for future in futures:

@@ -26,7 +26,10 @@ from nanoserve.errors import (
 from nanoserve.wire.rerank import BadRerankAnswer, scores_from_answer
 
 DEFAULT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
-EMBED_BATCH = 32  # chunks of ~800 characters: within the embedding engine's default per-request cap
+# Texts per embedding request when the model's cap is not known (a remote server): the default
+# sentence-transformers cap (options.max_batch_tokens 8192) over the default model's longest text
+# (context_length 256). The gateway passes each model's own figure (``embed_batch``).
+EMBED_BATCH = 32
 
 
 class InferenceClient:
@@ -41,11 +44,15 @@ class InferenceClient:
         headers: dict[str, str] | None = None,
         auth_headers: Callable[[], Mapping[str, str]] | None = None,
         verify: bool = True,
+        embed_batch: Callable[[str], int] | None = None,
     ):
         """``auth_headers``: called per request (the gateway's internal credential and the key
-        that asked); ``verify=False`` only for the gateway's own TLS on loopback."""
+        that asked); ``verify=False`` only for the gateway's own TLS on loopback;
+        ``embed_batch(model)``: texts per embedding request for that model (``EMBED_BATCH`` if
+        not given)."""
         self.base_url = base_url.rstrip("/")
         self._auth_headers = auth_headers
+        self._embed_batch_of = embed_batch
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/v1",
             timeout=timeout,
@@ -57,12 +64,17 @@ class InferenceClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def embed_batch(self, model: str) -> int:
+        """Texts per embedding request for ``model``: what its engine takes in one request."""
+        return max(1, self._embed_batch_of(model)) if self._embed_batch_of is not None else EMBED_BATCH
+
     async def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order (sent in batches of ``EMBED_BATCH``; a batch over the
-        model's per-request token cap, a 413, is sent again in halves)."""
+        """One vector per text, in order (sent in requests of ``embed_batch(model)`` texts; a
+        request over the model's per-request token cap, a 413, is sent again in halves)."""
         vectors: list[list[float]] = []
-        for i in range(0, len(texts), EMBED_BATCH):
-            vectors.extend(await self._embed_batch(model, list(texts[i : i + EMBED_BATCH])))
+        size = self.embed_batch(model)
+        for i in range(0, len(texts), size):
+            vectors.extend(await self._embed_batch(model, list(texts[i : i + size])))
         return vectors
 
     async def _embed_batch(self, model: str, batch: list[str]) -> list[list[float]]:

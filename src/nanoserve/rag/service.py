@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from nanoserve.errors import BadRequest, NotFound, QuotaExceeded, Unavailable
 from nanoserve.rag.client import InferenceClient
 from nanoserve.rag.config import RagConfig
 from nanoserve.rag.documents import Format
-from nanoserve.rag.ingest import Ingestor, IngestResult, Progress
+from nanoserve.rag.ingest import Ingestor, IngestResult, Progress, Upload
 from nanoserve.rag.intent import IntentClassifier, Strategy, route
 from nanoserve.rag.learning import UsedChunk, assign_credit
 from nanoserve.rag.metrics import RagStats
@@ -54,6 +55,7 @@ class RagService:
         self.classifier = IntentClassifier(self.config.intent_specs())
         self._store = store
         self._traces: TraceStore | None = None
+        self._ingestor: Ingestor | None = None
         self._open_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -86,6 +88,9 @@ class RagService:
         return self._store, self._traces
 
     async def aclose(self) -> None:
+        if self._ingestor is not None:
+            await self._ingestor.aclose()
+
         def close() -> None:
             with self._open_lock:
                 if self._store is not None:
@@ -121,6 +126,19 @@ class RagService:
         store, _ = await self.stores()
         await asyncio.to_thread(store.delete_document, collection, name)
 
+    async def ingestor(self) -> Ingestor:
+        """The one ingestion pipeline: documents of concurrent requests share embedding requests."""
+        store, _ = await self.stores()
+        if self._ingestor is None:
+            self._ingestor = Ingestor(
+                store,
+                self.client,
+                embedding_model=self.config.embedding_model,
+                chunk_max_chars=self.config.chunk_max_chars,
+                max_document_bytes=self.config.max_document_bytes,
+            )
+        return self._ingestor
+
     async def ingest(
         self,
         collection: str,
@@ -132,22 +150,44 @@ class RagService:
         title: str | None = None,
         progress: Progress | None = None,
     ) -> IngestResult:
-        store, _ = await self.stores()
-        ingestor = Ingestor(
-            store,
-            self.client,
-            embedding_model=self.config.embedding_model,
-            chunk_max_chars=self.config.chunk_max_chars,
-            max_document_bytes=self.config.max_document_bytes,
-        )
+        ingestor = await self.ingestor()
         check_collection_name(collection)
-        await asyncio.to_thread(self._check_quotas, store, collection, name)
+        await asyncio.to_thread(self._check_quotas, ingestor.store, collection, name)
         result = await ingestor.ingest(
             collection, name, data, fmt, source=source, title=title, progress=progress
         )
         if result.status != "unchanged":
             self.stats.observe_ingest(collection, result.chunks)
         return result
+
+    async def ingest_many(
+        self, collection: str, uploads: Sequence[Upload]
+    ) -> AsyncIterator[tuple[Upload, IngestResult | Exception]]:
+        """Ingest ``uploads`` together (their chunks share embedding requests), yielding each
+        document's result or error as soon as it is stored or failed. Each document is its own
+        transaction: one that fails loses nothing of the others. Closing the iterator early (the
+        client left) cancels the documents not stored yet."""
+        check_collection_name(collection)
+        await self.ingestor()
+
+        async def one(upload: Upload) -> tuple[Upload, IngestResult | Exception]:
+            try:
+                result = await self.ingest(
+                    collection, upload.name, upload.data, upload.format, source=upload.source,
+                    title=upload.title,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - reported per document
+                return upload, exc
+            return upload, result
+
+        tasks = [asyncio.create_task(one(u), name="rag-ingest") for u in uploads]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _check_quotas(self, store: VectorStore, collection: str, document: str) -> None:
         """``QuotaExceeded`` naming the quota this document would pass (rag.max_*)."""
