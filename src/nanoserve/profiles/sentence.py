@@ -32,7 +32,10 @@ WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".pt")
 MODEL_FILES = ("modules.json", "config.json")  # one of them marks a model directory
 Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
 TOKENIZER_FILE = "tokenizer.json"  # the ONNX path's tokenizer (the `tokenizers` library)
-ONNX_EXPORT_VERSION = 1  # part of the cached file's name: a new export format makes a new file
+# ONNX Runtime's CPU arena keeps more than one layer's activations alive: measured on the fused
+# BERT graph at the worst shape (32 x 256 tokens), twice the torch figure (benchmarks/README.md)
+ONNX_ACTIVATION_FACTOR = 2
+ONNX_EXPORT_VERSION = 2  # part of the cached file's name: a new export format makes a new file
 
 
 class SentenceOptions(EngineOptions):
@@ -119,6 +122,8 @@ def model_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
     tokens = options.max_batch_tokens
     # one layer's activations for a full batch: hidden states, feed-forward, attention scores
     activations = tokens * F32 * (4 * hidden + intermediate + heads * config.context_length)
+    if backend != "torch":
+        activations *= ONNX_ACTIVATION_FACTOR
     return ModelParts({"weights": weights, "activations": activations}, f"{basis} ({backend})")
 
 
