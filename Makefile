@@ -11,7 +11,7 @@ GPU    ?= cpu
 EXTRAS := llamacpp,sentence,bench,otel,rag,pgvector,hub,ray,test
 STAMP  := $(VENV)/.installed-$(GPU)
 
-.PHONY: install run test test-slow peers lint clean screenshots
+.PHONY: install run test test-slow peers infinity lint clean screenshots
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ test-slow: install peers
 # 2 cores) into ~/.cache/nanoserve, outside the repository; instant once built.
 peers: install
 	PYTHON=$(BIN)/python bash peers/build-llama-server.sh
+
+# Infinity, the embedding server benchmarks/embeddings.py runs beside nanoserve, in a venv of its own
+# in ~/.cache/nanoserve (it pins older transformers); not needed by any test.
+infinity:
+	bash peers/install-infinity.sh
 
 # A PNG of each dashboard page in docs/screenshots/ (the README shows them); not part of `make test`.
 screenshots: install

@@ -7,9 +7,10 @@ that fill their whole context (prompt and answer); the embedding model serves in
 traffic, concurrent requests of chunks of mixed lengths (the largest batches the engine forms). Unloading measures each worker
 once more (the peak since its load), and that is compared with the estimate.
 
-    .venv/bin/python benchmarks/memory_estimates.py [--rounds 4]
+    .venv/bin/python benchmarks/memory_estimates.py [--rounds 4] [--only embedding]
 
-Writes benchmarks/results/memory-estimates.json.
+Writes benchmarks/results/memory-estimates.json; with ``--only``, updates that kind's model in it
+and keeps the other's row.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def embedding_workload(gw: Gateway, model: str, rounds: int, rng: random.Random)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=4, help="rounds of 16 concurrent embedding requests")
+    parser.add_argument("--only", choices=["chat", "embedding"], help="measure one default model")
     args = parser.parse_args()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as data:
@@ -108,15 +110,18 @@ def main() -> None:
                 (m for m in first if first[m]["kind"] == "embedding"),
             )
             chat_id, embed_id = next(chat), next(embed)
-            estimates = {m: first[m]["estimated_mib"] for m in (chat_id, embed_id)}
+            measured = [m for m in (chat_id, embed_id) if args.only in (None, first[m]["kind"])]
+            estimates = {m: first[m]["estimated_mib"] for m in measured}
             started = time.perf_counter()
-            for model in (chat_id, embed_id):
+            for model in measured:
                 httpx.post(gw.url + "/models/load", json={"model": model}, timeout=300).raise_for_status()
-            after_load = {m: status(gw)[m]["measured_mib"] for m in (chat_id, embed_id)}
+            after_load = {m: status(gw)[m]["measured_mib"] for m in measured}
             chat_config = next(m for m in default_models() if m.id == chat_id)
-            chat_workload(gw, chat_id, chat_config.parallel, chat_config.context_length, rng)
-            embedding_workload(gw, embed_id, args.rounds, rng)
-            for model in (chat_id, embed_id):
+            if chat_id in measured:
+                chat_workload(gw, chat_id, chat_config.parallel, chat_config.context_length, rng)
+            if embed_id in measured:
+                embedding_workload(gw, embed_id, args.rounds, rng)
+            for model in measured:
                 httpx.post(gw.url + "/models/unload", json={"model": model}, timeout=300).raise_for_status()
             final = status(gw)
             rows = {
@@ -126,12 +131,20 @@ def main() -> None:
                     "measured_after_workload_mib": final[m]["measured_mib"],
                     "error": round(estimates[m] / final[m]["measured_mib"] - 1, 3),
                 }
-                for m in (chat_id, embed_id)
+                for m in measured
             }
         finally:
             gw.stop()
-    result = {"rounds": args.rounds, "seconds": round(time.perf_counter() - started, 1), "models": rows}
     out = Path(__file__).parent / "results" / "memory-estimates.json"
+    seconds = round(time.perf_counter() - started, 1)
+    result = {"rounds": args.rounds, "seconds": seconds, "models": rows}
+    if args.only and out.exists():  # the other model's row stays, with its own run's facts
+        previous = json.loads(out.read_text())
+        runs = previous.get("runs", {"all": {"rounds": previous["rounds"], "seconds": previous["seconds"]}})
+        result = {
+            "runs": {**runs, args.only: {"rounds": args.rounds, "seconds": seconds}},
+            "models": {**previous["models"], **rows},
+        }
     out.write_text(json.dumps(result, indent=2) + "\n")
     for model, row in rows.items():
         print(

@@ -27,7 +27,7 @@ async def engine() -> AsyncIterator[SentenceTransformersEngine]:
         path=resolve_source(MINILM.source or ""),
         kind="embedding",
         context_length=256,
-        options={"max_batch_tokens": BUDGET},
+        options={"max_batch_tokens": BUDGET, "backend": "torch"},  # test_sentence_onnx.py: onnx's
     )
     eng = SentenceTransformersEngine(spec)
     await eng.start()

@@ -13,6 +13,8 @@ import psutil
 import pytest
 from gateway import Gateway
 
+from nanoserve.config import default_models
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("nanoserve.engines.llamacpp") is None,
     reason="the llama.cpp engine (nanoserve.engines.llamacpp) is not installed",
@@ -82,8 +84,12 @@ class WorkerSampler:
 def test_budget_that_fits_one_model_alternating_requests(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Estimated ~490 and ~710 MiB, measured ~420 and ~515 MiB: the budget must refuse both together
     # by either count (the planner uses the measurement once it has one).
+    # The embedding model on torch: on ONNX Runtime (~300 MiB measured) both would fit.
     budget_mib = 850
-    gw = Gateway(tmp_path_factory.mktemp("memory-budget"), {"memory": {"budget_mib": budget_mib}})
+    models = [m.model_dump(mode="json", exclude_unset=True) for m in default_models()]
+    models[1]["options"] = {"backend": "torch"}
+    config = {"memory": {"budget_mib": budget_mib}, "models": models}
+    gw = Gateway(tmp_path_factory.mktemp("memory-budget"), config)
     try:
         with gw.client(timeout=300) as http:
             status = http.get("/models/status").json()

@@ -1,5 +1,8 @@
 """sentence-transformers embedding engine with dynamic micro-batching.
 
+Two backends (``options.backend``, nanoserve.profiles.sentence): torch runs sentence-transformers;
+onnx and onnx-int8 run an ONNX export of the same weights with ONNX Runtime (sentence_onnx.py).
+
 Concurrent ``embed`` calls are gathered into one forward pass: the batcher takes what is
 waiting, waits at most ``max_wait_ms`` for more while the batch is under its token budget, and
 runs the batch in one worker thread (one thread hop per batch, not per request). Texts are
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +24,9 @@ from typing import Any
 from nanoserve.engines.base import EmbeddingEngine, Embeddings
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.errors import EngineError, PayloadTooLarge
+from nanoserve.profiles.sentence import PROFILE, SentenceOptions, resolve_backend
 
 MAX_CHARS_PER_TOKEN = 32  # texts are cut to max_seq_length * this before tokenizing
-from nanoserve.profiles.sentence import PROFILE, SentenceOptions
 
 
 @dataclass(eq=False)
@@ -30,6 +34,7 @@ class _Job:
     texts: Sequence[str]
     tokens: int
     longest: int  # tokens of its longest text: a forward pass pads every text to its batch's longest
+    encodings: list[Any] | None  # the onnx backend's tokenized texts (tokenized once, when counted)
     future: asyncio.Future[tuple[list[list[float]], int]]
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -41,8 +46,11 @@ class SentenceTransformersEngine(EmbeddingEngine):
 
     def __init__(self, spec: Any):
         super().__init__(spec)
-        self._model: Any = None
+        self._model: Any = None  # torch: the SentenceTransformer
+        self._onnx: Any = None  # onnx: the OnnxEncoder
         self._counter: Any = None
+        self.backend = "torch"
+        self._max_seq = 0
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._batcher: asyncio.Task[None] | None = None
         # Every forward pass on one thread: passes run one at a time anyway, and each thread that
@@ -57,7 +65,14 @@ class SentenceTransformersEngine(EmbeddingEngine):
     async def start(self) -> None:
         if self.spec.path is None:
             raise EngineError("sentence-transformers engine needs a model directory")
+        self.backend = resolve_backend(self.options.backend, self.spec.path)
+        if self.backend != "torch":
+            self._onnx = await asyncio.get_running_loop().run_in_executor(self._thread, self._load_onnx)
+            self._dims = self._onnx.dimensions
+            self._batcher = asyncio.create_task(self._run(), name="embedding-batcher")
+            return
         self._model = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
+        self._max_seq = self._model.max_seq_length
         # Token counting runs on the event loop while a batch encodes in its thread: a fast
         # tokenizer's truncation and padding are settings of the object that each call changes,
         # so sharing one made concurrent batches fail ("Unable to create tensor ... padding").
@@ -79,6 +94,25 @@ class SentenceTransformersEngine(EmbeddingEngine):
         model.max_seq_length = min(model.max_seq_length or self.spec.context_length, self.spec.context_length)
         return model
 
+    def _load_onnx(self) -> Any:
+        from nanoserve.config import default_data_dir
+        from nanoserve.engines.sentence_onnx import OnnxEncoder, ensure_onnx
+
+        assert self.spec.path is not None
+        model_file = ensure_onnx(
+            self.spec.path, self.backend, self.spec.data_dir or default_data_dir(), threads=self.spec.threads
+        )
+        # as sentence-transformers reads it: its config's max_seq_length, within the context length
+        try:
+            configured = json.loads((self.spec.path / "sentence_bert_config.json").read_text())
+        except (OSError, ValueError):
+            configured = {}
+        limit = self.spec.context_length
+        self._max_seq = min(int(configured.get("max_seq_length") or limit), limit)
+        return OnnxEncoder(
+            self.spec.path, model_file, threads=self.spec.threads, max_seq_length=self._max_seq
+        )
+
     async def close(self) -> None:
         if self._batcher is not None:
             self._batcher.cancel()
@@ -91,7 +125,8 @@ class SentenceTransformersEngine(EmbeddingEngine):
     def info(self) -> dict[str, Any]:
         return {
             "dimensions": self._dims,
-            "max_seq_length": getattr(self._model, "max_seq_length", None),
+            "max_seq_length": self._max_seq or None,
+            "backend": self.backend,
             "stats": {
                 "batches_total": self.batches,
                 "batched_inputs_total": self.batched_inputs,
@@ -101,7 +136,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
 
     def _count_tokens(self, texts: Sequence[str]) -> list[int]:
         tokenizer = self._counter
-        limit = self._model.max_seq_length
+        limit = self._max_seq
         encoded = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)[
             "input_ids"
         ]
@@ -112,9 +147,10 @@ class SentenceTransformersEngine(EmbeddingEngine):
             raise EngineError("engine not started")
         # Inputs are truncated to max_seq_length tokens anyway; cutting absurd texts first keeps
         # the tokenizer from spending seconds on a megabyte it would throw away.
-        cut = self._model.max_seq_length * MAX_CHARS_PER_TOKEN
+        cut = self._max_seq * MAX_CHARS_PER_TOKEN
         texts = [t[:cut] for t in texts]
-        counts = self._count_tokens(texts)
+        encodings = self._onnx.tokenize(texts) if self._onnx is not None else None
+        counts = [len(e.ids) for e in encodings] if encodings is not None else self._count_tokens(texts)
         tokens = sum(counts)
         if tokens > self.options.max_batch_tokens:
             raise PayloadTooLarge(
@@ -122,7 +158,9 @@ class SentenceTransformersEngine(EmbeddingEngine):
                 f"{self.options.max_batch_tokens} (the model's options.max_batch_tokens): split the input",
                 param="input",
             )
-        job = _Job(texts, tokens, max(counts, default=0), asyncio.get_running_loop().create_future())
+        job = _Job(
+            texts, tokens, max(counts, default=0), encodings, asyncio.get_running_loop().create_future()
+        )
         self._queue.put_nowait(job)
         vectors, _ = await job.future
         return Embeddings(vectors=vectors, prompt_tokens=tokens)
@@ -152,23 +190,29 @@ class SentenceTransformersEngine(EmbeddingEngine):
         if not batch:
             return
         texts = [t for job in batch for t in job.texts]
-        # One forward pass holds at most max_batch_tokens tokens with padding (sentence-transformers
-        # sorts by length, then pads each pass to its longest text): the activations, and so the
+        # One forward pass holds at most max_batch_tokens tokens with padding (both backends sort
+        # by length, then pad each pass to its longest text): the activations, and so the
         # worker's memory, stay within the planned size whatever the mix of lengths.
-        longest = max((job.longest for job in batch), default=1) or 1
-        per_pass = max(1, self.options.max_batch_tokens // longest)
-        try:
-            array = await asyncio.get_running_loop().run_in_executor(
-                self._thread,
-                partial(
-                    self._model.encode,
-                    texts,
-                    batch_size=min(len(texts), per_pass),
-                    normalize_embeddings=self.options.normalize,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                ),
+        if self._onnx is not None:
+            run = partial(
+                self._onnx.encode,
+                [e for job in batch for e in job.encodings or ()],
+                self.options.max_batch_tokens,
+                normalize=self.options.normalize,
             )
+        else:
+            longest = max((job.longest for job in batch), default=1) or 1
+            per_pass = max(1, self.options.max_batch_tokens // longest)
+            run = partial(
+                self._model.encode,
+                texts,
+                batch_size=min(len(texts), per_pass),
+                normalize_embeddings=self.options.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        try:
+            array = await asyncio.get_running_loop().run_in_executor(self._thread, run)
         except Exception as exc:  # noqa: BLE001  (every waiting request hears of it)
             for job in batch:
                 if not job.future.done():

@@ -87,7 +87,8 @@ class Estimator:
         profile = profile_for(config.engine)
         if profile.runtime:
             model, runtime = await asyncio.gather(
-                asyncio.to_thread(profile.model_parts, config, self._data_dir), self.baseline(config.engine)
+                asyncio.to_thread(profile.model_parts, config, self._data_dir),
+                self.baseline(profile.runtime_name(config, self._data_dir)),
             )
         else:  # not our worker: no runtime of ours to add
             model, runtime = await asyncio.to_thread(profile.model_parts, config, self._data_dir), {}
@@ -96,6 +97,7 @@ class Estimator:
         return estimate
 
     async def baseline(self, engine: str) -> dict[str, int]:
+        """The runtime baseline of ``engine`` (or ``engine:variant``, ``EngineProfile.runtime_name``)."""
         task = self._baselines.get(engine)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = self._baselines[engine] = asyncio.create_task(

@@ -10,7 +10,10 @@
 * ``capabilities``: what its workers can do beyond their kinds (``grammar``, ``vision``);
 * ``runtime``: whether our worker runtime's baseline is part of its memory (not for servers that
   are not our worker: ``command``, ``remote``);
-* ``check_config``: more for ``/ready`` than the source (the command on ``PATH``, the API key).
+* ``check_config``: more for ``/ready`` than the source (the command on ``PATH``, the API key);
+* ``runtime_variant``: for an engine whose workers import different libraries by config (the
+  sentence engine's torch or ONNX backend), the config's variant; ``variant_modules`` names what
+  a worker of each variant imports instead of ``module``, so each has its own measured baseline.
 
 Everything here is import-light: pydantic and the standard library only.
 """
@@ -56,6 +59,7 @@ class Capabilities:
 SourceCheck = Callable[[Path], "str | None"]
 ConfigCheck = Callable[["ModelConfig"], "str | None"]
 PartsOf = Callable[["ModelConfig", Path], ModelParts]  # (config, data_dir) -> parts
+VariantOf = Callable[["ModelConfig", Path], "str | None"]  # (config, data_dir) -> variant
 
 
 def runtime_only(config: ModelConfig, data_dir: Path) -> ModelParts:
@@ -74,3 +78,17 @@ class EngineProfile:
     capabilities: Capabilities = field(default_factory=Capabilities)
     runtime: bool = True  # the estimate adds our worker runtime's measured baseline
     check_config: ConfigCheck | None = None  # more readiness: a command on PATH, a key's variable set
+    runtime_variant: VariantOf | None = None  # None: one runtime for every config
+    variant_modules: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def runtime_name(self, config: ModelConfig, data_dir: Path) -> str:
+        """The name its runtime baseline is probed and stored under: the engine, or
+        ``engine:variant``."""
+        variant = self.runtime_variant(config, data_dir) if self.runtime_variant else None
+        return f"{self.name}:{variant}" if variant else self.name
+
+    def runtime_modules(self, variant: str | None) -> tuple[str, ...]:
+        """What a worker of that variant imports beside nanoserve."""
+        if variant is not None and variant in self.variant_modules:
+            return self.variant_modules[variant]
+        return (self.module,) if self.module else ()

@@ -1,20 +1,28 @@
 """The sentence-transformers engine's profile: its options, a model directory check, its memory.
 
-Memory: the weight files in the model directory (safetensors preferred), plus the activations of
+Backends (``options.backend``): ``torch`` runs the model with sentence-transformers; ``onnx`` runs
+an ONNX export of the same weights with ONNX Runtime (made once, cached under the data dir's
+``onnx/``), ``onnx-int8`` its int8 dynamic quantization; ``auto`` (the default) is ``onnx`` when
+onnxruntime is installed, else ``torch``. An ONNX worker imports neither torch nor
+sentence-transformers, so its runtime baseline is probed apart (the ``onnx`` variant).
+
+Memory: the weights (the safetensors, or the ONNX file once it exists), plus the activations of
 one forward pass of ``max_batch_tokens`` tokens (sizes from the model's ``config.json``).
-Import-light: no torch, no sentence_transformers.
+Import-light: no torch, no sentence_transformers, no onnxruntime.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from nanoserve.errors import ConfigError
 from nanoserve.profiles.base import F32, EngineOptions, EngineProfile, ModelParts
+from nanoserve.profiles.llamacpp import DIGEST_CHARS, source_digest
 from nanoserve.sources import resolve_source
 
 if TYPE_CHECKING:
@@ -22,6 +30,12 @@ if TYPE_CHECKING:
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".pt")
 MODEL_FILES = ("modules.json", "config.json")  # one of them marks a model directory
+Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
+TOKENIZER_FILE = "tokenizer.json"  # the ONNX path's tokenizer (the `tokenizers` library)
+# ONNX Runtime's CPU arena keeps more than one layer's activations alive: measured on the fused
+# BERT graph at the worst shape (32 x 256 tokens), twice the torch figure (benchmarks/README.md)
+ONNX_ACTIVATION_FACTOR = 2
+ONNX_EXPORT_VERSION = 2  # part of the cached file's name: a new export format makes a new file
 
 
 class SentenceOptions(EngineOptions):
@@ -31,6 +45,51 @@ class SentenceOptions(EngineOptions):
     )
     normalize: bool = True
     device: str = "cpu"
+    backend: Backend = Field(
+        default="auto",
+        description="torch (sentence-transformers), onnx (ONNX Runtime on an export made once), "
+        "onnx-int8 (its int8 dynamic quantization), auto: onnx when onnxruntime is installed",
+    )
+
+
+def resolve_backend(backend: Backend, directory: Path) -> Literal["torch", "onnx", "onnx-int8"]:
+    """What ``auto`` means here: ONNX Runtime when it is installed and the model has the fast
+    tokenizer's ``tokenizer.json`` the ONNX path tokenizes with (measured faster on this CPU,
+    benchmarks/embeddings.py), else torch."""
+    if backend != "auto":
+        return backend
+    if importlib.util.find_spec("onnxruntime") is None or not (directory / TOKENIZER_FILE).is_file():
+        return "torch"
+    return "onnx"
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The model's weight files (safetensors preferred)."""
+    files = [p for p in directory.rglob("*") if p.suffix in WEIGHT_FILE_SUFFIXES and p.is_file()]
+    return [p for p in files if p.suffix == ".safetensors"] or files
+
+
+def onnx_path(directory: Path, backend: str, data_dir: Path) -> Path:
+    """Where the ONNX export of the model in ``directory`` is cached: named by its weights'
+    digest, so another model or changed weights never reuse a stale file."""
+    files = sorted(weight_files(directory))
+    if not files:
+        raise ConfigError(f"{directory}: no weight files ({', '.join(WEIGHT_FILE_SUFFIXES)}) to export")
+    digest = "-".join(source_digest(p)[:DIGEST_CHARS] for p in files)
+    precision = "int8" if backend == "onnx-int8" else "fp32"
+    return data_dir / "onnx" / f"{digest}-v{ONNX_EXPORT_VERSION}-{precision}.onnx"
+
+
+def runtime_variant(config: ModelConfig, data_dir: Path) -> str | None:
+    """``onnx`` for a model served by ONNX Runtime (its worker's runtime is probed apart)."""
+    try:
+        options = SentenceOptions.model_validate(config.options)
+        directory = resolve_source(config.source, data_dir) if config.source else None
+    except (ValueError, ConfigError):
+        return None  # the engine reports the bad option or source when it starts
+    if directory is None or resolve_backend(options.backend, directory) == "torch":
+        return None
+    return "onnx"
 
 
 def check_directory(path: Path) -> str | None:
@@ -43,9 +102,16 @@ def model_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
     if config.source is None:
         raise ConfigError(f"model '{config.id}': no source to estimate its memory from")
     directory = resolve_source(config.source, data_dir)
-    files = [p for p in directory.rglob("*") if p.suffix in WEIGHT_FILE_SUFFIXES and p.is_file()]
-    preferred = [p for p in files if p.suffix == ".safetensors"] or files
-    weights = sum(p.stat().st_size for p in preferred)
+    options = SentenceOptions.model_validate(config.options)
+    backend = resolve_backend(options.backend, directory)
+    weights = sum(p.stat().st_size for p in weight_files(directory))
+    basis = f"directory {directory.name}"
+    if backend != "torch":
+        exported = onnx_path(directory, backend, data_dir)
+        if exported.exists():
+            weights, basis = exported.stat().st_size, f"{basis}, {exported.name}"
+        elif backend == "onnx-int8":
+            weights //= 4  # int8 matrices; the embeddings table dominates what stays fp32
     try:
         arch = json.loads((directory / "config.json").read_text())
     except (OSError, ValueError):
@@ -53,11 +119,12 @@ def model_parts(config: ModelConfig, data_dir: Path) -> ModelParts:
     hidden = int(arch.get("hidden_size", 768))
     intermediate = int(arch.get("intermediate_size", 4 * hidden))
     heads = int(arch.get("num_attention_heads", 12))
-    default_tokens = SentenceOptions.model_fields["max_batch_tokens"].default
-    tokens = int(config.options.get("max_batch_tokens", default_tokens))
+    tokens = options.max_batch_tokens
     # one layer's activations for a full batch: hidden states, feed-forward, attention scores
     activations = tokens * F32 * (4 * hidden + intermediate + heads * config.context_length)
-    return ModelParts({"weights": weights, "activations": activations}, f"directory {directory.name}")
+    if backend != "torch":
+        activations *= ONNX_ACTIVATION_FACTOR
+    return ModelParts({"weights": weights, "activations": activations}, f"{basis} ({backend})")
 
 
 PROFILE = EngineProfile(
@@ -67,4 +134,6 @@ PROFILE = EngineProfile(
     check_source=check_directory,
     model_parts=model_parts,
     options=SentenceOptions,
+    runtime_variant=runtime_variant,
+    variant_modules={"onnx": ("onnxruntime", "tokenizers")},
 )

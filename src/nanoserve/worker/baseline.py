@@ -2,6 +2,7 @@
 imports (the worker app, the engine class, the library its profile names), then prints its memory::
 
     python -m nanoserve.worker.baseline llamacpp   # prints {"ram": <bytes>}
+    python -m nanoserve.worker.baseline sentence-transformers:onnx   # a variant's imports
 
 The gateway runs it as a subprocess by module name (``orchestrator/baseline.py``) and keeps the
 result in the footprints file.
@@ -22,10 +23,10 @@ def probe(engine: str) -> dict[str, int]:
     from nanoserve.orchestrator.memory import ram_footprint, reset_peak
     from nanoserve.profiles import profile_for
 
+    engine, _, variant = engine.partition(":")
     load_engine_class(engine)
-    module = profile_for(engine).module
-    if module is not None:  # engines may import their library only when loading
-        importlib.import_module(module)
+    for module in profile_for(engine).runtime_modules(variant or None):
+        importlib.import_module(module)  # engines may import their library only when loading
     gc.collect()
     reset_peak(os.getpid())  # the runtime as it stays, not the peak of importing it
     return {"ram": ram_footprint(os.getpid()) or 0}

@@ -13,7 +13,8 @@ from nanoserve.orchestrator.handles.base import WorkerHandle, exited_within
 from nanoserve.orchestrator.handles.command import CommandWorker, command_options
 from nanoserve.orchestrator.handles.local import LocalWorker
 from nanoserve.orchestrator.handles.remote import RemoteWorker, remote_options
-from nanoserve.orchestrator.handles.translate import ForeignRequests, Passthrough
+from nanoserve.orchestrator.handles.translate import ForeignRequests, Passthrough, parse_options
+from nanoserve.profiles import profile_for, profile_names
 
 __all__ = [
     "Cluster",
@@ -66,4 +67,6 @@ def translator_for(config: ModelConfig) -> Translator:
         return ForeignRequests(config.id, command_options(config))
     if config.engine == REMOTE:
         return ForeignRequests(config.id, remote_options(config))
+    if config.engine in profile_names():  # its options are known: fail now, not at the first load
+        parse_options(profile_for(config.engine).options, config)
     return Passthrough()
