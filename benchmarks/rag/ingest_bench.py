@@ -145,6 +145,9 @@ def worker_cpu(url: str, model: str) -> float:
 
     status = httpx.get(f"{url}/models/status", timeout=60).json()
     pid = next(m["pid"] for m in status["models"] if m["id"] == model)
+    if pid is None:  # not loaded yet: load it (its load is not part of any run)
+        httpx.post(f"{url}/models/load", json={"model": model}, timeout=600).raise_for_status()
+        return worker_cpu(url, model)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
