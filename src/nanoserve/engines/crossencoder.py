@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nanoserve.engines.base import RerankEngine, Scores
+from nanoserve.engines.batching import Job, MicroBatcher, deliver, fail
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.errors import EngineError
 from nanoserve.profiles.crossencoder import PROFILE, CrossEncoderOptions
@@ -26,12 +26,10 @@ from nanoserve.profiles.crossencoder import PROFILE, CrossEncoderOptions
 CHARS_PER_TOKEN_CUT = 32  # texts are cut to max_length * this before tokenizing
 
 
-@dataclass(eq=False)
-class _Pairs:
+@dataclass(eq=False, kw_only=True)
+class _Pairs(Job[list[float]]):
     pairs: list[tuple[str, str]]
-    tokens: list[int]  # per pair, after truncation
-    future: asyncio.Future[list[float]]
-    enqueued: float = field(default_factory=time.perf_counter)
+    pair_tokens: list[int]  # per pair, after truncation
 
 
 class CrossEncoderEngine(RerankEngine):
@@ -44,8 +42,12 @@ class CrossEncoderEngine(RerankEngine):
         self._model: Any = None
         self._counter: Any = None  # a tokenizer of its own for counting on the event loop
         self._max_length = spec.context_length
-        self._queue: asyncio.Queue[_Pairs] = asyncio.Queue()
-        self._batcher: asyncio.Task[None] | None = None
+        self._batcher: MicroBatcher[_Pairs] = MicroBatcher(
+            self._predict,
+            max_tokens=self.options.max_batch_tokens,
+            max_wait_s=self.options.max_wait_ms / 1000,
+            name="rerank-batcher",
+        )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerank")
         self.batches = 0
         self.scored_pairs = 0
@@ -56,7 +58,7 @@ class CrossEncoderEngine(RerankEngine):
             raise EngineError("cross-encoder engine needs a model directory")
         self._model = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
         self._counter = copy.deepcopy(self._model.tokenizer)
-        self._batcher = asyncio.create_task(self._run(), name="rerank-batcher")
+        self._batcher.start()
 
     def _load(self) -> Any:
         import torch
@@ -80,8 +82,7 @@ class CrossEncoderEngine(RerankEngine):
         return model
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.cancel()
+        self._batcher.stop()
         self._thread.shutdown(wait=False)
 
     def info(self) -> dict[str, Any]:
@@ -104,58 +105,33 @@ class CrossEncoderEngine(RerankEngine):
         return [len(ids) for ids in encoded]
 
     async def score(self, query: str, documents: Sequence[str]) -> Scores:
-        if self._batcher is None:
+        if not self._batcher.started:
             raise EngineError("engine not started")
         cut = self._max_length * CHARS_PER_TOKEN_CUT  # the tokenizer never reads a megabyte it drops
         pairs = [(query[:cut], d[:cut]) for d in documents]
-        job = _Pairs(pairs, self._count(pairs), asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(job)
-        logits = await job.future
-        return Scores(logits=logits, prompt_tokens=sum(job.tokens))
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            budget = self.options.max_batch_tokens - sum(batch[0].tokens)
-            # the first request waits at most max_wait_ms from its arrival, not from now: one that
-            # queued behind a long batch is not held back further
-            deadline = batch[0].enqueued + self.options.max_wait_ms / 1000
-            while budget > 0 and (job := await self._next(deadline)) is not None:
-                batch.append(job)
-                budget -= sum(job.tokens)
-            await self._predict([job for job in batch if not job.future.done()])
-
-    async def _next(self, deadline: float) -> _Pairs | None:
-        """A job already waiting, else the next to arrive before ``deadline`` (None: none did)."""
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        try:
-            return await asyncio.wait_for(self._queue.get(), deadline - time.perf_counter())
-        except TimeoutError:
-            return None
+        counts = self._count(pairs)
+        job = _Pairs(
+            size=len(pairs),
+            tokens=sum(counts),
+            future=asyncio.get_running_loop().create_future(),
+            pairs=pairs,
+            pair_tokens=counts,
+        )
+        logits = await self._batcher.submit(job)
+        return Scores(logits=logits, prompt_tokens=job.tokens)
 
     async def _predict(self, batch: list[_Pairs]) -> None:
-        if not batch:
-            return
         pairs = [p for job in batch for p in job.pairs]
-        longest = max(t for job in batch for t in job.tokens) or 1
+        longest = max(t for job in batch for t in job.pair_tokens) or 1
         per_pass = max(1, min(len(pairs), self.options.max_batch_tokens // longest))
         try:
             logits = await asyncio.get_running_loop().run_in_executor(
                 self._thread, lambda: self._model.predict(pairs, batch_size=per_pass, show_progress_bar=False)
             )
         except Exception as exc:  # noqa: BLE001  (every waiting request hears of it)
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(EngineError(f"reranking failed: {exc}"))
+            fail(batch, EngineError(f"reranking failed: {exc}"))
             return
         self.batches += 1
         self.scored_pairs += len(pairs)
         self.batch_sizes.observe(len(pairs))
-        values = [float(x) for x in logits.reshape(-1).tolist()]
-        offset = 0
-        for job in batch:
-            n = len(job.pairs)
-            if not job.future.done():
-                job.future.set_result(values[offset : offset + n])
-            offset += n
+        deliver(batch, [float(x) for x in logits.reshape(-1).tolist()], lambda job, rows: rows)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from nanoserve.engines.base import EmbeddingEngine, Embeddings
+from nanoserve.engines.batching import Job, MicroBatcher, deliver, fail
 from nanoserve.engines.stats import BucketCounts
 from nanoserve.errors import EngineError, PayloadTooLarge
 from nanoserve.profiles.sentence import PROFILE, SentenceOptions, resolve_backend
@@ -29,14 +29,11 @@ from nanoserve.profiles.sentence import PROFILE, SentenceOptions, resolve_backen
 MAX_CHARS_PER_TOKEN = 32  # texts are cut to max_seq_length * this before tokenizing
 
 
-@dataclass(eq=False)
-class _Job:
+@dataclass(eq=False, kw_only=True)
+class _Job(Job[list[list[float]]]):
     texts: Sequence[str]
-    tokens: int
     longest: int  # tokens of its longest text: a forward pass pads every text to its batch's longest
     encodings: list[Any] | None  # the onnx backend's tokenized texts (tokenized once, when counted)
-    future: asyncio.Future[tuple[list[list[float]], int]]
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class SentenceTransformersEngine(EmbeddingEngine):
@@ -51,8 +48,12 @@ class SentenceTransformersEngine(EmbeddingEngine):
         self._counter: Any = None
         self.backend = "torch"
         self._max_seq = 0
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._batcher: asyncio.Task[None] | None = None
+        self._batcher: MicroBatcher[_Job] = MicroBatcher(
+            self._encode,
+            max_tokens=self.options.max_batch_tokens,
+            max_wait_s=self.options.max_wait_ms / 1000,
+            name="embedding-batcher",
+        )
         # Every forward pass on one thread: passes run one at a time anyway, and each thread that
         # runs one keeps its own malloc arena at its peak (4 threads in turn: 1.5x the memory).
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
@@ -69,7 +70,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         if self.backend != "torch":
             self._onnx = await asyncio.get_running_loop().run_in_executor(self._thread, self._load_onnx)
             self._dims = self._onnx.dimensions
-            self._batcher = asyncio.create_task(self._run(), name="embedding-batcher")
+            self._batcher.start()
             return
         self._model = await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
         self._max_seq = self._model.max_seq_length
@@ -83,7 +84,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
             or self._model.get_sentence_embedding_dimension
         )
         self._dims = int(dimension())
-        self._batcher = asyncio.create_task(self._run(), name="embedding-batcher")
+        self._batcher.start()
 
     def _load(self) -> Any:
         import torch
@@ -114,8 +115,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         )
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.cancel()
+        self._batcher.stop()
         self._thread.shutdown(wait=False)
 
     @property
@@ -143,7 +143,7 @@ class SentenceTransformersEngine(EmbeddingEngine):
         return [len(ids) for ids in encoded]
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
-        if self._batcher is None:
+        if not self._batcher.started:
             raise EngineError("engine not started")
         # Inputs are truncated to max_seq_length tokens anyway; cutting absurd texts first keeps
         # the tokenizer from spending seconds on a megabyte it would throw away.
@@ -159,36 +159,17 @@ class SentenceTransformersEngine(EmbeddingEngine):
                 param="input",
             )
         job = _Job(
-            texts, tokens, max(counts, default=0), encodings, asyncio.get_running_loop().create_future()
+            size=len(texts),
+            tokens=tokens,
+            future=asyncio.get_running_loop().create_future(),
+            texts=texts,
+            longest=max(counts, default=0),
+            encodings=encodings,
         )
-        self._queue.put_nowait(job)
-        vectors, _ = await job.future
+        vectors = await self._batcher.submit(job)
         return Embeddings(vectors=vectors, prompt_tokens=tokens)
 
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            budget = self.options.max_batch_tokens - batch[0].tokens
-            deadline = time.perf_counter() + self.options.max_wait_ms / 1000
-            while budget > 0:
-                try:
-                    job = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        break
-                    try:
-                        job = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                batch.append(job)
-                budget -= job.tokens
-            await self._encode(batch)
-
     async def _encode(self, batch: list[_Job]) -> None:
-        batch = [job for job in batch if not job.future.done()]  # a cancelled job's client left
-        if not batch:
-            return
         texts = [t for job in batch for t in job.texts]
         # One forward pass holds at most max_batch_tokens tokens with padding (both backends sort
         # by length, then pad each pass to its longest text): the activations, and so the
@@ -214,18 +195,10 @@ class SentenceTransformersEngine(EmbeddingEngine):
         try:
             array = await asyncio.get_running_loop().run_in_executor(self._thread, run)
         except Exception as exc:  # noqa: BLE001  (every waiting request hears of it)
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(EngineError(f"embedding failed: {exc}"))
+            fail(batch, EngineError(f"embedding failed: {exc}"))
             return
         self.batches += 1
         self.batched_inputs += len(texts)
         self.last_batch_size = len(texts)
         self.batch_sizes.observe(len(texts))
-        rows = array.tolist()
-        offset = 0
-        for job in batch:
-            n = len(job.texts)
-            if not job.future.done():
-                job.future.set_result((rows[offset : offset + n], job.tokens))
-            offset += n
+        deliver(batch, array.tolist(), lambda job, rows: rows)
