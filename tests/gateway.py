@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import yaml
 
+from nanoserve.wire.client import unix_path
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -104,6 +106,15 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def worker_client(address: str, timeout: float = 30.0) -> httpx.Client:
+    """A client straight to a worker, by the address ``/models/status`` shows (``unix:PATH`` for
+    our own workers on this machine, a URL for others)."""
+    if (path := unix_path(address)) is not None:
+        transport = httpx.HTTPTransport(uds=path)
+        return httpx.Client(transport=transport, base_url="http://worker", timeout=timeout)
+    return httpx.Client(base_url=address, timeout=timeout)
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway import Gateway, wait_until
+from tests.gateway import Gateway, wait_until, worker_client
 
 CAP = 3
 
@@ -168,16 +168,15 @@ def test_the_worker_ends_generation_at_the_time_limit_it_is_given(gateway: Gatew
     status = httpx.get(gateway.url + "/models/status", timeout=10).json()
     address = next(m for m in status["models"] if m["id"] == "chat")["replicas"][0]["address"]
     body = {"model": "chat", "prompt": "x", "max_tokens": 60}
-    direct = httpx.post(address + "/v1/completions", json=body, timeout=30).json()
-    assert direct["usage"]["completion_tokens"] == 60  # 3 s at 20 tokens/s: no cap without the header
-    limited = httpx.post(
-        address + "/v1/completions", json=body, headers={"x-nanoserve-time-limit-ms": "500"}, timeout=30
-    ).json()
+    with worker_client(address) as worker:
+        direct = worker.post("/v1/completions", json=body).json()
+        assert direct["usage"]["completion_tokens"] == 60  # 3 s at 20 tokens/s: no cap without the header
+        limited = worker.post(
+            "/v1/completions", json=body, headers={"x-nanoserve-time-limit-ms": "500"}
+        ).json()
+        bad = worker.post("/v1/completions", json=body, headers={"x-nanoserve-time-limit-ms": "soon"})
     assert limited["choices"][0]["finish_reason"] == "length"
     assert limited["usage"]["completion_tokens"] < 30
-    bad = httpx.post(
-        address + "/v1/completions", json=body, headers={"x-nanoserve-time-limit-ms": "soon"}, timeout=30
-    )
     assert bad.status_code == 400 and "milliseconds" in bad.json()["error"]["message"]
 
 

@@ -1,6 +1,9 @@
 """The gateway's HTTP client for one worker (aiohttp: ~0.5 ms a request on loopback, where
 httpx's async client measured 1-4 ms here; the gateway's own overhead budget is 1 ms).
 
+A worker's address is a base URL, or ``unix:PATH`` for a worker listening on a Unix socket
+(our own workers on this machine: ``handles/local.py``).
+
 Transport failures are mapped into the exception tree: ``WorkerConnectFailed`` when nothing was
 sent (safe to retry on a fresh worker), ``WorkerUnavailable`` when a response broke off.
 """
@@ -80,11 +83,18 @@ class WorkerResponse:
 # (worker/main.py, WORKER_KEEPALIVE_SECONDS). The other way round, a request sent on a connection
 # the worker had just timed out failed with "Can not write request body".
 KEEPALIVE_SECONDS = 60.0
+UNIX_PREFIX = "unix:"
+
+
+def unix_path(address: str) -> str | None:
+    """The socket path of a ``unix:PATH`` address, None for a URL."""
+    return address.removeprefix(UNIX_PREFIX) if address.startswith(UNIX_PREFIX) else None
 
 
 class WorkerClient:
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None):
-        """``headers`` go with every request (a cluster worker's secret)."""
+        """``base_url``: the worker's address (a URL or ``unix:PATH``); ``headers`` go with every
+        request (a cluster worker's secret)."""
         self.base_url = base_url
         self._headers = dict(headers or {})
         self._open: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()  # bodies being read
@@ -93,9 +103,14 @@ class WorkerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: needs the running loop
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
+            path = unix_path(self.base_url)
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(path, limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
+                if path is not None
+                else aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS)
+            )
             self._session = aiohttp.ClientSession(
-                self.base_url,
+                "http://localhost" if path is not None else self.base_url,
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
                 headers=self._headers,

@@ -1,16 +1,26 @@
 """Our own worker: ``nanoserve worker --engine ...`` in a child process.
 
-The gateway binds a listening socket on 127.0.0.1 and hands it to the worker (``--fd``), so the
-worker's address is known before it starts and no other process can take the port. The worker
-watches ``--parent-pid`` and exits when the gateway is gone.
+The gateway binds a listening socket and hands it to the worker (``--fd``), so the worker's
+address is known before it starts and no other process can take it. A worker on this machine
+listens on a Unix socket in a directory only the gateway's user can enter, so no other local user
+can connect to it (on 127.0.0.1 any could; idle, it streams no faster than TCP did: benchmarks/
+README.md, "1 stream"). A worker on a
+cluster node listens on the node's address and answers only requests that carry its secret
+(``ray.py``). The worker watches ``--parent-pid`` and exits when the gateway is gone.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import itertools
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
+from functools import cache
 
 from nanoserve.config import ModelConfig, Settings
 from nanoserve.errors import EngineError
@@ -67,6 +77,25 @@ def listening_socket(host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
+@cache
+def socket_dir() -> str:
+    """This gateway's directory for its workers' sockets (mode 0700; removed when it exits).
+    Under the temp dir, not the data dir: a socket's path is limited to 107 bytes."""
+    path = tempfile.mkdtemp(prefix="nanoserve-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+_socket_names = itertools.count(1)
+
+
+def unix_listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(os.path.join(socket_dir(), f"worker-{next(_socket_names)}.sock"))
+    sock.listen(1024)
+    return sock
+
+
 def worker_health(handle: WorkerHandle) -> HealthCheck:
     """The load check of our worker: ``/health`` 200 (ready), 503 (loading), other 5xx (failed)."""
 
@@ -112,9 +141,13 @@ class LocalWorker(ProcessWorker):
             env[WORKER_SECRET_ENV] = self.secret
         if self.settings.observability.otlp_endpoint:  # the worker traces to the same collector
             env["NANOSERVE_OTLP_ENDPOINT"] = self.settings.observability.otlp_endpoint
-        sock = listening_socket(self.host)
-        try:
+        if self.secret:  # reached by a gateway on another node
+            sock = listening_socket(self.host)
             self.listen_on(sock.getsockname()[1])
+        else:
+            sock = unix_listening_socket()
+            self.listen_on_unix(sock.getsockname())
+        try:
             argv = worker_command(self.config, self.settings, sock.fileno())
             await self.spawn(argv, env, pass_fds=(sock.fileno(),))
         finally:
@@ -122,6 +155,12 @@ class LocalWorker(ProcessWorker):
 
     async def wait_healthy(self, timeout: float) -> None:
         await poll_health(self, worker_health(self), timeout)
+
+    async def stop(self, timeout: float | None = None, *, kill: bool = False) -> None:
+        await super().stop(timeout, kill=kill)
+        if self.unix:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix)
 
     async def healthy(self, timeout: float) -> bool:
         return await get_ok(self.client, "/health", timeout)

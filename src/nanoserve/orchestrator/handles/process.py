@@ -21,7 +21,7 @@ from nanoserve.config import Settings
 from nanoserve.orchestrator.handles.base import read_log_tail
 from nanoserve.orchestrator.memory import Nvml, kill_group, measure_worker, process_tree
 from nanoserve.orchestrator.memory import reset_peak as _reset_peak
-from nanoserve.wire.client import WorkerClient
+from nanoserve.wire.client import UNIX_PREFIX, WorkerClient
 from nanoserve.wire.simgpu import DEVICE_ENV, SIMGPU_DIR_ENV
 
 log = logging.getLogger("nanoserve.orchestrator")
@@ -44,7 +44,8 @@ def log_path_for(data_dir: Path, kind: str, model: str) -> Path:
 
 
 class ProcessWorker:
-    """A child process group serving HTTP on ``127.0.0.1:port``. Subclasses say what to run."""
+    """A child process group serving HTTP on ``127.0.0.1:port`` or on a Unix socket. Subclasses
+    say what to run."""
 
     kind = "process"  # names the log file and the log lines
     slots: asyncio.Semaphore | None = None
@@ -63,6 +64,7 @@ class ProcessWorker:
         self.stop_grace = stop_grace
         self.port = 0  # chosen by ``start``
         self.host = "127.0.0.1"  # where it listens (a cluster node's address, see ``ray.py``)
+        self.unix: str | None = None  # or the path of the Unix socket it listens on
         self.client = WorkerClient(self.address)
         self.started_at = time.time()
         self.proc: asyncio.subprocess.Process | None = None
@@ -71,9 +73,13 @@ class ProcessWorker:
         self.port = port
         self.client = WorkerClient(self.address)
 
+    def listen_on_unix(self, path: str) -> None:
+        self.unix = path
+        self.client = WorkerClient(self.address)
+
     @property
     def address(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{UNIX_PREFIX}{self.unix}" if self.unix else f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
