@@ -33,7 +33,7 @@ class Tap:
     target: str
     port: int = field(default_factory=free_port)
     seen: list[Seen] = field(default_factory=list)
-    in_flight: int = 0
+    in_flight: int = 0  # requests (POST) being answered; the gateway's health probes (GET) do not count
     max_in_flight: int = 0
 
     @property
@@ -50,7 +50,8 @@ class Tap:
         except ValueError:
             body = None
         self.seen.append(Seen(request.url.path, request.headers.get("authorization"), body))
-        self.in_flight += 1
+        counted = int(request.method == "POST")
+        self.in_flight += counted
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         client = httpx.AsyncClient(base_url=self.target, timeout=120)
         try:
@@ -64,7 +65,7 @@ class Tap:
                 stream=True,
             )
         except httpx.TransportError:
-            self.in_flight -= 1
+            self.in_flight -= counted
             await client.aclose()
             raise
 
@@ -73,7 +74,7 @@ class Tap:
                 async for chunk in upstream.aiter_raw():
                     yield chunk
             finally:
-                self.in_flight -= 1
+                self.in_flight -= counted
                 await upstream.aclose()
                 await client.aclose()
 
