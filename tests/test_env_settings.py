@@ -183,7 +183,7 @@ def test_local_profile_presets_the_built_in_models() -> None:
     assert (settings.host, chat.parallel, embed.parallel) == ("127.0.0.1", 2, 4)
     assert chat.keep_alive == embed.keep_alive == FOREVER
     assert chat.options == {"n_batch": 512, "prefill_chunk": 512, "prefill_budget": 32}
-    assert embed.options == {}  # llama.cpp options go to llama.cpp models only
+    assert embed.options == {"backend": "onnx-int8"}  # its own: llama.cpp options go to llama.cpp models only
 
 
 def test_cloud_profile() -> None:

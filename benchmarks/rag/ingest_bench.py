@@ -16,6 +16,10 @@ Measured, each into a fresh collection, in this order:
   rest      POST /v1/rag/collections/{c}/ingest, 32 files a request, 2 in flight, streamed results
   rest-1    (``--single``) POST /v1/rag/collections/{c}/documents, one file a request, 8 in flight
   model     again, after the ingestions: the machine's load can change during a run
+With ``--reference-model`` (say the same weights on ``backend: onnx``), that model's own run
+comes just before each model run, and the two rates' ratio is printed: the speed of the backend
+side by side with the reference's, on the same chunks, under the same load; and the cosine of each
+chunk's two vectors (how far the backend's vectors are from the reference's).
 Each ingestion's chunks/s is also given as a share of the mean of the two model runs. On a busy
 machine the CPU the model gets changes from minute to minute, so each run also records the CPU
 seconds the embedding worker spent (/proc, same machine only): chunks per worker CPU second, as a
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from nanoserve.rag.chunking import chunk_document, embedding_text
 from nanoserve.rag.documents import parse_document
@@ -85,18 +90,22 @@ def chunk_texts(folder: Path, limit: int) -> list[str]:
     return texts[:limit]
 
 
-async def model_rate(url: str, model: str, texts: list[str], batch: int, jobs: int) -> float:
+async def model_rate(
+    url: str, model: str, texts: list[str], batch: int, jobs: int
+) -> tuple[float, list[list[float]]]:
+    """Chunks per second, and the vectors in input order."""
     gate = asyncio.Semaphore(jobs)
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
 
-        async def one(part: list[str]) -> None:
+        async def one(part: list[str]) -> list[list[float]]:
             async with gate:
                 r = await client.post("/v1/embeddings", json={"model": model, "input": part})
                 r.raise_for_status()
+                return [d["embedding"] for d in r.json()["data"]]
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(texts[i : i + batch]) for i in range(0, len(texts), batch)))
-        return len(texts) / (time.perf_counter() - started)
+        parts = await asyncio.gather(*(one(texts[i : i + batch]) for i in range(0, len(texts), batch)))
+        return len(texts) / (time.perf_counter() - started), [v for part in parts for v in part]
 
 
 async def rest_ingest(url: str, collection: str, files: list[Path], per_request: int, jobs: int) -> float:
@@ -191,6 +200,11 @@ def main() -> None:
     parser.add_argument("--single", action="store_true", help="also the one-document route, 8 in flight")
     parser.add_argument("--model", default="all-minilm:l6-v2")
     parser.add_argument("--model-chunks", type=int, default=640, help="chunks of each model-only run")
+    parser.add_argument(
+        "--reference-model",
+        help="another model of the gateway (e.g. the same weights on backend onnx): its model-only "
+        "run follows each of --model's, and their ratio is printed",
+    )
     parser.add_argument("--skip", default="", help="comma-separated: model,cli,rest")
     parser.add_argument("--gateway-log", type=Path, help="the gateway's log: the model's busy share")
     parser.add_argument("-o", "--output", type=Path)
@@ -206,12 +220,16 @@ def main() -> None:
         texts = chunk_texts(folder, args.model_chunks)
         print(f"{args.files} files, {chunks} chunks", flush=True)
 
-        def model(label: str) -> None:
+        vectors: dict[str, list[list[float]]] = {}
+
+        def model(label: str, name: str = args.model) -> None:
             if "model" in skip:
                 return
-            cpu = worker_cpu(url, args.model)
-            rate = asyncio.run(model_rate(url, args.model, texts, args.batch, 2))
-            cpu = worker_cpu(url, args.model) - cpu
+            if name == args.model and args.reference_model:
+                model(label.replace("model", "ref"), args.reference_model)
+            cpu = worker_cpu(url, name)
+            rate, vectors[label] = asyncio.run(model_rate(url, name, texts, args.batch, 2))
+            cpu = worker_cpu(url, name) - cpu
             results["runs"][label] = {
                 "chunks": len(texts), "chunks_per_s": round(rate, 1), "worker_cpu_s": round(cpu, 1),
                 "chunks_per_cpu_s": round(len(texts) / cpu, 1),
@@ -253,11 +271,29 @@ def main() -> None:
                   f"{results['runs'][label].get('model_busy_share', '?')} of the time", flush=True)  # fmt: skip
             httpx.delete(f"{url}/v1/rag/collections/{collection}", timeout=60)
     models = [results["runs"][k] for k in ("model", "model-2") if k in results["runs"]]
+    references = [results["runs"][k] for k in ("ref", "ref-2") if k in results["runs"]]
+    if models and references:
+        pairs = list(zip(models, references, strict=True))
+        ratios = [m["chunks_per_s"] / r["chunks_per_s"] for m, r in pairs]
+        per_cpu = [m["chunks_per_cpu_s"] / r["chunks_per_cpu_s"] for m, r in pairs]
+        results["model_over_reference"] = [round(x, 2) for x in ratios]
+        results["model_over_reference_per_cpu"] = [round(x, 2) for x in per_cpu]
+        print(f"model   {' and '.join(f'{x:.2f}' for x in ratios)} x {args.reference_model}'s chunks/s, "
+              f"{' and '.join(f'{x:.2f}' for x in per_cpu)} x its chunks per worker CPU s "
+              "(each pair run back to back)")  # fmt: skip
+        a, b = (np.array(vectors[k]) for k in ("model", "ref"))
+        cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        results["cosine_to_reference"] = {
+            "min": round(float(cosines.min()), 5), "p1": round(float(np.percentile(cosines, 1)), 5),
+            "mean": round(float(cosines.mean()), 6),
+        }  # fmt: skip
+        print(f"model   vectors at cosine {cosines.min():.5f} (min) / {cosines.mean():.6f} (mean) to "
+              f"{args.reference_model}'s on the same {len(cosines)} chunks")  # fmt: skip
     if models:
         ceiling = sum(m["chunks_per_s"] for m in models) / len(models)
         per_cpu = sum(m["chunks"] for m in models) / sum(m["worker_cpu_s"] for m in models)
         for label, row in results["runs"].items():
-            if not label.startswith("model"):
+            if not label.startswith(("model", "ref")):
                 row["share_of_model_rate"] = round(row["chunks_per_s"] / ceiling, 2)
                 row["share_of_model_per_cpu"] = round(row["chunks_per_cpu_s"] / per_cpu, 2)
                 print(f"{label:<7} {row['share_of_model_rate']:.2f} x the model's {ceiling:.1f} chunks/s; "

@@ -5,6 +5,7 @@ and the backend served through a real gateway to the official openai client."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,10 @@ async def test_onnx_vectors_and_token_counts_match_torch(
     np.testing.assert_allclose(alone.vectors[0], b[3], atol=1e-5)
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_each_onnx_forward_pass_holds_at_most_max_batch_tokens_with_padding(
-    engines: dict[str, SentenceTransformersEngine],
-) -> None:
-    session = engines["onnx"]._onnx.session
+@contextmanager
+def forward_passes(engine: SentenceTransformersEngine) -> Iterator[list[tuple[int, int]]]:
+    """The (texts, padded length) of each ONNX forward pass the engine runs meanwhile."""
+    session = engine._onnx.session
     shapes: list[tuple[int, int]] = []
     run = session.run
 
@@ -98,13 +98,41 @@ async def test_each_onnx_forward_pass_holds_at_most_max_batch_tokens_with_paddin
 
     session.run = recording
     try:
-        texts = [" ".join(["tokens"] * 300)] + [f"short {i}" for i in range(40)]
-        result = await engines["onnx"].embed(texts)
+        yield shapes
     finally:
         session.run = run
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_each_onnx_forward_pass_holds_at_most_max_batch_tokens_with_padding(
+    engines: dict[str, SentenceTransformersEngine],
+) -> None:
+    with forward_passes(engines["onnx"]) as shapes:
+        texts = [" ".join(["tokens"] * 300)] + [f"short {i}" for i in range(40)]
+        result = await engines["onnx"].embed(texts)
     assert len(result.vectors) == 41 and result.prompt_tokens <= BUDGET
     assert shapes and all(rows * length <= BUDGET for rows, length in shapes), shapes
     assert sum(rows for rows, _ in shapes) == 41
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_forward_pass_pads_no_text_beyond_one_ninth_of_its_tokens(
+    engines: dict[str, SentenceTransformersEngine],
+) -> None:
+    # one long text and short ones: the token budget (512) would put 8 of them in one pass
+    texts = [" ".join(["word"] * 58), *(f"chunk number {i}" for i in range(20))]
+    with forward_passes(engines["onnx"]) as shapes:
+        alone = await engines["onnx"].embed(texts)
+    padded = sum(rows * length for rows, length in shapes)
+    assert sum(rows for rows, _ in shapes) == len(texts)
+    # in passes cut by the budget alone they were padded to 3.4x their tokens
+    assert padded <= alone.prompt_tokens / sentence_onnx.PASS_FILL, (shapes, alone.prompt_tokens)
+    # the passes change no vector
+    vectors = np.array(alone.vectors)
+    for i in (0, 1, 20):
+        np.testing.assert_allclose(
+            vectors[i], (await engines["onnx"].embed([texts[i]])).vectors[0], atol=1e-5
+        )
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -126,6 +154,33 @@ async def test_the_export_is_made_once_per_data_dir(
     finally:
         await again.close()
     assert exported.stat().st_mtime_ns == before
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_int8_is_blockwise_and_keeps_the_vectors_of_fp32(
+    engines: dict[str, SentenceTransformersEngine], data_dir: Path
+) -> None:
+    import onnx
+
+    int8 = SentenceTransformersEngine(spec(data_dir, backend="onnx-int8", max_batch_tokens=BUDGET))
+    await int8.start()
+    try:
+        assert int8.info()["backend"] == "onnx-int8"
+        quantized = await int8.embed(TEXTS)
+    finally:
+        await int8.close()
+    reference = await engines["onnx"].embed(TEXTS)
+    assert quantized.prompt_tokens == reference.prompt_tokens
+    cosines = np.sum(np.array(quantized.vectors) * np.array(reference.vectors), axis=1)
+    # ONNX Runtime's dynamic quantization (per-tensor activations) was at 0.980 on such texts
+    assert cosines.min() >= 0.998, cosines
+    graph = onnx.load(str(onnx_path(MODEL_DIR, "onnx-int8", data_dir))).graph
+    ops = {node.op_type for node in graph.node}
+    assert "MatMulNBits" in ops and "MatMul" not in ops and "DynamicQuantizeMatMul" not in ops
+
+
+def test_the_default_embedding_model_serves_int8() -> None:
+    assert MINILM.options["backend"] == "onnx-int8"
 
 
 def test_auto_is_onnx_when_onnxruntime_is_installed(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def test_onnx_parts(tmp_path: Path) -> None:
     assert onnx.parts["activations"] == ONNX_ACTIVATION_FACTOR * torch_parts["activations"]
     assert onnx.parts["weights"] == torch_parts["weights"]  # not exported yet: the safetensors
     int8 = PROFILE.model_parts(with_backend("onnx-int8"), tmp_path).parts
-    assert int8["weights"] == torch_parts["weights"] // 4
+    # not exported yet: the fp32 weights, an upper bound (the int8 file keeps much in fp32)
+    assert int8["weights"] == torch_parts["weights"]
     exported = onnx_path(resolve_source(MINILM.source or ""), "onnx", tmp_path)
     exported.parent.mkdir(parents=True)
     exported.write_bytes(b"x" * 1000)
