@@ -36,6 +36,7 @@ class FakeModels:
         self.embed_calls = 0
         self.embed_sizes: list[int] = []  # texts in each embeddings request
         self.chat_calls: list[list[dict[str, str]]] = []
+        self.chat_requests: list[dict[str, Any]] = []  # whole request bodies
 
     def handler(self) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
         async def handle(request: httpx.Request) -> httpx.Response:
@@ -55,8 +56,12 @@ class FakeModels:
             if body["model"] != "smollm2:135m":
                 return httpx.Response(404, json={"error": {"message": "no such model"}})
             self.chat_calls.append(body["messages"])
+            self.chat_requests.append(body)
+            reply = self.reply
+            for stop in body.get("stop") or []:  # as an OpenAI server does: the text before it
+                reply = reply.split(stop, 1)[0]
             return httpx.Response(
-                200, json={"choices": [{"message": {"role": "assistant", "content": self.reply}}]}
+                200, json={"choices": [{"message": {"role": "assistant", "content": reply}}]}
             )
 
         return handle

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from nanoserve.errors import NotFound, Unavailable
 from nanoserve.rag.config import RagConfig
-from nanoserve.rag.pipeline import NOT_IN_DOCUMENTS, answerable, build_messages
+from nanoserve.rag.pipeline import NOT_IN_DOCUMENTS, answerable, build_messages, without_announcement
 from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import StoredChunk
 
@@ -37,6 +37,35 @@ async def test_grounded_generated_answer_is_kept(tmp_path: Path) -> None:
         "[1] (Tea > Water) Use water at 80 degrees" in prompt
         and "Question: water degrees green tea" in prompt
     )
+    await service.aclose()
+
+
+async def test_the_generation_stops_at_the_end_of_the_answer(tmp_path: Path) -> None:
+    """The 135M model goes on past its one- or two-sentence answer until max_tokens (invented
+    steps, the same sentence again): the generation stops at a blank line, so those tokens are
+    not generated, and the ungrounded rest does not outweigh the answer (which it did: quoted)."""
+    models = FakeModels(
+        reply="Use water at 80 degrees for green tea.\n\nTea was invented on the moon in 3000 BC."
+        "\n\nThe moon grows tea since 2000 BC."
+    )
+    service = await service_with(tmp_path, models)
+    outcome = await service.query("tea", "water degrees green tea", strategy="keyword")
+    assert models.chat_requests[0]["stop"] == ["\n\n"] and models.chat_requests[0]["max_tokens"] == 96
+    assert outcome.trace.answer_mode == "generated"
+    assert outcome.trace.answer == "Use water at 80 degrees for green tea [1]."
+    await service.aclose()
+
+
+async def test_an_answer_that_only_announces_what_follows_is_not_kept(tmp_path: Path) -> None:
+    """Stopped at the blank line, "... as follows:" is all that is left of an answer whose list
+    came after it: supported by a chunk, but not an answer, so the pipeline quotes the documents."""
+    models = FakeModels(reply="Steep green tea as follows:\n\n1. Boil it for an hour.")
+    service = await service_with(tmp_path, models)
+    outcome = await service.query("tea", "how long for green tea", strategy="keyword")
+    assert outcome.trace.generated == "Steep green tea as follows:"
+    assert outcome.trace.answer_mode == "extractive"
+    assert "Steep green tea for two minutes [" in (outcome.trace.answer or "")
+    assert without_announcement("Use a kettle [1]. Here is how:") == "Use a kettle [1]."
     await service.aclose()
 
 

@@ -56,6 +56,12 @@ class RagConfig(BaseModel):
     value_strength: float = Field(default=0.15, ge=0, lt=1, description="max relative score change by value")
     learning_rate: float = Field(default=0.3, gt=0, le=1)
     max_tokens: int = Field(default=96, ge=1, le=4096)
+    # The answer asked for is one or two sentences; left alone the 135M model goes on past it
+    # (lists of invented steps, the same sentence in a loop) until max_tokens, every token paid for
+    # and then dropped by the support check. A blank line ends the answer (docs/rag.md).
+    stop: list[str] = Field(
+        default_factory=lambda: ["\n\n"], max_length=4, description="stop sequences of the generation"
+    )
     temperature: float = Field(default=0.0, ge=0, le=2)
     context_chars: int = Field(default=1800, ge=200, description="context budget of the prompt")
     chunk_max_chars: int = Field(default=800, ge=100, le=20_000)

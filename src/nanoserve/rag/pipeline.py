@@ -5,9 +5,11 @@ intent     nearest intent prototypes (embedding model), then a route to a strate
 retrieve   semantic (vectors), keyword (full text) or hybrid (weighted reciprocal-rank fusion of
            both), document-level aggregation and diversity, the learned values (bounded), then
            the second-stage reranker over the best candidates when one is configured (rerank.py)
-generate   a grounded answer from the numbered context chunks (generation model); skipped when
-           the best match is below the calibrated threshold, or the question names something no
-           candidate chunk mentions (scope.py): then the answer is NOT_IN_DOCUMENTS
+generate   a grounded answer from the numbered context chunks (generation model), ended at a
+           blank line (``rag.stop``: the one- or two-sentence answer asked for, not the lists and
+           loops a 135M model writes after it); skipped when the best match is below the
+           calibrated threshold, or the question names something no candidate chunk mentions
+           (scope.py): then the answer is NOT_IN_DOCUMENTS
 cite       the support check: answer sentences matched to the chunks that support them (embedding
            model), unsupported and repeated sentences removed (citations.py); an answer left
            mostly unsupported is replaced by the extractive fallback (extractive.py), and one
@@ -105,6 +107,16 @@ def build_messages(query: str, contexts: Sequence[StoredChunk], budget_chars: in
         passages.append(f"[{n}] ({header}) {text}")
     user = "Passages:\n" + "\n".join(passages) + f"\n\nQuestion: {query}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def without_announcement(generated: str) -> str:
+    """The generation without closing sentences that announce what follows ("... you can use the
+    following commands:"): the stop sequence ends the answer at a blank line, and what such a
+    sentence promised was after it, so it says nothing by itself."""
+    parts = split_answer(generated)
+    while parts and strip_citations(parts[-1]).endswith(":"):
+        parts.pop()
+    return " ".join(parts)
 
 
 def citation_records(cited: CitedAnswer, retrieved: Sequence[RetrievedChunk]) -> list[dict[str, Any]]:
@@ -257,9 +269,12 @@ class QueryPipeline:
                         build_messages(query, contexts, self.config.context_chars),
                         max_tokens=self.config.max_tokens,
                         temperature=self.config.temperature,
+                        **({"stop": self.config.stop} if self.config.stop else {}),
                     )
                 with timer.phase("cite"):
-                    cited = await self._cite(query, trace.generated, context_texts, embed)
+                    cited = await self._cite(
+                        query, without_announcement(trace.generated), context_texts, embed
+                    )
                     if cited is not None:
                         trace.answer_mode = "generated"
                     else:
