@@ -9,7 +9,8 @@ Overhead = p50 through the gateway - p50 straight to the worker. Meant for the m
         --model mock-chat --requests 400 --json results/overhead.json
 
 ``--keyed-gateway URL --api-key KEY`` adds a gateway that requires API keys (``auth.required``),
-in the same alternation: its overhead is reported beside the first one's.
+in the same alternation: its overhead is reported beside the first one's. ``--floor URL`` adds
+benchmarks/proxy_floor.py relaying to the same worker: the least this stack's hop can cost.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--worker", required=True, help="worker URL (same engine and options)")
     parser.add_argument("--keyed-gateway", help="a gateway with auth.required, sent --api-key")
     parser.add_argument("--api-key", help="the key for --keyed-gateway")
+    parser.add_argument("--floor", help="benchmarks/proxy_floor.py relaying to --worker")
     parser.add_argument("--model", default="mock-chat")
     parser.add_argument("--requests", type=int, default=400, help="per target")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per target")
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keyed_gateway:
         headers = {"authorization": f"Bearer {args.api_key}"}
         clients["keyed_gateway"] = httpx.Client(base_url=args.keyed_gateway, timeout=60, headers=headers)
+    if args.floor:
+        clients["floor"] = httpx.Client(base_url=args.floor, timeout=60)
     times: dict[str, list[float]] = {name: [] for name in clients}
     with contextlib.ExitStack() as stack:
         for client in clients.values():

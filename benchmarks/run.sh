@@ -270,9 +270,13 @@ EOF
     port=$(free_port)
     start worker-mock "http://127.0.0.1:$port/health" "$PY" -m nanoserve worker --engine mock \
         --name mock-chat --kind chat --port "$port"
-    run "$PY" "$HERE/overhead.py" --gateway "$GW" --worker "http://127.0.0.1:$port" --model mock-chat \
-        --requests 400 --json "$OUT/overhead.json"
+    local worker=$STARTED_PID floor=http://127.0.0.1:$(free_port)
+    start proxy-floor "$floor/health" "$PY" "$HERE/proxy_floor.py" --port "${floor##*:}" \
+        --worker "http://127.0.0.1:$port"
+    run "$PY" "$HERE/overhead.py" --gateway "$GW" --worker "http://127.0.0.1:$port" --floor "$floor" \
+        --model mock-chat --requests 400 --json "$OUT/overhead.json"
     stop "$STARTED_PID" >/dev/null
+    stop "$worker" >/dev/null
     stop "$GW_PID" >/dev/null
 }
 
