@@ -16,6 +16,7 @@ from nanoserve import __version__
 from nanoserve.api import openapi, reload
 from nanoserve.api.admin import create_admin_router
 from nanoserve.api.errors import ollama_error_response
+from nanoserve.api.fastpath import InferenceRoutes, inference_handlers
 from nanoserve.api.health import create_health_router
 from nanoserve.api.keys import create_keys_router
 from nanoserve.api.ollama.router import create_ollama_router
@@ -29,6 +30,7 @@ from nanoserve.dashboard import router as dashboard
 from nanoserve.dashboard.recorder import Recorder
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.mcp.mount import McpEndpoint
+from nanoserve.observability.logging import drain_logs
 from nanoserve.observability.middleware import RequestMiddleware
 from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
@@ -116,6 +118,7 @@ def create_app(
             await orchestrator.shutdown()
             telemetry.close()
             gate.close()
+            drain_logs()  # the last lines: no exit handler runs after uvicorn re-raises SIGTERM
 
     app = FastAPI(
         title="nanoserve",
@@ -135,6 +138,9 @@ def create_app(
     app.state.ollama = OllamaServing(orchestrator, settings)
     _install_error_handlers(app)
     gate = app.state.gate = Gate(settings, registry=telemetry.metrics.registry)
+    # innermost: the inference routes' handlers called directly, inside the gate and the record
+    handlers = inference_handlers(app.state.openai, app.state.ollama)
+    app.add_middleware(InferenceRoutes, handlers=handlers, render=render_error)
     app.add_middleware(AuthMiddleware, gate=gate, render=render_gate_error)  # inside RequestMiddleware
     app.add_middleware(RequestMiddleware, telemetry=telemetry)
     app.add_middleware(CancelOnDisconnect)  # outside the request records: they see the cancel
