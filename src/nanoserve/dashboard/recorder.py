@@ -87,25 +87,23 @@ def _plain(details: dict[str, Any]) -> dict[str, Any]:
 
 
 class LogTail(logging.Handler):
-    """The last ``MAX_LOG_LINES`` log lines of the gateway, formatted as on stderr."""
+    """The last ``MAX_LOG_LINES`` log records of the gateway, formatted as on stderr when read:
+    the handler runs on the event loop for every record, the dashboard reads now and then."""
 
     def __init__(self, capacity: int = MAX_LOG_LINES):
         super().__init__(logging.INFO)
-        self.lines: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self.records: deque[logging.LogRecord | str] = deque(maxlen=capacity)
         self.setFormatter(TextFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.append(
-                {
-                    "at": record.created,
-                    "level": record.levelname,
-                    "logger": record.name,
-                    "line": self.format(record),
-                }
-            )
+        try:  # a traceback would keep its frames alive: formatted at once
+            self.records.append(self.format(record) if record.exc_info else record)
         except Exception:  # noqa: BLE001 - a log handler never raises
             self.handleError(record)
+
+    def tail(self, count: int) -> str:
+        entries = list(self.records)[-count:]
+        return "\n".join(e if isinstance(e, str) else self.format(e) for e in entries)
 
 
 class Recorder:

@@ -212,7 +212,7 @@ def create_dashboard_router() -> APIRouter:
         count = _int(lines, "lines", 200, 1, 1000)
         sources = ["gateway", *sorted(recorder.orchestrator.instances)]
         if source == "gateway":
-            text = "\n".join(entry["line"] for entry in list(recorder.logs.lines)[-count:])
+            text = recorder.logs.tail(count)
         elif source in recorder.orchestrator.instances:
             worker = recorder.orchestrator.instances[source].worker
             text = "" if worker is None else "\n".join(worker.log_tail().splitlines()[-count:])
