@@ -30,7 +30,6 @@ from nanoserve.dashboard import router as dashboard
 from nanoserve.dashboard.recorder import Recorder
 from nanoserve.errors import BadRequest, NanoserveError, NotFound
 from nanoserve.mcp.mount import McpEndpoint
-from nanoserve.observability.logging import drain_logs
 from nanoserve.observability.middleware import RequestMiddleware
 from nanoserve.observability.requests import note_error
 from nanoserve.observability.telemetry import Telemetry, metrics_endpoint
@@ -118,7 +117,6 @@ def create_app(
             await orchestrator.shutdown()
             telemetry.close()
             gate.close()
-            drain_logs()  # the last lines: no exit handler runs after uvicorn re-raises SIGTERM
 
     app = FastAPI(
         title="nanoserve",

@@ -12,13 +12,10 @@ story:
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import queue
 import sys
 import time
-from logging.handlers import QueueHandler, QueueListener
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,54 +74,14 @@ def _text_value(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False) if (not text or " " in text or '"' in text) else text
 
 
-class _Enqueue(QueueHandler):
-    """Hands records to the writer thread as they are: formatting them here (``QueueHandler``'s
-    default, for queues that pickle) is the cost the thread is there to take off the event loop."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-_writer: QueueListener | None = None
-
-
-@atexit.register
-def drain_logs() -> None:
-    """Write what is queued, end the writer thread, and write later records at once.
-
-    At exit, and at the end of the gateway's shutdown: uvicorn ends the process by raising the
-    signal that stopped it again, so no exit handler runs after a SIGTERM."""
-    global _writer
-    if _writer is None:
-        return
-    writer, _writer = _writer, None
-    writer.stop()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, _Enqueue):
-            root.removeHandler(handler)
-    for handler in writer.handlers:
-        root.addHandler(handler)
-
-
 def setup_logging(log_format: str = "text", level: str | int = "INFO") -> None:
-    """Send every log record (nanoserve's, uvicorn's, libraries') to stderr in one format.
-
-    Lines are formatted and written by a thread of their own (``QueueListener``, the logging
-    docs' answer to handlers that block): the event loop only queues the record, so a request's
-    access line costs it a fraction of what formatting and writing it did. The thread drains
-    the queue at exit (``drain_logs``)."""
-    global _writer
+    """Send every log record (nanoserve's, uvicorn's, libraries') to stderr in one format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
-    drain_logs()
     for old in list(root.handlers):
         root.removeHandler(old)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _writer = QueueListener(records, handler)
-    _writer.start()
-    root.addHandler(_Enqueue(records))
+    root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # Neither format shows the caller, thread or process: not collecting them for every record
     # (the "Optimization" section of the logging docs) makes each access line cheaper.
