@@ -114,6 +114,10 @@ class WorkerClient:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
                 headers=self._headers,
+                # a relay, not a browser: no cookies kept or sent, no compressed answers asked for
+                # (the relay passes bytes on as they come): -0.07 ms a request (overhead.py A/B)
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept", "Accept-Encoding"),
             )
         return self._session
 
