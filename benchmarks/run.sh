@@ -267,16 +267,28 @@ EOF
     start gateway-mock "$GW/health" "$PY" -m nanoserve serve --port "$port" --data-dir "$DATA/mock" \
         --config "$DATA/config-mock.yaml"
     GW_PID=$STARTED_PID
+    printf 'auth: {required: true}\nmodels:\n  - {id: mock-chat, engine: mock, kind: chat}\n' \
+        >"$DATA/config-mock-keys.yaml"
+    local key keyed keyed_pid
+    key=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')  # an admin key for this run only
+    keyed=http://127.0.0.1:$(free_port)
+    NANOSERVE_BOOTSTRAP_KEY=$key start gateway-mock-keys "$keyed/health" "$PY" -m nanoserve serve \
+        --port "${keyed##*:}" --data-dir "$DATA/mock-keys" --config "$DATA/config-mock-keys.yaml"
+    keyed_pid=$STARTED_PID
     port=$(free_port)
     start worker-mock "http://127.0.0.1:$port/health" "$PY" -m nanoserve worker --engine mock \
         --name mock-chat --kind chat --port "$port"
     local worker=$STARTED_PID floor=http://127.0.0.1:$(free_port)
     start proxy-floor "$floor/health" "$PY" "$HERE/proxy_floor.py" --port "${floor##*:}" \
         --worker "http://127.0.0.1:$port"
-    run "$PY" "$HERE/overhead.py" --gateway "$GW" --worker "http://127.0.0.1:$port" --floor "$floor" \
-        --model mock-chat --requests 400 --json "$OUT/overhead.json"
+    # logged without the key
+    say "\$ python benchmarks/overhead.py --gateway GW --keyed-gateway GW_WITH_KEYS --api-key KEY --floor FLOOR --worker WORKER --model mock-chat --requests 1000"
+    "$PY" "$HERE/overhead.py" --gateway "$GW" --keyed-gateway "$keyed" --api-key "$key" \
+        --worker "http://127.0.0.1:$port" --floor "$floor" --model mock-chat --requests 1000 \
+        --json "$OUT/overhead.json" 2>&1 | tee -a "$LOG"
     stop "$STARTED_PID" >/dev/null
     stop "$worker" >/dev/null
+    stop "$keyed_pid" >/dev/null
     stop "$GW_PID" >/dev/null
 }
 

@@ -20,6 +20,7 @@ class Tally:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    counters: tuple[Any, Any, Any] | None = None  # the key and model's Prometheus children
 
 
 class KeyUsage:
@@ -39,15 +40,23 @@ class KeyUsage:
         )
 
     def record(self, key: str, model: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
-        tally = self._tallies.setdefault((key, model), Tally())
+        tally = self._tallies.get((key, model))
+        if tally is None:  # labels() looked up once per key and model, not on every request
+            tally = self._tallies[(key, model)] = Tally()
+            tally.counters = (
+                self.requests.labels(key, model),
+                self.tokens.labels(key, model, "prompt"),
+                self.tokens.labels(key, model, "completion"),
+            )
+        requests, prompt, completion = tally.counters  # type: ignore[misc]
         tally.requests += 1
-        self.requests.labels(key, model).inc()
+        requests.inc()
         if prompt_tokens:
             tally.prompt_tokens += prompt_tokens
-            self.tokens.labels(key, model, "prompt").inc(prompt_tokens)
+            prompt.inc(prompt_tokens)
         if completion_tokens:
             tally.completion_tokens += completion_tokens
-            self.tokens.labels(key, model, "completion").inc(completion_tokens)
+            completion.inc(completion_tokens)
 
     def snapshot(self) -> dict[str, Any]:
         """``{"keys": {name: {requests, prompt_tokens, completion_tokens, models: {...}}}}``."""
