@@ -47,16 +47,39 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:500]
 
 
+# A 429 or 503 that says when to come back (a model loading, a queue full) is waited out this many
+# times, at most MAX_RETRY_WAIT seconds each, before it is reported: one busy moment must not end
+# an ingest or an evaluation of hundreds of requests.
+RETRIES = 5
+MAX_RETRY_WAIT = 30.0
+
+
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise click.ClickException(
-            f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)"
-        ) from exc
+    for attempt in range(RETRIES + 1):
+        try:
+            response = client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise click.ClickException(
+                f"cannot reach {client.base_url}: {exc} (is `nanoserve serve` running?)"
+            ) from exc
+        wait = _retry_after(response)
+        if wait is None or attempt == RETRIES:
+            break
+        time.sleep(wait)
     if response.status_code >= 400:
         raise click.ClickException(f"{response.status_code}: {_error_message(response)}")
     return response.json()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before asking again, for a 429 or 503 with ``Retry-After`` (else None)."""
+    if response.status_code not in (429, 503):
+        return None
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_WAIT)
 
 
 def _supported_suffixes() -> frozenset[str]:
