@@ -298,15 +298,22 @@ class Scheduler:
 
     def _sample(self, outputs: list[Job], out_index: list[int]) -> None:
         events: dict[Job, list[Outcome]] = {}
-        logits = self.model.logits(len(outputs)) if outputs else None
+        if not outputs:
+            return
+        logits = self.model.logits(len(outputs))
+        # Greedy rows (the fast path): one argmax over the whole block. An EOG token is masked
+        # only when it won a row that must ignore it (masking lowers values, so a non-EOG winner
+        # stays the first maximum either way).
+        best = logits.argmax(axis=1).tolist() if all(j.sampler.chain is None for j in outputs) else None
+        eog = self.model.is_eog
         now = time.perf_counter()
         for row, (job, index) in enumerate(zip(outputs, out_index)):
             if job.sampler.chain is None:
-                assert logits is not None
-                values = logits[row]
-                if job.sampler.ignore_eos:
+                token = best[row] if best is not None else int(logits[row].argmax())
+                if job.sampler.ignore_eos and eog(token):
+                    values = logits[row]
                     values[self.model.eog] = -np.inf
-                token = int(values.argmax())
+                    token = int(values.argmax())
             else:
                 token = job.sampler.sample(self.model.context, index)
             events[job] = self._on_token(job, token, now)
