@@ -10,8 +10,8 @@ fixed streaming load, and divides by the tokens the load generated (the servers'
 
 The load: ``--requests`` streaming chat completions of distinct ``--input-len``-word prompts
 (``nanoserve.bench.workload``'s words, so no prompt is cached), exactly ``--output-len`` tokens
-each (``ignore_eos``, temperature 0), ``--concurrency`` at a time; one unmeasured round first to
-warm up. ``--children`` adds every descendant of the given pids (a gateway's workers).
+each (``ignore_eos``, temperature 0), ``--concurrency`` at a time; an unmeasured round of
+``--warmup`` requests first. ``--children`` adds every descendant of the given pids (a gateway's workers).
 
 Threads are reported one by one and in groups: the main thread (an asyncio server's event loop),
 the llama.cpp decode thread (``llamacpp-decode``: the lowest tid of that name; threads it starts,
@@ -49,14 +49,17 @@ class ThreadTime:
     tid: int
     comm: str
     ns: int  # on-CPU time, user and system
+    sys_ns: int  # of which in the kernel (stat's stime: tick resolution)
 
 
-def _thread_ns(task: Path) -> int:
+def _thread_ns(task: Path) -> tuple[int, int]:
+    """On-CPU nanoseconds, and of them in the kernel."""
+    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = (int(fields[11]) * 1_000_000_000 // TICK, int(fields[12]) * 1_000_000_000 // TICK)
     try:
-        return int((task / "schedstat").read_text().split()[0])
+        return int((task / "schedstat").read_text().split()[0]), stime
     except (OSError, ValueError, IndexError):
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICK  # utime, stime
+        return utime + stime, stime
 
 
 def descendants(pid: int) -> list[int]:
@@ -80,11 +83,11 @@ def snapshot(pids: Sequence[int]) -> dict[tuple[int, int], ThreadTime]:
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
                 comm = (task / "comm").read_text().strip()
-                ns = _thread_ns(task)
+                ns, sys_ns = _thread_ns(task)
             except OSError:  # the thread ended meanwhile
                 continue
             tid = int(task.name)
-            out[(pid, tid)] = ThreadTime(pid, tid, comm, ns)
+            out[(pid, tid)] = ThreadTime(pid, tid, comm, ns, sys_ns)
     return out
 
 
@@ -176,11 +179,14 @@ def measure(args: argparse.Namespace, pids: list[int], seed: int) -> dict[str, A
             decode_tid[t.pid] = t.tid
     threads: list[dict[str, Any]] = []
     groups: dict[str, float] = {}
+    kernel: dict[str, float] = {}
     for key, t in sorted(after.items()):
         ns = t.ns - (before[key].ns if key in before else 0)
         us = ns / 1000 / tokens
         group = f"{t.pid} {group_of(t, decode_tid)}"
         groups[group] = groups.get(group, 0.0) + us
+        sys_us = (t.sys_ns - (before[key].sys_ns if key in before else 0)) / 1000 / tokens
+        kernel[group] = kernel.get(group, 0.0) + sys_us
         if us >= 0.05:
             threads.append({"pid": t.pid, "tid": t.tid, "comm": t.comm, "group": group, "us_per_token": us})
     result: dict[str, Any] = {
@@ -188,6 +194,7 @@ def measure(args: argparse.Namespace, pids: list[int], seed: int) -> dict[str, A
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
         "groups_us_per_token": groups,
+        "groups_kernel_us_per_token": kernel,
         "processes_us_per_token": {str(p): (proc1[p] - proc0[p]) / 1000 / tokens for p in pids},
         "threads": threads,
     }
@@ -214,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input-len", type=int, default=20, help="prompt words")
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (medians are reported)")
+    parser.add_argument("--warmup", type=int, default=32, help="requests of the unmeasured first round")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -222,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.children:
         pids += [p for pid in args.pid for p in descendants(pid) if p not in pids]
     names = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid in pids}
-    asyncio.run(run_load(args, args.seed + 10_000))  # warm-up, not measured
+    if args.warmup:
+        asyncio.run(
+            run_load(argparse.Namespace(**{**vars(args), "requests": args.warmup}), args.seed + 10_000)
+        )
     rounds = [measure(args, pids, args.seed + r) for r in range(args.rounds)]
 
     def median(values: list[float]) -> float:
@@ -230,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keys = sorted({k for r in rounds for k in r["groups_us_per_token"]})
     summary = {k: median([r["groups_us_per_token"].get(k, 0.0) for r in rounds]) for k in keys}
+    kernel = {k: median([r["groups_kernel_us_per_token"].get(k, 0.0) for r in rounds]) for k in keys}
     procs = {
         p: median([r["processes_us_per_token"][p] for r in rounds])
         for p in rounds[0]["processes_us_per_token"]
@@ -241,22 +253,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.rounds} rounds x {args.requests} requests, concurrency {args.concurrency}, "
         f"{args.output_len} tokens each; tok/s {rates}"
     )
-    print("| process | thread group | CPU µs per token (median) | per round |")
-    print("| --- | --- | --- | --- |")
+    print("| process | thread group | CPU µs per token (median) | of it in the kernel | per round |")
+    print("| --- | --- | --- | --- | --- |")
     for key in keys:
         pid, group = key.split(" ", 1)
-        per_round = ", ".join(f"{r['groups_us_per_token'].get(key, 0.0):.0f}" for r in rounds)
-        print(f"| {names.get(int(pid), pid)} {pid} | {group} | **{summary[key]:.0f}** | {per_round} |")
+        per_round = ", ".join(f"{r['groups_us_per_token'].get(key, 0.0):.1f}" for r in rounds)
+        print(
+            f"| {names.get(int(pid), pid)} {pid} | {group} | **{summary[key]:.1f}** | {kernel[key]:.0f} "
+            f"| {per_round} |"
+        )
     for pid, us in procs.items():
-        print(f"| {names.get(int(pid), pid)} {pid} | whole process (tick resolution) | {us:.0f} | |")
+        print(f"| {names.get(int(pid), pid)} {pid} | whole process (tick resolution) | {us:.0f} | | |")
     for key, us in split.items():
-        print(f"| decode thread | {key.removesuffix('_cpu_seconds_total')} | {us:.0f} | |")
+        print(f"| decode thread | {key.removesuffix('_cpu_seconds_total')} (engine stats) | {us:.1f} | | |")
     if args.json:
         report = {
             "command": " ".join(["python", *sys.argv]),
             "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "process_names": {str(p): n for p, n in names.items()},
             "median_groups_us_per_token": summary,
+            "median_groups_kernel_us_per_token": kernel,
             "median_processes_us_per_token": procs,
             "median_decode_thread_split_us_per_token": split,
             "rounds": rounds,
