@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -340,6 +342,15 @@ async def test_info_reports_weights_slots_and_stats(engine: LlamaCppEngine, data
     assert stats["batch_size_bucket"]["1"] < stats["decode_steps_total"]  # some steps ran several sequences
     assert stats["decode_step_tokens_sum"] >= stats["generated_tokens_total"]
     assert stats["slots_busy"] == 0
+    assert stats["decode_native_cpu_seconds_total"] > stats["decode_python_cpu_seconds_total"] > 0
+
+
+async def test_decode_thread_is_named_for_the_os(engine: LlamaCppEngine) -> None:
+    """benchmarks/cpu_per_token.py finds the decode thread by its name in /proc."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("thread names in /proc are Linux's")
+    names = {p.read_text().strip() for p in Path(f"/proc/{os.getpid()}/task").glob("*/comm")}
+    assert "llamacpp-decode" in names
 
 
 async def test_converted_weights_are_reused_on_the_next_start(engine: LlamaCppEngine, data_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """OpenAI requests → engine calls → OpenAI responses, inside a worker.
 
 The streaming hot path formats each chunk from a prebuilt prefix and ``json.dumps`` of the token
-text only: one SSE event per generated token, no per-chunk dict building.
+text only: one SSE event per generated token, no per-chunk dict building, and one write per token:
+the role chunk goes out with the first token, the finish reason, usage and ``[DONE]`` with the last.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from nanoserve.worker.tools import (
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+SSE_DONE = b"data: [DONE]\n\n"
 
 
 def sampling_params(req: SamplingFields, prompt_tokens: int, context_length: int) -> SamplingParams:
@@ -272,34 +274,43 @@ class GenerationService:
             opening = b""
         started, first = time.perf_counter(), 0.0
         done: Finished | None = None
+        ended = False
         try:
             async with aclosing(self.engine.generate(gen)) as events:
                 async for event in events:
+                    head = b""  # the opening goes out in the first token's write
                     if not first:
                         first = time.perf_counter()
-                        if opening:
-                            yield opening
+                        head = opening
                     if isinstance(event, Token):
                         if ids is not None:
                             ids.append(event.id)
                         if event.text:
-                            yield (token_fmt % _dumps(event.text)).encode()
+                            yield head + (token_fmt % _dumps(event.text)).encode()
+                        elif head:
+                            yield head
                         continue
                     done = event
+                    # the end in one write: the last text, the finish reason, usage, [DONE]
+                    end = [head]
                     if event.text:
-                        yield (token_fmt % _dumps(event.text)).encode()
-                    yield (final_fmt % _dumps(event.finish_reason)).encode()
+                        end.append((token_fmt % _dumps(event.text)).encode())
+                    end.append((final_fmt % _dumps(event.finish_reason)).encode())
                     if include_usage:
                         tail = f'"usage":{_dumps(usage(event))},"timings":{_dumps(timings(event))}'
                         if ids is not None:
                             tail += f',"context":{_dumps([*gen.prompt, *ids])}'
-                        yield f"data: {usage_head}{tail}}}\n\n".encode()
+                        end.append(f"data: {usage_head}{tail}}}\n\n".encode())
+                    end.append(SSE_DONE)
+                    yield b"".join(end)
+                    ended = True
         except Exception as exc:  # noqa: BLE001  (after the first byte the status is sent: report in-band)
             yield openai_sse_error(exc)
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
-        yield b"data: [DONE]\n\n"
+        if not ended:
+            yield SSE_DONE
 
     async def _stream_planned(
         self,

@@ -32,6 +32,34 @@ log = logging.getLogger(__name__)
 _INLINE_TOKENIZE_CHARS = 16_384
 
 
+class _Inbox:
+    """What the decode thread handed over for one request, on the event loop's side: a list and
+    at most one waiter (an ``asyncio.Queue`` does more per token than this needs)."""
+
+    __slots__ = ("_items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._items: list[Outcome] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, outcomes: list[Outcome]) -> None:
+        self._items += outcomes
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> list[Outcome]:
+        while not self._items:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
+
+
 class LlamaCppEngine(GenerationEngine):
     name = PROFILE.name
     kinds = PROFILE.kinds
@@ -162,9 +190,10 @@ class LlamaCppEngine(GenerationEngine):
         if len(prompt) + params.max_tokens > self.context_length:
             raise ContextLengthExceeded(len(prompt), params.max_tokens, self.context_length)
 
-        inbox: asyncio.Queue[list[Outcome]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        inbox = _Inbox(loop)
         sampler = Sampler(model, params, penalty_last_n=self.options.penalty_last_n)
-        job = Job(prompt, params, sampler, asyncio.get_running_loop(), inbox.put_nowait)
+        job = Job(prompt, params, sampler, loop, inbox.put)
         try:
             scheduler.submit(job)
         except NanoserveError:

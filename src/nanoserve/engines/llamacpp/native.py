@@ -134,6 +134,7 @@ class LlamaModel:
             self.bos = llama_cpp.llama_vocab_bos(self.vocab)
             self.eos = llama_cpp.llama_vocab_eos(self.vocab)
             self._pieces: dict[int, bytes] = {}
+            self._logits_views: dict[tuple[int, int], npt.NDArray[np.float32]] = {}
             self._piece_buf = ctypes.create_string_buffer(256)
             self.bos_text = self.token_text(self.bos) if self.bos >= 0 else ""
             self.eos_text = self.token_text(self.eos) if self.eos >= 0 else ""
@@ -250,8 +251,17 @@ class LlamaModel:
 
     def logits(self, n_outputs: int) -> npt.NDArray[np.float32]:
         """The output rows of the last decode, in batch order, as a (n_outputs, n_vocab) view."""
-        ptr = llama_cpp.llama_get_logits(self.context)
-        return np.ctypeslib.as_array(ptr, shape=(n_outputs, self.n_vocab))
+        address = ctypes.cast(llama_cpp.llama_get_logits(self.context), ctypes.c_void_p).value
+        if not address:
+            raise EngineError("llama.cpp returned no logits")
+        key = (address, n_outputs)
+        view = self._logits_views.get(key)
+        if view is None:  # a view per (buffer, rows): as_array's ctypes types cost ~10 us a step
+            if len(self._logits_views) > 64:
+                self._logits_views.clear()
+            floats = (ctypes.c_float * (n_outputs * self.n_vocab)).from_address(address)
+            view = self._logits_views[key] = np.frombuffer(floats, dtype=np.float32).reshape(n_outputs, -1)
+        return view
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(llama_cpp.llama_memory_seq_rm(self.mem, seq, p0, p1))

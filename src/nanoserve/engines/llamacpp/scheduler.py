@@ -23,7 +23,9 @@ so a request can only ever reuse KV entries computed for its own prefix.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -100,7 +102,8 @@ class Scheduler:
         self._active: list[Job] = []  # in admission order
         self._outbox: dict[Job, list[Outcome]] = {}  # events not yet handed to their loops
         self._clock = 0
-        self._thread = threading.Thread(target=self._run, name="llamacpp-decode", daemon=True)
+        self._cpu_mark = 0.0  # the decode thread's CPU time when its last llama_decode returned
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     # -- event loop side -------------------------------------------------------------------
 
@@ -140,6 +143,7 @@ class Scheduler:
     # -- decode thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        _name_os_thread(THREAD_NAME)
         try:
             while True:
                 with self._cond:
@@ -270,7 +274,12 @@ class Scheduler:
         batch.n_tokens = n  # output rows come back in batch order: the order of `outputs`
 
         self._flush()  # the loop handles the last step's events while llama_decode runs without the GIL
+        cpu0 = time.thread_time()
         rc = self.model.decode(batch)
+        cpu1 = time.thread_time()
+        self.stats.decode_python_cpu += cpu0 - self._cpu_mark
+        self.stats.decode_native_cpu += cpu1 - cpu0
+        self._cpu_mark = cpu1
         self.stats.record_step(len(plan), n)
         if rc != 0:
             self._decode_failed(rc, [job for job, _ in plan])
@@ -289,15 +298,22 @@ class Scheduler:
 
     def _sample(self, outputs: list[Job], out_index: list[int]) -> None:
         events: dict[Job, list[Outcome]] = {}
-        logits = self.model.logits(len(outputs)) if outputs else None
+        if not outputs:
+            return
+        logits = self.model.logits(len(outputs))
+        # Greedy rows (the fast path): one argmax over the whole block. An EOG token is masked
+        # only when it won a row that must ignore it (masking lowers values, so a non-EOG winner
+        # stays the first maximum either way).
+        best = logits.argmax(axis=1).tolist() if all(j.sampler.chain is None for j in outputs) else None
+        eog = self.model.is_eog
         now = time.perf_counter()
         for row, (job, index) in enumerate(zip(outputs, out_index)):
             if job.sampler.chain is None:
-                assert logits is not None
-                values = logits[row]
-                if job.sampler.ignore_eos:
+                token = best[row] if best is not None else int(logits[row].argmax())
+                if job.sampler.ignore_eos and eog(token):
+                    values = logits[row]
                     values[self.model.eog] = -np.inf
-                token = int(values.argmax())
+                    token = int(values.argmax())
             else:
                 token = job.sampler.sample(self.model.context, index)
             events[job] = self._on_token(job, token, now)
@@ -383,6 +399,20 @@ class Scheduler:
                 for job, _ in items:
                     if job.slot is not None:
                         self._release(job)
+
+
+THREAD_NAME = "llamacpp-decode"  # threads it starts (OpenMP's) inherit the name
+
+
+def _name_os_thread(name: str) -> None:
+    """Name the calling thread for the OS (top -H, /proc/<pid>/task/*/comm); Linux, best effort."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _dispatch(items: list[tuple[Job, list[Outcome]]]) -> None:

@@ -25,6 +25,10 @@ class EngineStats:
     prefix_copies: int = 0  # prefixes copied from another slot's sequence
     generated_tokens: int = 0
     steps: int = 0
+    # the decode thread's CPU time (seconds) inside llama_decode, and around it (batching, sampling,
+    # detokenizing, handing events over), idle waits excluded
+    decode_native_cpu: float = 0.0
+    decode_python_cpu: float = 0.0
     batch_size: BucketCounts = field(default_factory=BucketCounts)
     step_tokens: BucketCounts = field(default_factory=lambda: BucketCounts(STEP_TOKEN_BUCKETS))
 
@@ -43,6 +47,8 @@ class EngineStats:
             "prefix_cache_copies_total": self.prefix_copies,
             "generated_tokens_total": self.generated_tokens,
             "decode_steps_total": self.steps,
+            "decode_native_cpu_seconds_total": self.decode_native_cpu,
+            "decode_python_cpu_seconds_total": self.decode_python_cpu,
             **self.batch_size.export("batch_size"),
             **self.step_tokens.export("decode_step_tokens"),
         }
