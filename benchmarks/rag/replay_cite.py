@@ -34,9 +34,10 @@ BASE = RagConfig().model_dump()
 # name -> the RagConfig settings of the cite step that differ from the defaults
 VARIANTS: dict[str, dict[str, Any]] = {
     "prefer_quote_score off (before)": {"prefer_quote_score": None},
-    "prefer_quote_score 0.8": {"prefer_quote_score": 0.8},
+    "prefer_quote_score 0.7": {"prefer_quote_score": 0.7},
+    "prefer_quote_score 0.8 (after: the default)": {"prefer_quote_score": 0.8},
     "prefer_quote_score 0.9": {"prefer_quote_score": 0.9},
-    "prefer_quote_score 1.0 (after: the default)": {"prefer_quote_score": 1.0},
+    "prefer_quote_score 1.0": {"prefer_quote_score": 1.0},
     "prefer_quote_score 1.1": {"prefer_quote_score": 1.1},
     "every answer extractive (the generation dropped)": {"_drop_generation": True},
 }

@@ -15,7 +15,9 @@ from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import StoredChunk
 
 DOC = "# Tea\n\n## Water\n\nUse water at 80 degrees for green tea.\n\n## Time\n\nSteep green tea for two minutes."
-CONFIG = RagConfig(min_similarity=0.1, out_of_scope_similarity=0.1)
+# the generation's own path (a quote answering the question well replaces it by default: see
+# test_a_generated_answer_is_replaced_by_a_context_sentence_that_answers_better)
+CONFIG = RagConfig(min_similarity=0.1, out_of_scope_similarity=0.1, prefer_quote_score=None)
 
 
 async def service_with(tmp_path: Path, models: FakeModels, config: RagConfig = CONFIG) -> RagService:
@@ -198,7 +200,7 @@ async def test_a_question_about_a_name_the_documents_never_use_is_declined(tmp_p
 
 async def test_a_generated_answer_is_replaced_by_a_context_sentence_that_answers_better() -> None:
     """``prefer_quote_score``: when a context sentence answers the question (its extractive score)
-    at least that well and the generated answer cites another chunk, the answer is the quote."""
+    at least that well, the answer is the quote, not the generation."""
     from nanoserve.rag.pipeline import settle_answer
 
     vecs = {
@@ -221,7 +223,7 @@ async def test_a_generated_answer_is_replaced_by_a_context_sentence_that_answers
     mode, cited = await settle_answer(query, vecs[query], generated, contexts, embed, off)
     assert mode == "generated" and cited is not None
     assert [c.context_index for c in cited.citations] == [1]
-    config = RagConfig()  # the default, prefer_quote_score 1.0
+    config = RagConfig()  # the default, prefer_quote_score 0.8
     mode, cited = await settle_answer(query, vecs[query], generated, contexts, embed, config)
     assert mode == "extractive" and cited is not None and 0 in {c.context_index for c in cited.citations}
     high = RagConfig(prefer_quote_score=2.0)  # no sentence answers that well: the generation stays

@@ -14,8 +14,8 @@ cite       the support check: answer sentences matched to the chunks that suppor
            model), unsupported and repeated sentences removed (citations.py); an answer left
            mostly unsupported is replaced by the extractive fallback (extractive.py), and one
            with nothing supported by "not in the documents"; a supported one also gives way to
-           the extractive answer when a sentence of a chunk it does not cite answers the
-           question better (``rag.prefer_quote_score``): ``settle_answer``
+           the extractive answer when a context sentence answers the question well enough
+           (``rag.prefer_quote_score``): ``settle_answer``
 quality    the named quality dimensions (quality.py)
 """
 
@@ -203,9 +203,8 @@ async def settle_answer(
     cited = await cite_generated(query, without_announcement(generated), contexts, embed, config)
     if cited is not None and config.prefer_quote_score is not None:
         best = await best_quote(query, query_vec, contexts, embed)
-        used = {c.context_index for c in cited.citations}
-        if best is not None and best[0] >= config.prefer_quote_score and best[1] not in used:
-            # a context sentence answers the question better than the generation does
+        if best is not None and best[0] >= config.prefer_quote_score:
+            # a context sentence answers the question as it is asked: quote the documents
             quoted = await extract_answer(query, query_vec, contexts, embed, config)
             if quoted is not None:
                 return "extractive", quoted
