@@ -109,15 +109,20 @@ async def replay(url: str, run: dict, model: str) -> dict:  # type: ignore[type-
     return {"summary": summary, "rows": rows}
 
 
-def from_traces_db(path: Path, collection: str, questions: Path) -> dict:  # type: ignore[type-arg]
+def from_traces_db(path: Path, collection: str, questions: Path, trace_ids: set[str] | None = None) -> dict:  # type: ignore[type-arg]
     """An eval-run-like dict from a gateway's traces.db (an eval stopped before it wrote its JSON):
-    the latest trace of each question of ``questions`` asked of ``collection``."""
+    the latest trace of each question of ``questions`` asked of ``collection`` (of ``trace_ids``
+    only, when given)."""
     labels = {q["query"]: q["relevant"] for q in map(json.loads, questions.read_text().splitlines()) if q}
     db = sqlite3.connect(path)
     rows = db.execute(
-        "SELECT query, body FROM traces WHERE collection = ? ORDER BY created_at", (collection,)
+        "SELECT id, query, body FROM traces WHERE collection = ? ORDER BY created_at", (collection,)
     )
-    latest = {query: json.loads(body) for query, body in rows if query in labels}
+    latest = {
+        query: json.loads(body)
+        for id_, query, body in rows
+        if query in labels and (trace_ids is None or id_ in trace_ids)
+    }
     return {
         "collection": collection,
         "per_question": [

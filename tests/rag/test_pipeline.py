@@ -15,7 +15,9 @@ from nanoserve.rag.service import RagService
 from nanoserve.rag.store.base import StoredChunk
 
 DOC = "# Tea\n\n## Water\n\nUse water at 80 degrees for green tea.\n\n## Time\n\nSteep green tea for two minutes."
-CONFIG = RagConfig(min_similarity=0.1, out_of_scope_similarity=0.1)
+# the generation's own path (a quote answering the question well replaces it by default: see
+# test_a_generated_answer_is_replaced_by_a_context_sentence_that_answers_better)
+CONFIG = RagConfig(min_similarity=0.1, out_of_scope_similarity=0.1, prefer_quote_score=None)
 
 
 async def service_with(tmp_path: Path, models: FakeModels, config: RagConfig = CONFIG) -> RagService:
@@ -194,3 +196,35 @@ async def test_a_question_about_a_name_the_documents_never_use_is_declined(tmp_p
     asked = await service.query("tea", "What water temperature for green tea in the Tea guide?")
     assert asked.trace.answer_mode == "generated"
     await service.aclose()
+
+
+async def test_a_generated_answer_is_replaced_by_a_context_sentence_that_answers_better() -> None:
+    """``prefer_quote_score``: when a context sentence answers the question (its extractive score)
+    at least that well, the answer is the quote, not the generation."""
+    from nanoserve.rag.pipeline import settle_answer
+
+    vecs = {
+        "How do I delete untracked files?": [1.0, 0.0, 0.0],
+        "git-clean removes untracked files from the working tree.": [0.95, 0.05, 0.0],
+        "Use the git-status command to show untracked files.": [0.3, 0.0, 0.95],
+        "Use the git-status command to delete untracked files.": [0.3, 0.0, 0.95],
+    }
+
+    async def embed(texts):  # type: ignore[no-untyped-def]
+        return [vecs[t] for t in texts]
+
+    query = "How do I delete untracked files?"
+    contexts = [
+        "git-clean removes untracked files from the working tree.",
+        "Use the git-status command to show untracked files.",
+    ]
+    generated = "Use the git-status command to delete untracked files."
+    off = RagConfig(prefer_quote_score=None)
+    mode, cited = await settle_answer(query, vecs[query], generated, contexts, embed, off)
+    assert mode == "generated" and cited is not None
+    assert [c.context_index for c in cited.citations] == [1]
+    config = RagConfig()  # the default, prefer_quote_score 0.8
+    mode, cited = await settle_answer(query, vecs[query], generated, contexts, embed, config)
+    assert mode == "extractive" and cited is not None and 0 in {c.context_index for c in cited.citations}
+    high = RagConfig(prefer_quote_score=2.0)  # no sentence answers that well: the generation stays
+    assert (await settle_answer(query, vecs[query], generated, contexts, embed, high))[0] == "generated"

@@ -62,6 +62,14 @@ class RagConfig(BaseModel):
     stop: list[str] = Field(
         default_factory=lambda: ["\n\n"], max_length=4, description="stop sequences of the generation"
     )
+    # the cite step (rag/citations.py, rag/extractive.py); measured on the tuning corpora (docs/rag.md)
+    prefer_quote_score: float | None = Field(
+        default=0.8,
+        ge=0,
+        le=3,
+        description="the generated answer is replaced by the extractive one when a context sentence "
+        "scores at least this as an answer (extractive.pick_scores); null: off",
+    )
     temperature: float = Field(default=0.0, ge=0, le=2)
     context_chars: int = Field(default=1800, ge=200, description="context budget of the prompt")
     chunk_max_chars: int = Field(default=800, ge=100, le=20_000)

@@ -13,7 +13,9 @@ generate   a grounded answer from the numbered context chunks (generation model)
 cite       the support check: answer sentences matched to the chunks that support them (embedding
            model), unsupported and repeated sentences removed (citations.py); an answer left
            mostly unsupported is replaced by the extractive fallback (extractive.py), and one
-           with nothing supported by "not in the documents"
+           with nothing supported by "not in the documents"; a supported one also gives way to
+           the extractive answer when a context sentence answers the question well enough
+           (``rag.prefer_quote_score``): ``settle_answer``
 quality    the named quality dimensions (quality.py)
 """
 
@@ -129,6 +131,87 @@ def citation_records(cited: CitedAnswer, retrieved: Sequence[RetrievedChunk]) ->
             "section": r.chunk.section, "text": r.chunk.text, "score": r.score, "support": c.support,
         })  # fmt: skip
     return out
+
+
+async def cite_generated(
+    query: str, generated: str, contexts: Sequence[str], embed: EmbedFn, config: RagConfig
+) -> CitedAnswer | None:
+    """The generated answer with citations, or None when it is not grounded enough."""
+    sentences = [strip_citations(s) for s in split_answer(generated)]
+    if not any(sentences):
+        return None
+    vecs = await embed([*sentences, *contexts])
+    cited = attach_citations(
+        generated,
+        contexts,
+        sentence_vecs=vecs[: len(sentences)],
+        context_vecs=vecs[len(sentences) :],
+        query=query,
+        drop_unsupported=True,
+    )
+    supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
+    if not cited.citations or supported / len(cited.sentence_support) < MIN_GROUNDING:
+        return None
+    return cited
+
+
+async def extract_answer(
+    query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn, config: RagConfig
+) -> CitedAnswer | None:
+    """The extractive fallback: the context sentences that best answer the question."""
+    cands = extractive.candidates(contexts)
+    if not cands:
+        return None
+    picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
+    if not picked:
+        return None
+    text = extractive.compose(picked)
+    sentences = [strip_citations(s) for s in split_answer(text)]
+    vecs = await embed([*sentences, *contexts])
+    cited = attach_citations(
+        text,
+        contexts,
+        sentence_vecs=vecs[: len(sentences)],
+        context_vecs=vecs[len(sentences) :],
+        query=query,
+        drop_unsupported=True,
+    )
+    return cited if cited.citations else None
+
+
+async def best_quote(
+    query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
+) -> tuple[float, int] | None:
+    """(score, context index) of the context sentence the extractive fallback rates best."""
+    cands = extractive.candidates(contexts)
+    if not cands:
+        return None
+    score, i = max(extractive.pick_scores(query, query_vec, cands, await embed([c.text for c in cands])))
+    return score, cands[i].context_index
+
+
+async def settle_answer(
+    query: str,
+    query_vec: Sequence[float],
+    generated: str,
+    contexts: Sequence[str],
+    embed: EmbedFn,
+    config: RagConfig,
+) -> tuple[str, CitedAnswer | None]:
+    """The cite phase: (answer mode, the cited answer). The generated answer when grounded enough,
+    else the extractive fallback, else nothing ("refused")."""
+    cited = await cite_generated(query, without_announcement(generated), contexts, embed, config)
+    if cited is not None and config.prefer_quote_score is not None:
+        best = await best_quote(query, query_vec, contexts, embed)
+        if best is not None and best[0] >= config.prefer_quote_score:
+            # a context sentence answers the question as it is asked: quote the documents
+            quoted = await extract_answer(query, query_vec, contexts, embed, config)
+            if quoted is not None:
+                return "extractive", quoted
+    if cited is not None:
+        return "generated", cited
+    cited = await extract_answer(query, query_vec, contexts, embed, config)
+    return ("extractive" if cited is not None else "refused"), cited
 
 
 class QueryPipeline:
@@ -272,14 +355,9 @@ class QueryPipeline:
                         **({"stop": self.config.stop} if self.config.stop else {}),
                     )
                 with timer.phase("cite"):
-                    cited = await self._cite(
-                        query, without_announcement(trace.generated), context_texts, embed
+                    trace.answer_mode, cited = await settle_answer(
+                        query, query_vec, trace.generated, context_texts, embed, self.config
                     )
-                    if cited is not None:
-                        trace.answer_mode = "generated"
-                    else:
-                        cited = await self._extract(query, query_vec, context_texts, embed)
-                        trace.answer_mode = "extractive" if cited is not None else "refused"
                 if cited is not None:
                     answer = cited.text
                     citations = citation_records(cited, retrieval.chunks)
@@ -309,49 +387,21 @@ class QueryPipeline:
 
     @staticmethod
     async def _cite(
-        query: str, generated: str, contexts: Sequence[str], embed: EmbedFn
+        query: str, generated: str, contexts: Sequence[str], embed: EmbedFn, config: RagConfig | None = None
     ) -> CitedAnswer | None:
         """The generated answer with citations, or None when it is not grounded enough."""
-        sentences = [strip_citations(s) for s in split_answer(generated)]
-        if not any(sentences):
-            return None
-        vecs = await embed([*sentences, *contexts])
-        cited = attach_citations(
-            generated,
-            contexts,
-            sentence_vecs=vecs[: len(sentences)],
-            context_vecs=vecs[len(sentences) :],
-            query=query,
-            drop_unsupported=True,
-        )
-        supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
-        if not cited.citations or supported / len(cited.sentence_support) < MIN_GROUNDING:
-            return None
-        return cited
+        return await cite_generated(query, generated, contexts, embed, config or RagConfig())
 
     @staticmethod
     async def _extract(
-        query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
+        query: str,
+        query_vec: Sequence[float],
+        contexts: Sequence[str],
+        embed: EmbedFn,
+        config: RagConfig | None = None,
     ) -> CitedAnswer | None:
         """The extractive fallback: the context sentences that best answer the question."""
-        cands = extractive.candidates(contexts)
-        if not cands:
-            return None
-        picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
-        if not picked:
-            return None
-        text = extractive.compose(picked)
-        sentences = [strip_citations(s) for s in split_answer(text)]
-        vecs = await embed([*sentences, *contexts])
-        cited = attach_citations(
-            text,
-            contexts,
-            sentence_vecs=vecs[: len(sentences)],
-            context_vecs=vecs[len(sentences) :],
-            query=query,
-            drop_unsupported=True,
-        )
-        return cited if cited.citations else None
+        return await extract_answer(query, query_vec, contexts, embed, config or RagConfig())
 
     def embedder(self, model: str) -> Any:
         async def embed(texts: Sequence[str]) -> list[list[float]]:
