@@ -137,18 +137,9 @@ async def cite_generated(
     query: str, generated: str, contexts: Sequence[str], embed: EmbedFn, config: RagConfig
 ) -> CitedAnswer | None:
     """The generated answer with citations, or None when it is not grounded enough."""
-    sentences = [strip_citations(s) for s in split_answer(generated)]
-    if not any(sentences):
+    cited = await _with_citations(query, generated, contexts, embed)
+    if cited is None:
         return None
-    vecs = await embed([*sentences, *contexts])
-    cited = attach_citations(
-        generated,
-        contexts,
-        sentence_vecs=vecs[: len(sentences)],
-        context_vecs=vecs[len(sentences) :],
-        query=query,
-        drop_unsupported=True,
-    )
     supported = sum(1 for v in cited.sentence_support if v >= ASSIGN_SUPPORT)
     if not cited.citations or supported / len(cited.sentence_support) < MIN_GROUNDING:
         return None
@@ -165,10 +156,19 @@ async def extract_answer(
     picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
     if not picked:
         return None
-    text = extractive.compose(picked)
+    cited = await _with_citations(query, extractive.compose(picked), contexts, embed)
+    return cited if cited is not None and cited.citations else None
+
+
+async def _with_citations(
+    query: str, text: str, contexts: Sequence[str], embed: EmbedFn
+) -> CitedAnswer | None:
+    """``text`` with each sentence's citations (unsupported sentences dropped); None if it has none."""
     sentences = [strip_citations(s) for s in split_answer(text)]
+    if not any(sentences):
+        return None
     vecs = await embed([*sentences, *contexts])
-    cited = attach_citations(
+    return attach_citations(
         text,
         contexts,
         sentence_vecs=vecs[: len(sentences)],
@@ -176,7 +176,6 @@ async def extract_answer(
         query=query,
         drop_unsupported=True,
     )
-    return cited if cited.citations else None
 
 
 async def best_quote(
