@@ -27,10 +27,9 @@ from nanoserve.orchestrator.orchestrator import Orchestrator
 from nanoserve.orchestrator.router import NO_AFFINITY, Affinity
 from nanoserve.orchestrator.supervisor import Sent
 from nanoserve.wire.client import WorkerResponse
+from nanoserve.wire.headers import SSE_DONE
 
 log = logging.getLogger("nanoserve.api")
-
-SSE_DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(eq=False)

@@ -17,6 +17,7 @@ WARM_UP_HEADER = "x-nanoserve-warm-up"  # requests with it are served but not co
 TIME_LIMIT_HEADER = "x-nanoserve-time-limit-ms"
 # A streamed (SSE) response, the worker's and the gateway's relay of it: not cached, not buffered.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_DONE = b"data: [DONE]\n\n"  # the last event of an OpenAI stream
 
 # A worker bound beyond loopback (on a cluster node, docs/cluster.md) is started with a
 # per-instance secret in WORKER_SECRET_ENV (read and removed from its environment) and answers

@@ -27,6 +27,7 @@ from nanoserve.engines.base import (
 )
 from nanoserve.errors import BadRequest, ConfigError, ContextLengthExceeded, UnsupportedFeature
 from nanoserve.wire.errors import openai_sse_error
+from nanoserve.wire.headers import SSE_DONE
 from nanoserve.wire.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -48,7 +49,6 @@ from nanoserve.worker.tools import (
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-SSE_DONE = b"data: [DONE]\n\n"
 
 
 def sampling_params(req: SamplingFields, prompt_tokens: int, context_length: int) -> SamplingParams:
@@ -354,7 +354,7 @@ class GenerationService:
         finally:
             if probe is not None:
                 probe.generation_done(started, first, done)
-        yield b"data: [DONE]\n\n"
+        yield SSE_DONE
 
 
 class _ChunkFormat:
