@@ -134,7 +134,7 @@ def citation_records(cited: CitedAnswer, retrieved: Sequence[RetrievedChunk]) ->
 
 
 async def cite_generated(
-    query: str, generated: str, contexts: Sequence[str], embed: EmbedFn, config: RagConfig
+    query: str, generated: str, contexts: Sequence[str], embed: EmbedFn
 ) -> CitedAnswer | None:
     """The generated answer with citations, or None when it is not grounded enough."""
     cited = await _with_citations(query, generated, contexts, embed)
@@ -146,14 +146,26 @@ async def cite_generated(
     return cited
 
 
-async def extract_answer(
-    query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn, config: RagConfig
-) -> CitedAnswer | None:
-    """The extractive fallback: the context sentences that best answer the question."""
+Quotes = tuple[list[extractive.Candidate], list[list[float]]]
+
+
+async def quote_candidates(contexts: Sequence[str], embed: EmbedFn) -> Quotes:
+    """The context sentences the extractive answer is picked from, and their vectors."""
     cands = extractive.candidates(contexts)
-    if not cands:
-        return None
-    picked = extractive.pick(query, query_vec, cands, await embed([c.text for c in cands]))
+    return cands, (await embed([c.text for c in cands]) if cands else [])
+
+
+async def extract_answer(
+    query: str,
+    query_vec: Sequence[float],
+    contexts: Sequence[str],
+    embed: EmbedFn,
+    quotes: Quotes | None = None,
+) -> CitedAnswer | None:
+    """The extractive fallback: the context sentences that best answer the question (``quotes``:
+    ``quote_candidates`` already computed for these contexts)."""
+    cands, vecs = quotes if quotes is not None else await quote_candidates(contexts, embed)
+    picked = extractive.pick(query, query_vec, cands, vecs) if cands else []
     if not picked:
         return None
     cited = await _with_citations(query, extractive.compose(picked), contexts, embed)
@@ -178,17 +190,6 @@ async def _with_citations(
     )
 
 
-async def best_quote(
-    query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
-) -> tuple[float, int] | None:
-    """(score, context index) of the context sentence the extractive fallback rates best."""
-    cands = extractive.candidates(contexts)
-    if not cands:
-        return None
-    score, i = max(extractive.pick_scores(query, query_vec, cands, await embed([c.text for c in cands])))
-    return score, cands[i].context_index
-
-
 async def settle_answer(
     query: str,
     query_vec: Sequence[float],
@@ -199,17 +200,19 @@ async def settle_answer(
 ) -> tuple[str, CitedAnswer | None]:
     """The cite phase: (answer mode, the cited answer). The generated answer when grounded enough,
     else the extractive fallback, else nothing ("refused")."""
-    cited = await cite_generated(query, without_announcement(generated), contexts, embed, config)
+    cited = await cite_generated(query, without_announcement(generated), contexts, embed)
+    quotes = None
     if cited is not None and config.prefer_quote_score is not None:
-        best = await best_quote(query, query_vec, contexts, embed)
-        if best is not None and best[0] >= config.prefer_quote_score:
+        quotes = await quote_candidates(contexts, embed)
+        scores = extractive.pick_scores(query, query_vec, *quotes)
+        if scores and max(scores)[0] >= config.prefer_quote_score:
             # a context sentence answers the question as it is asked: quote the documents
-            quoted = await extract_answer(query, query_vec, contexts, embed, config)
+            quoted = await extract_answer(query, query_vec, contexts, embed, quotes)
             if quoted is not None:
                 return "extractive", quoted
     if cited is not None:
         return "generated", cited
-    cited = await extract_answer(query, query_vec, contexts, embed, config)
+    cited = await extract_answer(query, query_vec, contexts, embed, quotes)
     return ("extractive" if cited is not None else "refused"), cited
 
 
@@ -386,21 +389,17 @@ class QueryPipeline:
 
     @staticmethod
     async def _cite(
-        query: str, generated: str, contexts: Sequence[str], embed: EmbedFn, config: RagConfig | None = None
+        query: str, generated: str, contexts: Sequence[str], embed: EmbedFn
     ) -> CitedAnswer | None:
         """The generated answer with citations, or None when it is not grounded enough."""
-        return await cite_generated(query, generated, contexts, embed, config or RagConfig())
+        return await cite_generated(query, generated, contexts, embed)
 
     @staticmethod
     async def _extract(
-        query: str,
-        query_vec: Sequence[float],
-        contexts: Sequence[str],
-        embed: EmbedFn,
-        config: RagConfig | None = None,
+        query: str, query_vec: Sequence[float], contexts: Sequence[str], embed: EmbedFn
     ) -> CitedAnswer | None:
         """The extractive fallback: the context sentences that best answer the question."""
-        return await extract_answer(query, query_vec, contexts, embed, config or RagConfig())
+        return await extract_answer(query, query_vec, contexts, embed)
 
     def embedder(self, model: str) -> Any:
         async def embed(texts: Sequence[str]) -> list[list[float]]:
