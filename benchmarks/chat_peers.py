@@ -8,6 +8,12 @@ with 2 threads and 8 slots; llama-server runs with the flags issue 18 names
 new for every (round, concurrency) and the same for both servers in it: a server's prompt cache
 never sees a prompt twice. Then benchmarks/ceiling.py times bare ``llama_decode`` steps at each B.
 
+Beside the wall-clock figures, each run records the CPU time the server used per output token
+(user + system time of the server's process and its children, from before to after the run):
+the machine's noise moves tok/s by 10-15 % between runs minutes apart, CPU per token hardly,
+and on two cores every CPU-microsecond a server spends outside llama.cpp's compute is taken
+from it.
+
     python benchmarks/chat_peers.py --rounds 2 --json benchmarks/results/chat-peers.json \\
         --markdown benchmarks/results/chat-peers.md
 
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "smollm2:135m"
@@ -48,7 +55,15 @@ models:
     threads: 2
     options: {{quantize: q8_0}}
 """
-FIGURES = ("output_throughput", "median_ttft_ms", "median_tpot_ms", "median_itl_ms", "failed", "truncated")
+FIGURES = (
+    "total_output_tokens",
+    "output_throughput",
+    "median_ttft_ms",
+    "median_tpot_ms",
+    "median_itl_ms",
+    "failed",
+    "truncated",
+)
 
 
 def free_port() -> int:
@@ -60,8 +75,8 @@ def free_port() -> int:
 @contextmanager
 def serving(
     name: str, cmd: list[str], health: str, log: Path, env: dict[str, str] | None = None
-) -> Iterator[None]:
-    """Run ``cmd`` until the block ends; return once ``health`` answers 200."""
+) -> Iterator[int]:
+    """Run ``cmd`` until the block ends; return its pid once ``health`` answers 200."""
     print(f"$ {' '.join(cmd)} &", file=sys.stderr)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
@@ -78,7 +93,7 @@ def serving(
             if time.monotonic() > deadline:
                 raise SystemExit(f"error: {name} did not answer {health} within 300 s")
             time.sleep(0.25)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -86,6 +101,17 @@ def serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants (a gateway's workers)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def bench(url: str, concurrency: int, seed: int, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -123,12 +149,13 @@ def load() -> str:
 def markdown(report: dict[str, Any]) -> str:
     header = (
         "| round | concurrency | gateway tok/s | llama-server tok/s | ratio | TTFT p50 gateway / llama-server (ms) "
-        "| TTFT ratio | TPOT p50 gateway / llama-server (ms) | failed gateway / llama-server | ceiling tok/s |"
+        "| TTFT ratio | TPOT p50 gateway / llama-server (ms) | CPU µs per token gateway / llama-server "
+        "| failed gateway / llama-server | ceiling tok/s |"
     )
     before = any("gateway-before" in row for row in report["runs"])
     if before:
         header += " gateway-before tok/s | before / llama-server |"
-    lines = [header, "| --- " * (12 if before else 10) + "|"]
+    lines = [header, "| --- " * (13 if before else 11) + "|"]
     for row in report["runs"]:
         gw, ls = row["gateway"], row["llama-server"]
         lines.append(
@@ -137,6 +164,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {gw['median_ttft_ms']:.0f} / {ls['median_ttft_ms']:.0f} "
             f"| {gw['median_ttft_ms'] / ls['median_ttft_ms']:.2f} "
             f"| {gw['median_tpot_ms']:.1f} / {ls['median_tpot_ms']:.1f} "
+            f"| {gw['cpu_us_per_token']:.0f} / {ls['cpu_us_per_token']:.0f} "
             f"| {gw['failed']} / {ls['failed']} | {report['ceiling'].get(str(row['concurrency']), float('nan')):.1f} |"
             + (
                 f" {row['gateway-before']['output_throughput']:.1f} "
@@ -180,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = Path(tmp)
         (data / "config.yaml").write_text(CONFIG)
         servers: dict[str, str] = {}
+        pids: dict[str, int] = {}
 
         def gateway(name: str, src: Path) -> None:
             port = free_port()
@@ -187,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd = [sys.executable, "-m", "nanoserve", "serve", "--port", str(port), "--data-dir", str(data / name),
                    "--config", str(data / "config.yaml")]  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(src)}
-            stack.enter_context(serving(name, cmd, f"{servers[name]}/health", data / f"{name}.log", env))
+            pids[name] = stack.enter_context(
+                serving(name, cmd, f"{servers[name]}/health", data / f"{name}.log", env)
+            )
             # the first request converts the weights (llama-server then serves that very file)
             httpx.post(
                 f"{servers[name]}/v1/chat/completions",
@@ -203,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers["llama-server"] = f"http://127.0.0.1:{port}"
         ls_cmd = [str(binary), "-m", str(weights), "--host", "127.0.0.1", "--port", str(port),
                   "--alias", MODEL, "-t", "2", "-tb", "2", "-np", "8", "-c", "16384", "-nr"]  # fmt: skip
-        stack.enter_context(
+        pids["llama-server"] = stack.enter_context(
             serving("llama-server", ls_cmd, f"{servers['llama-server']}/health", data / "llama-server.log")
         )
         report["llama_server_command"] = " ".join(["llama-server", *ls_cmd[1:]]).replace(str(weights), "Q8_0")
@@ -212,7 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c in levels:
                 row: dict[str, Any] = {"round": r, "concurrency": c, "order": order, "load": load()}
                 for name in order:
+                    cpu = cpu_seconds(pids[name])
                     row[name] = bench(servers[name], c, 1000 * r + c, args, data / f"{name}.json")
+                    cpu = cpu_seconds(pids[name]) - cpu
+                    row[name]["cpu_us_per_token"] = 1e6 * cpu / max(row[name]["total_output_tokens"], 1)
                     print(f"round {r} c={c} {name}: {row[name]}", file=sys.stderr)
                 report["runs"].append(row)
         stack.close()  # the servers stop before the ceiling runs alone
