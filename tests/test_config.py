@@ -28,7 +28,10 @@ def test_parse_duration(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "5 minutes", "", True, None, [1]])
+@pytest.mark.parametrize(
+    "value",
+    ["soon", "5 minutes", "", True, None, [1], float("nan"), "nan", 4.6e16, float("inf"), "999999999h"],
+)
 def test_parse_duration_rejects(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from nanoserve.rag.config import RagConfig
 ModelKind = Literal["chat", "embedding", "rerank"]
 
 FOREVER = -1.0
+MAX_DURATION = 100 * 365.25 * 86_400  # seconds
 _DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -45,6 +47,8 @@ def parse_duration(value: Any) -> float:
     """Seconds from a number of seconds or a Go/Ollama duration string ("5m", "1h30m", "-1").
 
     A negative value means forever (returned as -1); 0 means "unload right after the request".
+    NaN and anything longer than ``MAX_DURATION`` are refused (a deadline past the year 9999 is
+    not a time the gateway can show, and nobody means one): ask for forever with a negative value.
     """
     if isinstance(value, bool):
         raise ValueError("expected a duration, got a boolean")  # noqa: TRY004  (pydantic reports ValueError)
@@ -61,6 +65,12 @@ def parse_duration(value: Any) -> float:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
         raise ValueError(f"invalid duration {value!r}")  # noqa: TRY004  (pydantic reports ValueError)
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number, not NaN")
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"a duration may be at most {MAX_DURATION:.0f} seconds (100 years); -1 means forever"
+        )
     return FOREVER if seconds < 0 else seconds
 
 

@@ -172,6 +172,7 @@ CASES: list[Case] = [
     Case("unknown-model-chat", "POST", "/v1/chat/completions", 404, json={**CHAT, "model": "nope"}),
     Case("unknown-model-ollama", "POST", "/api/generate", 404, json={"model": "nope", "prompt": "x"}),
     Case("unknown-model-load", "POST", "/models/load", 404, json={"model": "nope"}),
+    Case("absurd-keep-alive-load", "POST", "/models/load", 400, json={"model": "mock-chat", "keep_alive": 4.6e16}, says="at most"),
     Case("unknown-route", "GET", "/v1/nothing", 404),
     Case("unknown-route-ollama", "GET", "/api/nothing", 404),
     Case("wrong-method-chat", "GET", "/v1/chat/completions", 405),
