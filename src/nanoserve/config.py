@@ -317,7 +317,9 @@ class Settings(_Strict):
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     models: list[ModelConfig] = Field(default_factory=lambda: default_models())
-    worker_start_timeout: float = Field(default=180.0, gt=0, description="seconds to wait for /health")
+    worker_start_timeout: float = Field(
+        default=180.0, gt=0, description="seconds to wait for /health, per load phase"
+    )
     shutdown_grace: float = Field(default=30.0, ge=0, description="seconds in-flight requests may finish")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     log_format: Literal["text", "json"] = "text"

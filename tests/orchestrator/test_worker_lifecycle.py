@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -139,5 +140,49 @@ def test_load_failure_is_reported_with_the_reason(tmp_path: Path) -> None:
             )
         assert resp.status_code == 500
         assert "fail_on_load" in resp.json()["error"]["message"]
+    finally:
+        gw.stop()
+
+
+def test_a_load_that_times_out_is_a_503_in_each_dialect(tmp_path: Path) -> None:
+    """A load still under way at worker_start_timeout: a transient 503 with Retry-After that names
+    the phase and the setting (not the 500 of a load that failed)."""
+    config = {
+        "worker_start_timeout": 1,
+        "models": [{"id": "slow", "engine": "mock", "options": {"load_seconds": 30}}],
+    }
+    gw = Gateway(tmp_path, config)
+    try:
+        messages = [{"role": "user", "content": "x"}]
+        with gw.client() as http:
+            openai = http.post("/v1/chat/completions", json={"model": "slow", "messages": messages})
+            ollama = http.post("/api/chat", json={"model": "slow", "messages": messages, "stream": False})
+        assert openai.status_code == 503, openai.text
+        assert int(openai.headers["Retry-After"]) >= 1
+        error = openai.json()["error"]
+        assert error["type"] == "service_unavailable" and error["code"] == "worker_unavailable"
+        # the phase, unless the worker took over 1 s to answer at all (a busy machine)
+        timed_out = re.compile(
+            r"(still loading after|did not become healthy within) 1s .*worker_start_timeout"
+        )
+        assert timed_out.search(error["message"]), error["message"]
+        assert ollama.status_code == 503, ollama.text
+        assert int(ollama.headers["Retry-After"]) >= 1
+        assert timed_out.search(ollama.json()["error"]), ollama.text
+    finally:
+        gw.stop()
+
+
+def test_converting_and_loading_each_get_the_start_timeout(tmp_path: Path) -> None:
+    """6 s converting plus 6 s loading: past a 10 s timeout in all, within it per phase (the
+    process start is a phase of its own: a worker took 6 s to answer on the busy test machine)."""
+    options = {"convert_seconds": 6, "load_seconds": 6}
+    config = {"worker_start_timeout": 10, "models": [{"id": "m", "engine": "mock", "options": options}]}
+    gw = Gateway(tmp_path, config)
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+        with gw.client() as http:
+            resp = http.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 200, resp.text
     finally:
         gw.stop()

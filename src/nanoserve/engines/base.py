@@ -18,7 +18,8 @@ declared in the engine's profile (``nanoserve.profiles``), which the gateway rea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -29,6 +30,11 @@ from nanoserve.errors import ConfigError
 from nanoserve.profiles.base import EngineOptions
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+
+# What ``Engine.start`` is doing, reported by the worker's ``/health`` while it loads: the gateway
+# gives each phase its own ``worker_start_timeout`` (docs/worker-protocol.md).
+LOADING = "loading"
+CONVERTING = "converting"  # a one-time conversion of the weights (cached afterwards)
 
 
 @dataclass(slots=True)
@@ -121,6 +127,9 @@ class Engine(ABC):
     supports_grammar: ClassVar[bool] = False
     supports_vision: ClassVar[bool] = False
     Options: ClassVar[type[EngineOptions]] = EngineOptions
+    # The load phase (LOADING or CONVERTING): set during ``start`` (by its load thread too: one
+    # attribute store), read by the worker's ``/health`` on the event loop.
+    phase: str = LOADING
 
     def __init__(self, spec: EngineSpec):
         self.spec = spec
@@ -134,7 +143,17 @@ class Engine(ABC):
 
     @abstractmethod
     async def start(self) -> None:
-        """Load the model. Called once, before any request."""
+        """Load the model. Called once, before any request. Work that converts the weights runs
+        inside ``converting()``."""
+
+    @contextmanager
+    def converting(self) -> Iterator[None]:
+        """The phase is CONVERTING inside, LOADING again after."""
+        self.phase = CONVERTING
+        try:
+            yield
+        finally:
+            self.phase = LOADING
 
     async def close(self) -> None:
         """Release the model. Called once, after the last request."""

@@ -15,7 +15,8 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,12 @@ def _allocate(mib: int) -> bytearray | None:
 
 class _MockBase:
     options: MockOptions
+    converting: Callable[[], AbstractContextManager[object]]
 
     async def _load(self) -> None:
+        if self.options.convert_seconds:
+            with self.converting():
+                await asyncio.sleep(self.options.convert_seconds)
         if self.options.fail_on_load:
             raise RuntimeError("mock engine configured with fail_on_load")
         if self.options.load_seconds:

@@ -101,7 +101,11 @@ class SentenceTransformersEngine(EmbeddingEngine):
 
         assert self.spec.path is not None
         model_file = ensure_onnx(
-            self.spec.path, self.backend, self.spec.data_dir or default_data_dir(), threads=self.spec.threads
+            self.spec.path,
+            self.backend,
+            self.spec.data_dir or default_data_dir(),
+            threads=self.spec.threads,
+            converting=self.converting,
         )
         # as sentence-transformers reads it: its config's max_seq_length, within the context length
         try:

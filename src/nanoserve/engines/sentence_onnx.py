@@ -21,8 +21,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +42,32 @@ PASS_FILL = 0.9
 EXPORT_TIMEOUT = 900.0
 
 
-def ensure_onnx(directory: Path, backend: str, data_dir: Path, *, threads: int) -> Path:
-    """The ONNX file to serve for the model in ``directory``: cached, or exported now."""
+def ensure_onnx(
+    directory: Path,
+    backend: str,
+    data_dir: Path,
+    *,
+    threads: int,
+    converting: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Path:
+    """The ONNX file to serve for the model in ``directory``: cached, or exported now (inside
+    ``converting()``: the engine's load phase; for ``onnx-int8`` the fp32 export and its
+    quantization are one phase)."""
     target = onnx_path(directory, backend, data_dir)
     if target.exists():
         return target
-    source = directory
-    if backend == "onnx-int8":
-        source = ensure_onnx(directory, "onnx", data_dir, threads=threads)
+    with converting():
+        source = directory
+        if backend == "onnx-int8":
+            source = onnx_path(directory, "onnx", data_dir)
+            if not source.exists():
+                _export(directory, directory, source, "onnx", threads)
+        _export(directory, source, target, backend, threads)
+    return target
+
+
+def _export(directory: Path, source: Path, target: Path, backend: str, threads: int) -> None:
+    """Run this module's ``main`` in a subprocess: ``source`` to ``target`` as ``backend``."""
     log.info("exporting %s to ONNX (%s, one time) -> %s", directory.name, backend, target)
     started = time.perf_counter()
     command = [sys.executable, "-m", __name__, str(source), str(target), "--threads", str(threads)]
@@ -64,7 +82,6 @@ def ensure_onnx(directory: Path, backend: str, data_dir: Path, *, threads: int) 
     if done.returncode != 0 or not target.exists():
         raise EngineError(f"exporting {directory.name} to ONNX failed: {done.stderr.strip()[-1500:]}")
     log.info("exported %s to ONNX in %.1f s", directory.name, time.perf_counter() - started)
-    return target
 
 
 def export(directory: Path, target: Path, *, threads: int) -> None:

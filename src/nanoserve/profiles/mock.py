@@ -18,6 +18,9 @@ MIB = 1 << 20
 
 class MockOptions(EngineOptions):
     load_seconds: float = Field(default=0.0, ge=0, le=600)
+    convert_seconds: float = Field(
+        default=0.0, ge=0, le=600, description="a load phase 'converting' before load_seconds"
+    )
     ttft_ms: float = Field(default=0.0, ge=0, le=60_000, description="delay before the first token")
     tokens_per_second: float = Field(default=0.0, ge=0, description="0 = as fast as possible")
     memory_mib: int = Field(default=0, ge=0, le=1 << 20, description="memory to allocate on load")

@@ -120,6 +120,8 @@ def _route(path: str, handler: Handler, methods: list[str]) -> Route:
 
 async def health(request: Request, state: WorkerState) -> Response:
     body: dict[str, Any] = {"status": state.status}
+    if state.status == "loading":  # the gateway's start timeout counts per phase
+        body["phase"] = state.engine.phase
     if state.error:
         body["error"] = state.error
     code = {"ok": 200, "loading": 503}.get(state.status, 500)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import llama_cpp
@@ -39,13 +41,22 @@ def quantize_file(source: Path, target: Path, quantize: str, *, threads: int) ->
         tmp.unlink(missing_ok=True)
 
 
-def ensure_served_weights(source: Path, quantize: Quantization, data_dir: Path, *, threads: int) -> Path:
-    """The file to load: the source, a cached conversion, or a conversion made now."""
+def ensure_served_weights(
+    source: Path,
+    quantize: Quantization,
+    data_dir: Path,
+    *,
+    threads: int,
+    converting: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Path:
+    """The file to load: the source, a cached conversion, or a conversion made now (inside
+    ``converting()``: the engine's load phase)."""
     target = served_weights_path(source, quantize, data_dir)
     if target == source or target.exists():
         return target
     log.info("converting %s to %s for faster CPU kernels (one time) -> %s", source.name, quantize, target)
     started = time.perf_counter()
-    quantize_file(source, target, quantize, threads=threads)
+    with converting():
+        quantize_file(source, target, quantize, threads=threads)
     log.info("converted %s to %s in %.1f s", source.name, quantize, time.perf_counter() - started)
     return target

@@ -86,7 +86,9 @@ class LlamaCppEngine(GenerationEngine):
     def _load(self, source: Path) -> None:
         spec, options = self.spec, self.options
         data_dir = spec.data_dir or default_data_dir()
-        self._weights = ensure_served_weights(source, options.quantize, data_dir, threads=spec.threads)
+        self._weights = ensure_served_weights(
+            source, options.quantize, data_dir, threads=spec.threads, converting=self.converting
+        )
         n_batch = max(options.n_batch, spec.parallel)
         model = LlamaModel(
             self._weights,

@@ -17,6 +17,7 @@ applied before a backend is even acquired, so a request it cannot serve costs no
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from nanoserve.errors import EngineError, WorkerUnavailable
 if TYPE_CHECKING:
     from nanoserve.orchestrator.memory import Nvml
     from nanoserve.wire.client import WorkerClient
+
+log = logging.getLogger(__name__)
 
 LOG_TAIL_BYTES = 4000
 
@@ -66,7 +69,8 @@ class WorkerHandle(Protocol):
 
     async def wait_healthy(self, timeout: float) -> None:
         """Return once the backend answers its health check; ``EngineError`` (with the log's tail)
-        if it exits or ``timeout`` passes first."""
+        if it exits or fails to load, ``WorkerUnavailable`` (503) if ``timeout`` passes first (per
+        load phase, for a backend that reports them: ``poll_health``)."""
         ...
 
     async def healthy(self, timeout: float) -> bool:
@@ -130,33 +134,59 @@ def read_log_tail(path: Path) -> str:
 HEALTH_POLL_MAX = 0.05
 
 
-async def poll_health(handle: WorkerHandle, check: HealthCheck, timeout: float) -> None:
+# Retry-After of a load that timed out: the next request starts the load again at once (the
+# instance's back-off applies after repeated failures).
+LOAD_TIMEOUT_RETRY_AFTER = 1
+
+
+async def poll_health(
+    handle: WorkerHandle, check: HealthCheck, timeout: float, *, setting: str = "worker_start_timeout"
+) -> None:
     """Poll ``check`` with growing intervals (never a fixed sleep) until it says ready.
 
-    ``check`` returns True (ready), False (not yet: loading, or not listening yet), or raises
-    ``EngineError`` (the backend reported a load failure). A backend that exits meanwhile fails
-    at once with the tail of its log.
+    ``check`` returns True (ready), False (not yet: not listening yet, or loading), a load phase
+    (not yet: ``"loading"``, ``"converting"``, as our worker's ``/health`` reports it), or raises
+    ``EngineError`` (the backend reported a load failure). Each phase gets ``timeout`` of its
+    own: a change of the reported phase restarts the deadline, so the process start, a one-time
+    conversion of the weights and the load after it each get it; a backend that reports no phase
+    gets ``timeout`` in all, as before phases. A backend that exits meanwhile fails at once with
+    the tail of its log (500); a timeout is a ``WorkerUnavailable`` (503, Retry-After) naming the
+    phase and ``setting``, the option that sets ``timeout``.
     """
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
+    phase: str | None = None  # None: the process start, until the backend reports a phase
     delay = 0.02
     while True:
         if not handle.alive:
             raise EngineError(
                 f"{handle.exit_reason()} while loading '{handle.model}'. Log:\n{handle.log_tail()}"
             )
-        if await check():
+        state = await check()
+        if state is True:
             return
-        if time.monotonic() >= deadline:
-            raise EngineError(
-                f"the backend of '{handle.model}' did not become healthy within {timeout:.0f}s. "
-                f"Log:\n{handle.log_tail()}"
+        now = time.monotonic()
+        if isinstance(state, str) and state != phase:
+            if phase is not None:
+                log.info("%s: %s after %.1f s %s", handle.model, state, now - began, phase)
+            phase, began, deadline = state, now, now + timeout
+        if now >= deadline:
+            what = (
+                f"was still {phase} after {timeout:.0f}s ({setting}, counted per load phase: raise "
+                "it for a slow machine or a first load that converts weights)"
+                if phase is not None
+                else f"did not become healthy within {timeout:.0f}s (raise {setting} for a slow machine)"
+            )
+            raise WorkerUnavailable(
+                f"the backend of '{handle.model}' {what}. Log:\n{handle.log_tail()}",
+                retry_after=LOAD_TIMEOUT_RETRY_AFTER,
             )
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, HEALTH_POLL_MAX)
 
 
 class HealthCheck(Protocol):
-    async def __call__(self) -> bool: ...
+    async def __call__(self) -> bool | str: ...
 
 
 async def get_ok(client: WorkerClient, path: str, timeout: float) -> bool:

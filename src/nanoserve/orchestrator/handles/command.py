@@ -119,7 +119,10 @@ class CommandWorker(ProcessWorker):
 
     async def wait_healthy(self, timeout: float) -> None:
         limit = self.options.start_timeout or timeout
-        await poll_health(self, lambda: get_ok(self.client, self.options.health_path, 2.0), limit)
+        setting = "options.start_timeout" if self.options.start_timeout else "worker_start_timeout"
+        await poll_health(
+            self, lambda: get_ok(self.client, self.options.health_path, 2.0), limit, setting=setting
+        )
 
     async def healthy(self, timeout: float) -> bool:
         return await get_ok(self.client, self.options.health_path, timeout)

@@ -97,15 +97,18 @@ def unix_listening_socket() -> socket.socket:
 
 
 def worker_health(handle: WorkerHandle) -> HealthCheck:
-    """The load check of our worker: ``/health`` 200 (ready), 503 (loading), other 5xx (failed)."""
+    """The load check of our worker: ``/health`` 200 (ready), 503 (loading, in its ``phase``),
+    other 5xx (failed)."""
 
-    async def check() -> bool:
+    async def check() -> bool | str:
         try:
             status, body = await handle.client.get_json("/health", timeout=2.0)
         except EngineError:
             return False
         if status >= 500 and status != 503:  # 503: still loading
             raise EngineError(f"model '{handle.model}' failed to load: {body.get('error', body)}")
+        if status == 503 and isinstance(body, dict) and isinstance(phase := body.get("phase"), str):
+            return phase
         return status == 200
 
     return check
