@@ -173,6 +173,7 @@ def test_a_load_that_times_out_is_a_503_in_each_dialect(tmp_path: Path) -> None:
         gw.stop()
 
 
+@pytest.mark.slow  # 12 s of mock load; tests/orchestrator/test_poll_health.py covers the rule
 def test_converting_and_loading_each_get_the_start_timeout(tmp_path: Path) -> None:
     """6 s converting plus 6 s loading: past a 10 s timeout in all, within it per phase (the
     process start is a phase of its own: a worker took 6 s to answer on the busy test machine)."""
