@@ -2,8 +2,8 @@
 
 A cross-encoder reads the query and one document together and gives one relevance logit (a
 sequence-classification model with one label, e.g. ``cross-encoder/ms-marco-MiniLM-L6-v2``).
-Concurrent ``score`` calls are micro-batched as embeddings are: the batcher takes what is waiting,
-waits at most ``max_wait_ms`` for more while under the ``max_batch_tokens`` budget, and runs every
+Concurrent ``score`` calls are micro-batched as embeddings are: the batcher takes what is waiting
+(smallest first), waits at most ``max_wait_ms`` for more while under ``max_batch_tokens``, runs every
 pair of the batch on one thread; each forward pass holds at most ``max_batch_tokens`` tokens with
 padding, so a request with many documents runs in several passes rather than being refused.
 """

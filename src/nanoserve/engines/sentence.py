@@ -4,8 +4,9 @@ Two backends (``options.backend``, nanoserve.profiles.sentence): torch runs sent
 onnx and onnx-int8 run an ONNX export of the same weights with ONNX Runtime (sentence_onnx.py).
 
 Concurrent ``embed`` calls are gathered into one forward pass: the batcher takes what is
-waiting, waits at most ``max_wait_ms`` for more while the batch is under its token budget, and
-runs the batch in one worker thread (one thread hop per batch, not per request). Texts are
+waiting, smallest requests first (a query is not held behind bulk requests: engines/batching.py),
+waits at most ``max_wait_ms`` for more while the batch is under its token budget, and runs the
+batch in one worker thread (one thread hop per batch, not per request). Texts are
 sorted by length inside a batch so padding stays small.
 """
 

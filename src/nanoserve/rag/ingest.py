@@ -39,7 +39,7 @@ log = logging.getLogger("nanoserve.rag")
 # (chunks embedded so far, chunks in the document)
 Progress = Callable[[int, int], Awaitable[None] | None]
 
-IN_FLIGHT = 3  # embedding requests sent at once: the engine encodes two together, the next waits
+IN_FLIGHT = 3  # embedding requests sent at once: the engine encodes one, the next ones wait
 MAX_DOCUMENTS = 64  # documents parsed or embedding at once (their texts are held in memory)
 PARSERS = 2  # documents parsed at once (threads)
 
