@@ -122,6 +122,21 @@ async def test_a_large_job_does_not_join_small_ones_even_within_the_budget() -> 
     assert engine.batches == [["running"], ["q5", "q6", "q8"], ["bulk60"]]
 
 
+async def test_short_jobs_of_any_sizes_share_a_batch() -> None:
+    engine = _Engine()
+    engine.batcher.start()
+    try:
+        engine.submit("running", 10)
+        await engine.until_batches(1)
+        engine.submit("t1", 1)
+        engine.submit("t6", 6)  # more than twice 1, but at most 100 // 16: short anyway
+        engine.submit("t9", 9)
+        await asyncio.gather(*engine.tasks.values())
+    finally:
+        engine.batcher.stop()
+    assert engine.batches == [["running"], ["t1", "t6", "t9"]]
+
+
 async def test_a_batch_waits_max_wait_to_fill_unless_the_budget_is_full() -> None:
     engine = _Engine(pass_s=0.0, max_wait_s=0.2)
     engine.batcher.start()

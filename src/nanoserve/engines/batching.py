@@ -8,9 +8,10 @@ Requests wait on the event loop as jobs; one task forms batches and runs them on
 * **Smallest first.** The batch takes the waiting jobs by tokens, oldest first among equals. A job
   joins a batch that holds something only if it fits in what is left of ``max_tokens`` (no
   overshoot; a batch's first job always runs, whatever its size: one request may hold up to
-  ``max_tokens``) and is at most twice what the batch holds: every job of a batch waits for all of
-  it, so small jobs do not take a large one along (it runs right after them, late by their short
-  batch), while jobs of similar sizes still share one. A one-text query that arrives while bulk
+  ``max_tokens``) and is at most twice what the batch holds, or small anyway (at most
+  ``max_tokens // 16``): every job of a batch waits for all of it, so small jobs do not take a
+  large one along (it runs right after them, late by their short batch), while jobs of similar
+  sizes, and short requests of any sizes, still share one. A one-text query that arrives while bulk
   requests wait (RAG ingestion sends requests of up to the engine's budget, several at once) runs
   in the next batch, alone or with other small ones: it waits for the batch already running, not
   for every bulk request ahead of it.
@@ -123,8 +124,9 @@ class MicroBatcher(Generic[J]):
         order = sorted(waiting, key=lambda job: (job is not lead, job.tokens, job.enqueued))
         batch: list[J] = []
         held = 0  # tokens in the batch
+        small = self._max_tokens // 16  # joins whatever the batch holds
         for job in order:
-            if not batch or job.tokens <= min(self._max_tokens - held, 2 * held):
+            if not batch or job.tokens <= min(self._max_tokens - held, max(2 * held, small)):
                 batch.append(job)
                 held += job.tokens
         taken = set(batch)
