@@ -2,7 +2,8 @@
 httpx's async client measured 1-4 ms here; the gateway's own overhead budget is 1 ms).
 
 A worker's address is a base URL, or ``unix:PATH`` for a worker listening on a Unix socket
-(our own workers on this machine: ``handles/local.py``).
+(our own workers on this machine: ``handles/local.py``), which have a leaner client of their own
+(``unixclient.py``).
 
 Transport failures are mapped into the exception tree: ``WorkerConnectFailed`` when nothing was
 sent (safe to retry on a fresh worker), ``WorkerUnavailable`` when a response broke off.
@@ -64,14 +65,6 @@ class WorkerResponse:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except aiohttp.ClientError as exc:
-            raise WorkerUnavailable(f"the worker's stream broke off: {plain(exc)}") from exc
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body line by line, without the line ending (for translating SSE events)."""
-        try:
-            async for line in self._resp.content:
-                yield line.rstrip(b"\r\n")
         except aiohttp.ClientError as exc:
             raise WorkerUnavailable(f"the worker's stream broke off: {plain(exc)}") from exc
 

@@ -23,6 +23,7 @@ from nanoserve.orchestrator.memory import Nvml, kill_group, measure_worker, proc
 from nanoserve.orchestrator.memory import reset_peak as _reset_peak
 from nanoserve.wire.client import UNIX_PREFIX, WorkerClient
 from nanoserve.wire.simgpu import DEVICE_ENV, SIMGPU_DIR_ENV
+from nanoserve.wire.unixclient import UnixWorkerClient
 
 log = logging.getLogger("nanoserve.orchestrator")
 
@@ -75,7 +76,7 @@ class ProcessWorker:
 
     def listen_on_unix(self, path: str) -> None:
         self.unix = path
-        self.client = WorkerClient(self.address)
+        self.client = UnixWorkerClient(self.address)
 
     @property
     def address(self) -> str:
