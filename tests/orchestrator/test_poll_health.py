@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 import pytest
+from fakeclock import FakeClock
 
 from nanoserve.errors import EngineError, WorkerUnavailable
 from nanoserve.orchestrator.handles import base
@@ -14,17 +15,9 @@ from nanoserve.orchestrator.handles.base import LOAD_TIMEOUT_RETRY_AFTER, poll_h
 TIMEOUT = 10.0
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    clock = _Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    clock = FakeClock()
     monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=clock))  # not asyncio's clock
     monkeypatch.setattr(base, "HEALTH_POLL_MAX", 0.001)  # the real sleeps between polls stay short
     return clock
@@ -47,7 +40,7 @@ class _Check:
     """Answers from a script of (seconds, answer): ``answer`` for that long on the fake clock, then
     the next; each poll advances the clock by ``step``. After the script: True (ready)."""
 
-    def __init__(self, clock: _Clock, script: Sequence[tuple[float, bool | str]], step: float = 0.5):
+    def __init__(self, clock: FakeClock, script: Sequence[tuple[float, bool | str]], step: float = 0.5):
         self.clock, self.step = clock, step
         self.ends: list[tuple[float, bool | str]] = []
         at = clock.now
@@ -63,7 +56,7 @@ class _Check:
         return next((answer for end, answer in self.ends if now < end), True)
 
 
-async def test_each_phase_gets_the_timeout(clock: _Clock) -> None:
+async def test_each_phase_gets_the_timeout(clock: FakeClock) -> None:
     # 4 s starting, 9 s converting, 9 s loading: 22 s in all, more than twice the timeout
     check = _Check(clock, [(4, False), (9, "converting"), (9, "loading")])
     await poll_health(_Handle(), check, TIMEOUT)
@@ -71,12 +64,12 @@ async def test_each_phase_gets_the_timeout(clock: _Clock) -> None:
     assert check.polls == 45
 
 
-async def test_a_phase_that_comes_back_starts_over(clock: _Clock) -> None:
+async def test_a_phase_that_comes_back_starts_over(clock: FakeClock) -> None:
     check = _Check(clock, [(8, "loading"), (8, "converting"), (8, "loading")])
     await poll_health(_Handle(), check, TIMEOUT)
 
 
-async def test_a_backend_without_phases_gets_the_timeout_once(clock: _Clock) -> None:
+async def test_a_backend_without_phases_gets_the_timeout_once(clock: FakeClock) -> None:
     check = _Check(clock, [(TIMEOUT + 5, False)])
     with pytest.raises(WorkerUnavailable) as caught:
         await poll_health(_Handle(), check, TIMEOUT)
@@ -87,7 +80,7 @@ async def test_a_backend_without_phases_gets_the_timeout_once(clock: _Clock) -> 
     assert "the log" in error.message
 
 
-async def test_the_timeout_names_the_phase_and_the_setting(clock: _Clock) -> None:
+async def test_the_timeout_names_the_phase_and_the_setting(clock: FakeClock) -> None:
     check = _Check(clock, [(2, "loading"), (TIMEOUT + 5, "converting")])
     with pytest.raises(WorkerUnavailable) as caught:
         await poll_health(_Handle(), check, TIMEOUT, setting="options.start_timeout")
@@ -96,14 +89,14 @@ async def test_the_timeout_names_the_phase_and_the_setting(clock: _Clock) -> Non
     assert "options.start_timeout" in caught.value.message
 
 
-async def test_the_same_phase_does_not_restart_the_deadline(clock: _Clock) -> None:
+async def test_the_same_phase_does_not_restart_the_deadline(clock: FakeClock) -> None:
     check = _Check(clock, [(TIMEOUT + 5, "loading")])
     with pytest.raises(WorkerUnavailable, match="still loading"):
         await poll_health(_Handle(), check, TIMEOUT)
     assert clock.now <= 1000 + TIMEOUT + 1
 
 
-async def test_a_backend_that_exits_is_a_500(clock: _Clock) -> None:
+async def test_a_backend_that_exits_is_a_500(clock: FakeClock) -> None:
     handle = _Handle()
     handle.alive = False
     with pytest.raises(EngineError) as caught:
@@ -112,7 +105,7 @@ async def test_a_backend_that_exits_is_a_500(clock: _Clock) -> None:
     assert "exited with code 1" in caught.value.message
 
 
-async def test_a_reported_failure_is_a_500(clock: _Clock) -> None:
+async def test_a_reported_failure_is_a_500(clock: FakeClock) -> None:
     async def failed() -> bool:
         raise EngineError("model 'm' failed to load: boom")
 

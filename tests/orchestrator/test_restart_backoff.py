@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeclock import FakeClock
 from gateway import Gateway
 
 from nanoserve.orchestrator import instance
@@ -14,17 +15,9 @@ from nanoserve.orchestrator.instance import FREE_RESTARTS, ModelInstance
 CHAT = {"model": "broken", "messages": [{"role": "user", "content": "x"}]}
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    clock = _Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    clock = FakeClock()
     monkeypatch.setattr(instance.time, "monotonic", clock)
     return clock
 
@@ -46,7 +39,7 @@ def _instance() -> ModelInstance:
         (40, 60.0),
     ],
 )
-def test_back_off_grows_after_the_free_restarts(clock: _Clock, failures: int, delay: float) -> None:
+def test_back_off_grows_after_the_free_restarts(clock: FakeClock, failures: int, delay: float) -> None:
     model = _instance()
     for _ in range(failures):
         model._count_failure(ran_for=1.0)
@@ -55,7 +48,7 @@ def test_back_off_grows_after_the_free_restarts(clock: _Clock, failures: int, de
     assert model.backoff_remaining() == 0.0
 
 
-def test_a_worker_that_ran_long_enough_starts_the_count_over(clock: _Clock) -> None:
+def test_a_worker_that_ran_long_enough_starts_the_count_over(clock: FakeClock) -> None:
     model = _instance()
     for _ in range(FREE_RESTARTS + 3):
         model._count_failure(ran_for=1.0)

@@ -5,7 +5,7 @@ a known peer: uvicorn, JSON requests, answers with a content length or chunked. 
 client replaces aiohttp's general one with an ``asyncio.Protocol`` per connection and httptools'
 response parser (uvicorn's own, so already installed): no session, cookie, redirect, tracing or
 timer machinery per request. ``benchmarks/proxy_floor.py --client streams`` shows what the
-machinery costs: 0.13-0.17 ms of a bare relay's 0.35-0.38 ms per request here. Remote backends
+machinery costs: 0.13-0.17 ms of a bare relay's 0.37-0.40 ms per request here. Remote backends
 (TCP, TLS, other servers) keep aiohttp (``client.py``).
 
 Connections are kept alive and reused last-in first-out, dropped after ``KEEPALIVE_SECONDS``
@@ -26,7 +26,13 @@ from typing import Any, cast
 import httptools
 
 from nanoserve.errors import WorkerUnavailable
-from nanoserve.wire.client import KEEPALIVE_SECONDS, WorkerClient, WorkerConnectFailed, WorkerResponse
+from nanoserve.wire.client import (
+    KEEPALIVE_SECONDS,
+    WorkerClient,
+    WorkerConnectFailed,
+    WorkerResponse,
+    unix_path,
+)
 from nanoserve.wire.headers import JSON_HEADERS
 
 CONNECT_TIMEOUT = 5.0
@@ -172,7 +178,9 @@ class UnixWorkerClient(WorkerClient):
 
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None):
         super().__init__(base_url, headers)
-        path = base_url.removeprefix("unix:")
+        path = unix_path(base_url)
+        if path is None:
+            raise ValueError(f"not a unix:PATH address: {base_url!r}")
         self._path = path
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
